@@ -1,0 +1,1 @@
+"""The image's entrypoint: one dispatcher, one module per mode."""

@@ -1,0 +1,129 @@
+"""`smray-entrypoint MODE [ARGS]`: the image's ENTRYPOINT.
+
+Reads the job's resource config, forms the Ray cluster where the mode needs one, runs the mode on the
+head and reports the outcome the way SageMaker reads it: exit 0 on success; on failure one clear line
+in the failure file and exit 1. An unknown mode is a usage error (exit 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from smray import __version__
+from smray.entrypoints import cluster_check
+from smray.entrypoints.failure import report_and_exit, write_failure
+from smray.errors import UserError
+from smray.ray_bootstrap import cluster
+from smray.ray_bootstrap.resource_config import (
+    PROCESSING_CONFIG,
+    TRAINING_CONFIG,
+    JobKind,
+    ResourceConfig,
+    discover,
+)
+
+log = logging.getLogger("smray")
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    summary: str
+    run: Callable[[ResourceConfig, list[str]], None]
+    on_cluster: bool = True  # the head runs it on the job's Ray cluster; workers serve that cluster
+
+
+MODES = {
+    m.name: m
+    for m in (
+        Mode(
+            "cluster-check", "run a task on every host and print its SageMaker host name", cluster_check.run
+        ),
+    )
+}
+
+
+class Terminated(Exception):
+    """SIGTERM: SageMaker stops a job, or docker compose stops a service."""
+
+
+def usage() -> str:
+    width = max(len(name) for name in MODES)
+    lines = [f"usage: smray-entrypoint MODE [ARGS...]   (smray {__version__})", "", "modes:"]
+    lines += [f"  {m.name:<{width}}  {m.summary}" for m in MODES.values()]
+    lines += ["", "`smray-entrypoint MODE --help` describes a mode's arguments."]
+    return "\n".join(lines)
+
+
+def job_kind() -> JobKind:
+    if TRAINING_CONFIG.exists():
+        return JobKind.TRAINING
+    if PROCESSING_CONFIG.exists():
+        return JobKind.PROCESSING
+    return JobKind.LOCAL
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run(sys.argv[1:] if argv is None else argv))
+
+
+def run(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else EXIT_USAGE
+    mode = MODES.get(argv[0])
+    if mode is None:
+        print(f"smray-entrypoint: unknown mode {argv[0]!r}\n\n{usage()}", file=sys.stderr)
+        return EXIT_USAGE
+    kind = job_kind()
+    _configure_logging()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        config = discover()
+        log.info(
+            "smray %s: mode %s on host %s of %s",
+            __version__,
+            mode.name,
+            config.current_host,
+            list(config.hosts),
+        )
+        if mode.on_cluster:
+            cluster.run(
+                config, os.environ, lambda: mode.run(config, argv[1:]), lambda e: report_and_exit(e, kind)
+            )
+        else:
+            mode.run(config, argv[1:])
+    except SystemExit as exc:  # argparse inside a mode: its message is already on stderr
+        if exc.code in (0, None):
+            return 0
+        write_failure(UserError(f"invalid arguments for mode {mode.name}: {' '.join(argv[1:])}"), kind)
+        return EXIT_USAGE
+    except UserError as exc:
+        log.error("FAILED: %s", write_failure(exc, kind))
+        return EXIT_FAILURE
+    except BaseException as exc:
+        log.exception("unexpected failure")
+        log.error("FAILED: %s", write_failure(exc, kind))
+        return EXIT_FAILURE
+    log.info("mode %s succeeded", mode.name)
+    return 0
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated("stopped by SIGTERM")
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("SMRAY_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )

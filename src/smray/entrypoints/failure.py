@@ -1,0 +1,57 @@
+"""How a job reports failure: one clear line in the file SageMaker shows as the job's failure reason,
+the details in the log, and a non-zero exit code."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import NoReturn
+
+from smray.errors import UserError
+from smray.ray_bootstrap.resource_config import JobKind
+
+log = logging.getLogger(__name__)
+
+OUTPUT_DIR = Path("/opt/ml/output")
+# Training jobs show /opt/ml/output/failure as FailureReason; Processing jobs show
+# /opt/ml/output/message as ExitMessage (first 1 KB of each).
+FAILURE_FILES = {
+    JobKind.TRAINING: "failure",
+    JobKind.PROCESSING: "message",
+    JobKind.LOCAL: "failure",
+}
+MAX_REASON_BYTES = 1024
+
+
+def failure_file(kind: JobKind, output_dir: Path = OUTPUT_DIR) -> Path:
+    return output_dir / FAILURE_FILES[kind]
+
+
+def one_line(exc: BaseException) -> str:
+    """The reason as one line: a UserError's message as written; anything else by its type too."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, UserError):
+        return text or type(exc).__name__
+    return (
+        f"internal error: {type(exc).__name__}: {text}" if text else f"internal error: {type(exc).__name__}"
+    )
+
+
+def write_failure(exc: BaseException, kind: JobKind, output_dir: Path = OUTPUT_DIR) -> str:
+    reason = one_line(exc)
+    encoded = reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+    path = failure_file(kind, output_dir)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(encoded + "\n")
+    except OSError as write_error:  # the log still carries the reason
+        log.error("could not write %s: %s", path, write_error)
+    return reason
+
+
+def report_and_exit(exc: BaseException, kind: JobKind, output_dir: Path = OUTPUT_DIR) -> NoReturn:
+    """For a job that must stop now (a thread that cannot raise into the main one)."""
+    log.error("FAILED: %s", write_failure(exc, kind, output_dir))
+    logging.shutdown()
+    os._exit(1)

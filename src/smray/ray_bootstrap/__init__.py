@@ -1,0 +1,1 @@
+"""Forming a Ray cluster from SageMaker's resource config."""
