@@ -33,11 +33,10 @@ def _whoami(hold_s: float) -> tuple[str, str]:
     return discover().current_host, ray.util.get_node_ip_address()
 
 
-def run(config: ResourceConfig, args: list[str]) -> None:
+def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    opts = parser().parse_args(args)
     started = time.monotonic()
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     task = ray.remote(num_cpus=0)(_whoami)

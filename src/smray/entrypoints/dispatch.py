@@ -7,6 +7,7 @@ in the failure file and exit 1. An unknown mode is a usage error (exit 2).
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
@@ -19,13 +20,7 @@ from smray.entrypoints import cluster_check
 from smray.entrypoints.failure import report_and_exit, write_failure
 from smray.errors import UserError
 from smray.ray_bootstrap import cluster
-from smray.ray_bootstrap.resource_config import (
-    PROCESSING_CONFIG,
-    TRAINING_CONFIG,
-    JobKind,
-    ResourceConfig,
-    discover,
-)
+from smray.ray_bootstrap.resource_config import ResourceConfig, discover, job_kind
 
 log = logging.getLogger("smray")
 
@@ -37,7 +32,8 @@ EXIT_USAGE = 2
 class Mode:
     name: str
     summary: str
-    run: Callable[[ResourceConfig, list[str]], None]
+    parser: Callable[[], argparse.ArgumentParser]
+    run: Callable[[ResourceConfig, argparse.Namespace], None]
     on_cluster: bool = True  # the head runs it on the job's Ray cluster; workers serve that cluster
 
 
@@ -45,7 +41,10 @@ MODES = {
     m.name: m
     for m in (
         Mode(
-            "cluster-check", "run a task on every host and print its SageMaker host name", cluster_check.run
+            "cluster-check",
+            "run a task on every host and print its SageMaker host name",
+            cluster_check.parser,
+            cluster_check.run,
         ),
     )
 }
@@ -63,14 +62,6 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def job_kind() -> JobKind:
-    if TRAINING_CONFIG.exists():
-        return JobKind.TRAINING
-    if PROCESSING_CONFIG.exists():
-        return JobKind.PROCESSING
-    return JobKind.LOCAL
-
-
 def main(argv: list[str] | None = None) -> None:
     sys.exit(run(sys.argv[1:] if argv is None else argv))
 
@@ -84,28 +75,26 @@ def run(argv: list[str]) -> int:
         print(f"smray-entrypoint: unknown mode {argv[0]!r}\n\n{usage()}", file=sys.stderr)
         return EXIT_USAGE
     kind = job_kind()
+    try:  # arguments first: a typo must fail in a second, not after the cluster formed
+        opts = mode.parser().parse_args(argv[1:])
+    except SystemExit as exc:  # argparse already printed its message (or the help) to the console
+        if exc.code in (0, None):
+            return 0
+        write_failure(UserError(f"invalid arguments for mode {mode.name}: {' '.join(argv[1:])}"), kind)
+        return EXIT_USAGE
     _configure_logging()
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         config = discover()
         log.info(
-            "smray %s: mode %s on host %s of %s",
-            __version__,
-            mode.name,
-            config.current_host,
-            list(config.hosts),
+            "smray %s: mode %s on host %s of %s", __version__, mode.name, config.current_host, config.hosts
         )
         if mode.on_cluster:
             cluster.run(
-                config, os.environ, lambda: mode.run(config, argv[1:]), lambda e: report_and_exit(e, kind)
+                config, os.environ, lambda: mode.run(config, opts), lambda e: report_and_exit(e, kind)
             )
         else:
-            mode.run(config, argv[1:])
-    except SystemExit as exc:  # argparse inside a mode: its message is already on stderr
-        if exc.code in (0, None):
-            return 0
-        write_failure(UserError(f"invalid arguments for mode {mode.name}: {' '.join(argv[1:])}"), kind)
-        return EXIT_USAGE
+            mode.run(config, opts)
     except UserError as exc:
         log.error("FAILED: %s", write_failure(exc, kind))
         return EXIT_FAILURE

@@ -8,12 +8,12 @@ import os
 from pathlib import Path
 from typing import NoReturn
 
+from smray import paths
 from smray.errors import UserError
 from smray.ray_bootstrap.resource_config import JobKind
 
 log = logging.getLogger(__name__)
 
-OUTPUT_DIR = Path("/opt/ml/output")
 # Training jobs show /opt/ml/output/failure as FailureReason; Processing jobs show
 # /opt/ml/output/message as ExitMessage (first 1 KB of each).
 FAILURE_FILES = {
@@ -24,8 +24,8 @@ FAILURE_FILES = {
 MAX_REASON_BYTES = 1024
 
 
-def failure_file(kind: JobKind, output_dir: Path = OUTPUT_DIR) -> Path:
-    return output_dir / FAILURE_FILES[kind]
+def failure_file(kind: JobKind) -> Path:
+    return paths.output_dir() / FAILURE_FILES[kind]
 
 
 def one_line(exc: BaseException) -> str:
@@ -38,10 +38,10 @@ def one_line(exc: BaseException) -> str:
     )
 
 
-def write_failure(exc: BaseException, kind: JobKind, output_dir: Path = OUTPUT_DIR) -> str:
+def write_failure(exc: BaseException, kind: JobKind) -> str:
     reason = one_line(exc)
     encoded = reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
-    path = failure_file(kind, output_dir)
+    path = failure_file(kind)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(encoded + "\n")
@@ -50,8 +50,8 @@ def write_failure(exc: BaseException, kind: JobKind, output_dir: Path = OUTPUT_D
     return reason
 
 
-def report_and_exit(exc: BaseException, kind: JobKind, output_dir: Path = OUTPUT_DIR) -> NoReturn:
+def report_and_exit(exc: BaseException, kind: JobKind) -> NoReturn:
     """For a job that must stop now (a thread that cannot raise into the main one)."""
-    log.error("FAILED: %s", write_failure(exc, kind, output_dir))
+    log.error("FAILED: %s", write_failure(exc, kind))
     logging.shutdown()
     os._exit(1)

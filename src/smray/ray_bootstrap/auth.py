@@ -28,7 +28,8 @@ def cluster_token(env: Mapping[str, str], host_count: int) -> str:
             f"{TOKEN_ENV} is not set: a {host_count}-host job needs the same secret token on every host "
             "(set it in the job's environment)"
         )
-    return secrets.token_hex(32)
+    # Ray keeps the first token it saw for the life of the process: reuse it for a second local run.
+    return env.get("RAY_AUTH_TOKEN") or secrets.token_hex(32)
 
 
 def ray_env(token: str) -> dict[str, str]:

@@ -93,6 +93,17 @@ class LifelineServer:
         for peer in peers:
             _send(peer.sock, f"done {status}")
 
+    def close(self) -> None:
+        """Drop every connection, as the head process's exit does. The head itself never calls this: its
+        workers must see the connection close only once the head process has ended."""
+        with self._lock:
+            self._closing = True
+            peers = list(self._peers.values())
+        self._listener.close()
+        for peer in peers:
+            peer.sock.shutdown(socket.SHUT_RDWR)
+            peer.sock.close()
+
     def _accept_loop(self) -> None:
         while True:
             try:

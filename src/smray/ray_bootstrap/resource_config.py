@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from smray import paths
 from smray.errors import UserError
 
-TRAINING_CONFIG = Path("/opt/ml/input/config/resourceconfig.json")
-PROCESSING_CONFIG = Path("/opt/ml/config/resourceconfig.json")
 LOCAL_HOST = "algo-1"
 
 
@@ -58,13 +57,22 @@ def local() -> ResourceConfig:
     return ResourceConfig(current_host=LOCAL_HOST, hosts=(LOCAL_HOST,), kind=JobKind.LOCAL)
 
 
-def discover(
-    training_path: Path = TRAINING_CONFIG, processing_path: Path = PROCESSING_CONFIG
-) -> ResourceConfig:
+def job_kind() -> JobKind:
+    """Training if SageMaker wrote a training resource config, processing if a processing one, else local."""
+    if paths.training_resource_config().exists():
+        return JobKind.TRAINING
+    if paths.processing_resource_config().exists():
+        return JobKind.PROCESSING
+    return JobKind.LOCAL
+
+
+def discover() -> ResourceConfig:
     """The job's resource config: training's if present, else processing's, else one local host."""
-    for path, kind in ((training_path, JobKind.TRAINING), (processing_path, JobKind.PROCESSING)):
-        if path.exists():
-            return load(path, kind)
+    kind = job_kind()
+    if kind is JobKind.TRAINING:
+        return load(paths.training_resource_config(), kind)
+    if kind is JobKind.PROCESSING:
+        return load(paths.processing_resource_config(), kind)
     return local()
 
 

@@ -43,7 +43,8 @@ def _convert(name: str, raw: str, kind: type) -> object:
     try:
         value = kind(raw)
     except ValueError:
-        raise UserError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+        noun = "an integer" if kind is int else "a number"
+        raise UserError(f"{name} must be {noun}, got {raw!r}") from None
     if value < 0:
         raise UserError(f"{name} must not be negative, got {raw!r}")
     return value

@@ -1,0 +1,24 @@
+"""Where SageMaker puts a job's files. One root, `/opt/ml`, which SMRAY_OPT_ML moves (tests, a laptop)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT_ENV = "SMRAY_OPT_ML"
+
+
+def ml_root() -> Path:
+    return Path(os.environ.get(ROOT_ENV, "/opt/ml"))
+
+
+def training_resource_config() -> Path:
+    return ml_root() / "input" / "config" / "resourceconfig.json"
+
+
+def processing_resource_config() -> Path:
+    return ml_root() / "config" / "resourceconfig.json"
+
+
+def output_dir() -> Path:
+    return ml_root() / "output"

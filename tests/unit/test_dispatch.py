@@ -1,0 +1,49 @@
+import pytest
+
+from smray import paths
+from smray.entrypoints import dispatch
+from tests.conftest import write_json
+
+
+def test_no_mode_is_a_usage_error(capsys):
+    assert dispatch.run([]) == 2
+    assert "usage: smray-entrypoint MODE" in capsys.readouterr().err
+
+
+def test_help_lists_the_modes(capsys):
+    assert dispatch.run(["--help"]) == 0
+    assert "cluster-check" in capsys.readouterr().out
+
+
+def test_unknown_mode_is_a_usage_error(capsys, opt_ml):
+    assert dispatch.run(["trian"]) == 2
+    assert "unknown mode 'trian'" in capsys.readouterr().err
+    assert not (opt_ml / "output").exists()
+
+
+def test_malformed_training_config_writes_the_failure_reason(opt_ml):
+    write_json(paths.training_resource_config(), '{"current_host": "algo-1", "hosts": [')
+    assert dispatch.run(["cluster-check"]) == 1
+    reason = (opt_ml / "output" / "failure").read_text()
+    assert "is not valid JSON" in reason and reason.count("\n") == 1
+
+
+def test_processing_failures_go_to_the_exit_message(opt_ml):
+    write_json(paths.processing_resource_config(), {"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]})
+    assert dispatch.run(["cluster-check"]) == 1
+    assert "SMRAY_RAY_TOKEN is not set" in (opt_ml / "output" / "message").read_text()
+
+
+def test_bad_mode_arguments_are_a_usage_error(opt_ml):
+    assert dispatch.run(["cluster-check", "--hold", "soon"]) == 2
+    assert "invalid arguments for mode cluster-check" in (opt_ml / "output" / "failure").read_text()
+
+
+@pytest.mark.timeout(120)
+def test_cluster_check_on_one_local_host(opt_ml, monkeypatch, capsys):
+    monkeypatch.setenv("SMRAY_OBJECT_STORE_MIB", "100")
+    assert dispatch.run(["cluster-check"]) == 0
+    out = capsys.readouterr().out
+    assert "cluster-check: task ran on algo-1 (" in out
+    assert "cluster-check: OK, 1/1 hosts answered" in out
+    assert not (opt_ml / "output" / "failure").exists()
