@@ -48,8 +48,9 @@ class LocalCluster:
     object_store_mib: int = 128
     memory_limit: str | None = "3g"
     project: str = ""
-    # Set per host to override its resourceconfig.json (fault drills).
+    # Fault drills: a host's resourceconfig.json replaced by this text; hosts listed but never started.
     raw_configs: dict[str, str] = field(default_factory=dict)
+    absent_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in CONFIG_DIRS:
@@ -64,11 +65,15 @@ class LocalCluster:
     def head(self) -> str:
         return sorted(self.hosts)[0]
 
+    @property
+    def workers(self) -> list[str]:
+        return sorted(self.hosts)[1:]
+
     def write(self) -> Path:
         """Write each host's SageMaker files and the compose file; returns the compose file."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         services = {}
-        for host in self.hosts:
+        for host in (h for h in self.hosts if h not in self.absent_hosts):
             config_dir = self.workdir / host / "config"
             output_dir = self.workdir / host / "output"
             config_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ token), `beat` every `beat_s` seconds, `done <status>` (head only).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -101,7 +102,8 @@ class LifelineServer:
             peers = list(self._peers.values())
         self._listener.close()
         for peer in peers:
-            peer.sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):  # already closed by its reader thread
+                peer.sock.shutdown(socket.SHUT_RDWR)
             peer.sock.close()
 
     def _accept_loop(self) -> None:
