@@ -125,6 +125,25 @@ class LocalCluster:
         self.write()
         self.compose("up", "-d", "--no-color", capture=True)
 
+    def follow(self) -> None:
+        """Stream every host's log until all of them have exited."""
+        self.compose("logs", "-f", "--no-color", check=False)
+
+    def exit_codes(self) -> dict[str, int]:
+        """Host -> exit code of its container (-1 while it still runs)."""
+        ids = self.compose("ps", "-q", capture=True).stdout.split()
+        if not ids:
+            return {}
+        fmt = '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{.State.ExitCode}}'
+        out = subprocess.run(
+            ["docker", "inspect", "-f", fmt, *ids], capture_output=True, text=True, check=True
+        )
+        codes = {}
+        for line in out.stdout.splitlines():
+            host, status, code = line.split()
+            codes[host] = int(code) if status == "exited" else -1
+        return codes
+
     def down(self) -> None:
         self.compose("down", "--volumes", "--remove-orphans", "-t", "5", check=False, capture=True)
 

@@ -53,12 +53,14 @@ def run(config: ResourceConfig, env: Mapping[str, str], work: Work, abort: Abort
 def _run_single_host(settings: ClusterSettings, store: object_store.ObjectStorePlan, work: Work) -> None:
     import ray
 
+    started = time.monotonic()
     ray.init(
         object_store_memory=store.size_bytes,
         _plasma_directory=str(store.directory),
         include_dashboard=settings.include_dashboard,
         log_to_driver=True,
     )
+    log.info("cluster formed: 1 host ready in %.1f s", time.monotonic() - started)
     try:
         work()
     finally:

@@ -1,0 +1,83 @@
+"""`smray`: the host-side command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from smray import __version__
+from smray.errors import UserError
+from smray.local_cluster import LocalCluster, host_names, new_token
+from smray.ray_bootstrap.resource_config import JobKind
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smray", description="Ray ML workflows on SageMaker and locally.")
+    parser.add_argument("--version", action="version", version=f"smray {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cluster = sub.add_parser(
+        "cluster",
+        help="run one image mode on a local N-host cluster of containers",
+        description="Runs the smray image as an N-host SageMaker-style job with docker compose: each host "
+        "its own container and resourceconfig.json, hosts named algo-<i>-<suffix> on one network. Waits "
+        "for every host to exit, prints a summary and removes the containers.",
+    )
+    cluster.add_argument("--hosts", type=int, default=3, help="number of hosts (default: 3)")
+    cluster.add_argument("--image", default="smray:latest", help="image to run (default: smray:latest)")
+    cluster.add_argument(
+        "--kind", choices=["training", "processing"], default="training", help="job kind (default: training)"
+    )
+    cluster.add_argument("--shm-size", default="256m", help="each container's /dev/shm (default: 256m)")
+    cluster.add_argument(
+        "--object-store-mib", type=int, default=128, help="Ray object store per host (default: 128)"
+    )
+    cluster.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go")
+    cluster.add_argument("mode", help="image mode, e.g. cluster-check")
+    cluster.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the mode")
+    cluster.set_defaults(func=cmd_cluster)
+    return parser
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    hosts = host_names(args.hosts)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    local = LocalCluster(
+        workdir=args.runs_dir / f"cluster-{stamp}-{hosts[0].rsplit('-', 1)[-1]}",
+        image=args.image,
+        command=[args.mode, *args.args],
+        hosts=hosts,
+        kind=JobKind(args.kind),
+        env=new_token(),
+        shm_size=args.shm_size,
+        object_store_mib=args.object_store_mib,
+    )
+    started = time.monotonic()
+    try:
+        local.start()
+        local.follow()
+        codes = local.exit_codes()
+    finally:
+        local.down()
+    elapsed = time.monotonic() - started
+    print(
+        f"\nsmray cluster: {len(hosts)} hosts, mode {args.mode}, {elapsed:.1f} s, run folder {local.workdir}"
+    )
+    for host in hosts:
+        role = "head" if host == local.head else "worker"
+        reason = local.failure(host)
+        print(f"  {host}  {role:<6}  exit {codes.get(host, '?')}" + (f"  {reason}" if reason else ""))
+    ok = codes.get(local.head) == 0 and all(codes.get(h) == 0 for h in hosts)
+    print("result: OK" if ok else "result: FAILED")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        sys.exit(args.func(args))
+    except UserError as exc:
+        sys.exit(f"smray: {exc}")
