@@ -11,6 +11,7 @@ from typing import NoReturn
 from smray import paths
 from smray.errors import UserError
 from smray.ray_bootstrap.resource_config import JobKind
+from smray.ray_tasks import original
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,9 @@ def failure_file(kind: JobKind) -> Path:
 
 
 def one_line(exc: BaseException) -> str:
-    """The reason as one line: a UserError's message as written; anything else by its type too."""
+    """The reason as one line: a UserError's message as written; anything else by its type too. An
+    error raised inside a Ray task or actor is reported as the original error, not Ray's wrapper."""
+    exc = original(exc)
     text = " ".join(str(exc).split())
     if isinstance(exc, UserError):
         return text or type(exc).__name__

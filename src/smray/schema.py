@@ -1,0 +1,169 @@
+"""The declared shape of a data set: which columns are features (and their types), which one is the
+target, which ones identify a record and time it, and the row-level data-quality rules with a policy
+each. Every step reads the data through this declaration, so a user's own table works by swapping the
+schema file; nothing in the steps names a housing column.
+
+A schema file is JSON:
+
+    {"name": "housing", "target": "PRICE", "record_id": "record_id", "event_time": "event_time",
+     "features": [{"name": "YEAR_BUILT", "type": "integral"}, {"name": "SQUARE_FEET", "type": "fractional"}],
+     "rules": [{"column": "PRICE", "min": 0, "policy": "quarantine"}]}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from smray.errors import UserError
+
+
+class FeatureType(Enum):
+    """SageMaker Feature Store's types (String is not used by the numeric models here)."""
+
+    INTEGRAL = "integral"
+    FRACTIONAL = "fractional"
+
+
+class Policy(Enum):
+    QUARANTINE = "quarantine"  # set the offending rows aside in a side output, count them, go on
+    FAIL = "fail"  # stop the step with a clear error
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    type: FeatureType
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A bound on one column's values: rows outside [min, max] break it."""
+
+    column: str
+    min: float | None = None
+    max: float | None = None
+    policy: Policy = Policy.QUARANTINE
+
+    def describe(self) -> str:
+        bounds = [
+            f">= {self.min:g}" if self.min is not None else "",
+            f"<= {self.max:g}" if self.max is not None else "",
+        ]
+        return f"{self.column} {' and '.join(b for b in bounds if b)}"
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    target: str
+    features: tuple[Feature, ...]
+    record_id: str = "record_id"
+    event_time: str = "event_time"
+    rules: tuple[Rule, ...] = field(default=())
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def value_columns(self) -> list[str]:
+        """The columns a model sees: the target first, then the features."""
+        return [self.target, *self.feature_names]
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if isinstance(value, Enum):
+                return value.value
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items() if v is not None}
+            if isinstance(value, list | tuple):
+                return [plain(v) for v in value]
+            return value
+
+        return plain(asdict(self))
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+
+def parse(raw: Any, source: str = "schema") -> Schema:
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: expected a JSON object")
+    unknown = set(raw) - {"name", "target", "features", "record_id", "event_time", "rules"}
+    if unknown:
+        raise UserError(f"{source}: unknown keys {', '.join(sorted(unknown))}")
+    for key in ("name", "target"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise UserError(f"{source}: {key!r} must be a non-empty string")
+    features_raw = raw.get("features")
+    if not isinstance(features_raw, list) or not features_raw:
+        raise UserError(f"{source}: 'features' must be a non-empty list")
+    features = tuple(_feature(f, source) for f in features_raw)
+    schema = Schema(
+        name=raw["name"],
+        target=raw["target"],
+        features=features,
+        record_id=str(raw.get("record_id", "record_id")),
+        event_time=str(raw.get("event_time", "event_time")),
+        rules=tuple(_rule(r, source) for r in raw.get("rules", [])),
+    )
+    names = [schema.record_id, schema.event_time, *schema.value_columns]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise UserError(f"{source}: column names used twice: {', '.join(repeated)}")
+    for rule in schema.rules:
+        if rule.column not in schema.value_columns:
+            raise UserError(f"{source}: rule on unknown column {rule.column!r}")
+    return schema
+
+
+def _feature(raw: Any, source: str) -> Feature:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
+        raise UserError(f"{source}: each feature needs a name")
+    try:
+        kind = FeatureType(raw.get("type", "fractional"))
+    except ValueError:
+        raise UserError(
+            f"{source}: feature {raw['name']!r} has type {raw.get('type')!r}; use integral or fractional"
+        ) from None
+    return Feature(raw["name"], kind)
+
+
+def _rule(raw: Any, source: str) -> Rule:
+    if not isinstance(raw, dict) or not isinstance(raw.get("column"), str):
+        raise UserError(f"{source}: each rule needs a column")
+    bounds = {}
+    for key in ("min", "max"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, int | float) or math.isnan(value)):
+            raise UserError(f"{source}: rule on {raw['column']!r}: {key} must be a number")
+        bounds[key] = value
+    if bounds["min"] is None and bounds["max"] is None:
+        raise UserError(f"{source}: rule on {raw['column']!r} needs a min or a max")
+    try:
+        policy = Policy(raw.get("policy", "quarantine"))
+    except ValueError:
+        raise UserError(f"{source}: rule on {raw['column']!r}: policy must be quarantine or fail") from None
+    return Rule(column=raw["column"], min=bounds["min"], max=bounds["max"], policy=policy)
+
+
+def load(path: Path) -> Schema:
+    try:
+        raw = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UserError(f"cannot read schema {path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise UserError(f"schema {path} is not valid JSON: {exc}") from exc
+    return parse(raw, source=f"schema {path}")
+
+
+def housing() -> Schema:
+    """The workflow's default: the housing table of the AWS sample."""
+    text = resources.files("smray").joinpath("schemas/housing.json").read_text()
+    return parse(json.loads(text), source="built-in housing schema")

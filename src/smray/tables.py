@@ -1,0 +1,113 @@
+"""Reading the user's tables (CSV with a header, or Parquet) and checking them against the schema.
+
+Every check fails with one line that names the file, the column and, where it helps, the row and the
+value, so a user can fix the input without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from smray.errors import UserError
+from smray.schema import FeatureType, Schema
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".csv", ".parquet")
+
+
+def list_files(root: Path, what: str = "input") -> list[Path]:
+    """Every CSV/Parquet file under `root`, in a stable order; none is an error."""
+    if not root.exists():
+        raise UserError(f"{what} folder {root} does not exist")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+    if not files:
+        raise UserError(f"no CSV or Parquet files in {what} folder {root}")
+    return files
+
+
+def read(path: Path) -> pd.DataFrame:
+    """One file as read, every column as found (CSV cells as strings, so nothing is silently coerced)."""
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path} is empty: expected a header line and at least one row") from None
+    except (pd.errors.ParserError, pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {' '.join(str(exc).split())}") from exc
+    if frame.empty:
+        raise UserError(f"{path} has a header but no rows")
+    return frame
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], source: Path | str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise UserError(
+            f"{source}: missing column(s) {', '.join(missing)} (found: {', '.join(map(str, frame))})"
+        )
+
+
+def numeric(frame: pd.DataFrame, schema: Schema, source: Path | str, row_offset: int = 2) -> pd.DataFrame:
+    """The schema's value columns as numbers: a non-numeric cell, a fractional value in an integral
+    feature or a missing target is an error naming the first offending row. The frame's index holds the
+    0-based row position in its file; reported rows count the CSV header as line 1 (row_offset 2)."""
+    require_columns(frame, schema.value_columns, source)
+    out = pd.DataFrame(index=frame.index)
+    kinds = {f.name: f.type for f in schema.features}
+    for column in schema.value_columns:
+        raw = frame[column]
+        values = pd.to_numeric(raw, errors="coerce").astype("float64")
+        bad = values.isna() & raw.notna()
+        if bad.any():
+            first = _first(bad)
+            raise UserError(
+                f"{source}: column {column} has a non-numeric value {raw[first]!r} at row "
+                f"{first + row_offset} ({int(bad.sum())} such rows)"
+            )
+        if kinds.get(column) is FeatureType.INTEGRAL:
+            fractional = values.notna() & (values != np.floor(values))
+            if fractional.any():
+                first = _first(fractional)
+                raise UserError(
+                    f"{source}: integral column {column} has the fractional value {raw[first]} at row "
+                    f"{first + row_offset}"
+                )
+        out[column] = values
+    missing_target = out[schema.target].isna()
+    if missing_target.any():
+        first = _first(missing_target)
+        raise UserError(
+            f"{source}: target {schema.target} is missing (NaN) at row {first + row_offset} "
+            f"({int(missing_target.sum())} such rows)"
+        )
+    return out
+
+
+def event_times(raw: pd.Series, source: Path | str, column: str, row_offset: int = 2) -> pd.Series:
+    """Event times as float seconds since the epoch, from numbers or ISO-8601 strings."""
+    as_number = pd.to_numeric(raw, errors="coerce")
+    if as_number.notna().all():
+        return as_number.astype("float64")
+    parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
+    bad = parsed.isna()
+    if bad.any():
+        first = _first(bad)
+        raise UserError(
+            f"{source}: column {column} has {raw[first]!r} at row {first + row_offset}: "
+            "expected seconds since the epoch or an ISO-8601 time"
+        )
+    return (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+
+
+def _first(mask: pd.Series) -> int:
+    """Index label (row position in the file) of the first True."""
+    return int(mask.index[mask.to_numpy()][0])

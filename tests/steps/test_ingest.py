@@ -1,0 +1,172 @@
+import re
+import shutil
+from argparse import Namespace
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from smray import datagen
+from smray import schema as schema_mod
+from smray.errors import UserError
+from smray.feature_store.definition import FeatureGroupDefinition
+from smray.feature_store.local import LocalFeatureStore
+from smray.ray_bootstrap.resource_config import local
+from smray.steps import ingest
+
+REFERENCE = Path(__file__).resolve().parents[2] / "data" / "house_pricing.csv"
+OFFLINE_FILE = re.compile(
+    r"/000000000000/sagemaker/local/offline-store/housing-\d+/data/"
+    r"year=\d{4}/month=\d{2}/day=\d{2}/hour=\d{2}/\d{8}T\d{6}Z_[A-Za-z0-9]{16}\.parquet$"
+)
+
+
+def options(tmp_path: Path, input_dir: Path, **kw) -> Namespace:
+    opts = ingest.parser().parse_args([])
+    opts.input = input_dir
+    opts.store = str(tmp_path / "store")
+    opts.quarantine = tmp_path / "quarantine"
+    opts.report = tmp_path / "report.json"
+    for k, v in kw.items():
+        setattr(opts, k, v)
+    return opts
+
+
+def store_state(tmp_path: Path):
+    store = LocalFeatureStore(tmp_path / "store")
+    group = store.describe("housing")
+    files = store.committed_files(group)
+    offline = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+    return store, group, files, offline
+
+
+def test_ingest_writes_sagemaker_offline_layout_and_online_store(ray_cluster, tmp_path, capsys):
+    datagen.generate(tmp_path / "raw", rows=3000, files=3, fmt="parquet", seed=1)
+    ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+    store, group, files, offline = store_state(tmp_path)
+    assert files and all(OFFLINE_FILE.search(str(f)) for f in files)
+    assert all(f.exists() for f in files)
+    assert {"write_time", "api_invocation_time", "is_deleted"} <= set(offline.columns)
+    assert len(offline) == 3000 and not offline["is_deleted"].any()
+    assert store.online_count(group) == 3000
+    assert "ingest: 3000 rows from 3 file(s)" in capsys.readouterr().out
+
+    # Again: idempotent. Nothing new offline, the online store unchanged.
+    online_before = store.get_record(group, "17")
+    ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+    _, _, files_after, offline_after = store_state(tmp_path)
+    assert len(offline_after) == 3000 and files_after == files
+    assert store.get_record(group, "17") == online_before
+    report = pd.read_json(tmp_path / "report.json", typ="series")
+    assert report["written_offline"] == 0 and report["already_present"] == 3000
+
+
+def test_reference_table_gets_ids_and_times_and_its_negative_price_quarantined(ray_cluster, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(REFERENCE, raw)
+    ingest.run(local(), options(tmp_path, raw))
+    store, group, _, offline = store_state(tmp_path)
+    assert len(offline) == 9999 and store.online_count(group) == 9999
+    assert offline["record_id"].str.startswith("house_pricing.csv:").all()
+    assert offline["event_time"].eq(946684800.0).all()  # 2000-01-01T00:00:00Z
+    quarantined = pd.read_parquet(tmp_path / "quarantine")
+    assert len(quarantined) == 1
+    row = quarantined.iloc[0]
+    assert row["PRICE"] == "-60901" and row["violated_rules"] == "PRICE >= 0"
+
+
+def test_online_store_keeps_the_newest_record_and_supports_deletes(tmp_path):
+    schema = schema_mod.housing()
+    store = LocalFeatureStore(tmp_path / "store")
+    group = store.ensure_group(FeatureGroupDefinition.from_schema("housing", schema))
+    base = datagen.housing_frame(2, seed=3)
+    newer = base.assign(event_time=base["event_time"] + 100, PRICE=[1, 2])
+    store.put(group, newer)
+    older = base.assign(PRICE=[7, 8])
+    result = store.put(group, older)
+    assert result.written_offline == 2 and result.online_updated == 0  # older: offline only
+    assert store.get_record(group, "0")["PRICE"] == 1
+    store.put(group, newer.iloc[[0]], deleted=True)
+    assert store.get_record(group, "0") is None and store.online_count(group) == 1
+
+
+def test_existing_group_with_another_schema_is_a_clear_error(tmp_path):
+    store = LocalFeatureStore(tmp_path / "store")
+    store.ensure_group(FeatureGroupDefinition.from_schema("housing", schema_mod.housing()))
+    raw = schema_mod.housing().to_dict()
+    raw["features"][0]["type"] = "fractional"
+    with pytest.raises(UserError, match="YEAR_BUILT is Integral in the group but Fractional in the data"):
+        store.ensure_group(FeatureGroupDefinition.from_schema("housing", schema_mod.parse(raw)))
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+HEADER = "PRICE,YEAR_BUILT,SQUARE_FEET,NUM_BEDROOMS,NUM_BATHROOMS,LOT_ACRES,GARAGE_SPACES,FRONT_PORCH,DECK\n"
+GOOD = "490098,2008,3063.6,2,1.0,1.37,2,0,0\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (
+            {"a.csv": HEADER.replace(",DECK", "") + "490098,2008,3063.6,2,1.0,1.37,2,0\n"},
+            "missing column(s) DECK",
+        ),
+        (
+            {"a.csv": HEADER + GOOD + "500000,2008,big,2,1.0,1.37,2,0,0\n"},
+            "column SQUARE_FEET has a non-numeric value 'big' at row 3",
+        ),
+        ({"a.csv": ""}, "is empty"),
+        ({"a.csv": HEADER}, "has a header but no rows"),
+        (
+            {"a.csv": HEADER + GOOD + ",2008,3063.6,2,1.0,1.37,2,0,0\n"},
+            "target PRICE is missing (NaN) at row 3",
+        ),
+        (
+            {"a.csv": HEADER + GOOD + "490098,2008.5,3063.6,2,1.0,1.37,2,0,0\n"},
+            "integral column YEAR_BUILT has the fractional value 2008.5 at row 3",
+        ),
+        (
+            {"a.csv": "record_id,event_time," + HEADER + "1,5," + GOOD + "1,5," + GOOD},
+            "1 (record id, event time) pair(s) appear more than once",
+        ),
+        (
+            {"a.csv": "record_id,event_time," + HEADER + "1,yesterday," + GOOD},
+            "column event_time has 'yesterday'",
+        ),
+        ({"notes.txt": "nothing"}, "no CSV or Parquet files"),
+    ],
+)
+def test_bad_input_is_one_clear_error_and_leaves_nothing(ray_cluster, tmp_path, files, message):
+    for name, text in files.items():
+        write(tmp_path / "raw" / name, text)
+    with pytest.raises(UserError) as err:
+        ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "store").exists() and not (tmp_path / "report.json").exists()
+
+
+def test_fail_policy_stops_the_step(ray_cluster, tmp_path):
+    raw = schema_mod.housing().to_dict()
+    raw["rules"][0]["policy"] = "fail"
+    schema_file = write(tmp_path / "schema.json", schema_mod.parse(raw).dumps())
+    write(tmp_path / "raw" / "a.csv", HEADER + GOOD + "-5,2008,3063.6,2,1.0,1.37,2,0,0\n")
+    with pytest.raises(
+        UserError, match=r"1 row\(s\) break the rule PRICE >= 0 \(policy: fail\); first at row 3"
+    ):
+        ingest.run(local(), options(tmp_path, tmp_path / "raw", schema=schema_file))
+
+
+def test_shares_are_disjoint_and_cover_everything(tmp_path):
+    files = [write(tmp_path / f"f{i}.csv", "x" * (i + 1) * 100) for i in range(5)]
+    shares = ingest.plan_units(files, 2)
+    assert sorted(u.path for s in shares for u in s) == sorted(map(str, files))
+    one = ingest.plan_units(files[:1], 3)
+    assert [(u.part, u.parts) for s in one for u in s] == [(0, 3), (1, 3), (2, 3)]
