@@ -13,9 +13,12 @@ import numpy as np
 import pandas as pd
 
 from smray.errors import UserError
-from smray.schema import Schema, housing
+from smray.schema import housing
 
-EPOCH_2025 = 1_735_689_600.0  # 2025-01-01T00:00:00Z: generated event times fall in 2025
+EPOCH_2025 = 1_735_689_600.0  # 2025-01-01T00:00:00Z: generated event times start here
+# Event times span one day: the offline store partitions by event hour, so a year's spread would turn
+# every ingested batch into thousands of tiny files (as it would on SageMaker).
+EVENT_SPAN_S = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def housing_frame(rows: int, seed: int, first_id: int = 0, with_ids: bool = True
     if with_ids:
         schema = housing()
         frame.insert(0, schema.record_id, np.arange(first_id, first_id + rows, dtype=np.int64))
-        frame.insert(1, schema.event_time, EPOCH_2025 + rng.uniform(0, 365 * 86_400, rows).round(3))
+        frame.insert(1, schema.event_time, EPOCH_2025 + rng.uniform(0, EVENT_SPAN_S, rows).round(3))
     return frame
 
 
@@ -88,7 +91,3 @@ def generate(
         written.append(path)
         first += count
     return Generated(files=written, rows=rows)
-
-
-def default_schema() -> Schema:
-    return housing()

@@ -21,7 +21,7 @@ from smray.entrypoints.failure import report_and_exit, write_failure
 from smray.errors import UserError
 from smray.ray_bootstrap import cluster
 from smray.ray_bootstrap.resource_config import ResourceConfig, discover, job_kind
-from smray.steps import ingest
+from smray.steps import ingest, preprocess
 
 log = logging.getLogger("smray")
 
@@ -42,6 +42,12 @@ MODES = {
     m.name: m
     for m in (
         Mode("ingest", "raw CSV/Parquet files -> feature group (local store)", ingest.parser, ingest.run),
+        Mode(
+            "preprocess",
+            "feature group -> scaled train/validation/test + preprocessing artifact",
+            preprocess.parser,
+            preprocess.run,
+        ),
         Mode(
             "cluster-check",
             "run a task on every host and print its SageMaker host name",

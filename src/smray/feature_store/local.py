@@ -139,8 +139,15 @@ class LocalFeatureStore:
         if frame.empty:
             return PutResult(0, 0, 0, 0)
         now = datetime.now(UTC)
-        ids = frame[group.record_id].astype(str).to_numpy()
-        times = frame[group.event_time].astype(float).to_numpy()
+        # The group's types: ids are strings, event times fractional seconds.
+        frame = frame.assign(
+            **{
+                group.record_id: frame[group.record_id].astype(str),
+                group.event_time: frame[group.event_time].astype(float),
+            }
+        )
+        ids = frame[group.record_id].to_numpy()
+        times = frame[group.event_time].to_numpy()
         with self._catalog(group) as conn:
             conn.execute("BEGIN IMMEDIATE")  # one writer at a time across processes and hosts
             try:

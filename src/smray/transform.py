@@ -1,0 +1,77 @@
+"""The fitted preprocessing that travels with a model: the schema and the StandardScaler's statistics
+(fitted on the training split only). Preprocess applies it to every split, and the endpoint applies the
+same code to raw requests, so training and serving cannot drift apart."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from smray import schema as schema_mod
+from smray.errors import UserError
+from smray.schema import Schema
+
+FORMAT = "smray-preprocessing/1"
+FILE_NAME = "preprocessing.json"
+
+
+@dataclass(frozen=True)
+class Scale:
+    mean: float
+    std: float
+
+
+@dataclass(frozen=True)
+class Transform:
+    schema: Schema
+    scale: dict[str, Scale]  # feature -> statistics; features absent here pass through unchanged
+
+    def apply(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Standardize the features (a zero std divides by 1, as Ray's StandardScaler does)."""
+        out = features.copy()
+        for column, s in self.scale.items():
+            out[column] = (out[column].astype("float64") - s.mean) / (s.std if s.std else 1.0)
+        return out
+
+    def apply_array(self, features: np.ndarray) -> np.ndarray:
+        """The same on a matrix whose columns are the schema's features, in order."""
+        means = np.array([self.scale[f].mean if f in self.scale else 0.0 for f in self.schema.feature_names])
+        stds = np.array(
+            [(self.scale[f].std or 1.0) if f in self.scale else 1.0 for f in self.schema.feature_names]
+        )
+        return (features.astype("float64") - means) / stds
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "schema": self.schema.to_dict(),
+            "scaler": {c: {"mean": s.mean, "std": s.std} for c, s in self.scale.items()},
+        }
+
+    def save(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / FILE_NAME
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(path)
+        return path
+
+
+def load(path: Path) -> Transform:
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read preprocessing artifact {path}: {exc}") from exc
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise UserError(f"{path} is not a smray preprocessing artifact (format {FORMAT})")
+    schema = schema_mod.parse(raw["schema"], source=str(path))
+    try:
+        scale = {c: Scale(float(s["mean"]), float(s["std"])) for c, s in raw.get("scaler", {}).items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: malformed scaler statistics: {exc}") from exc
+    return Transform(schema, scale)
