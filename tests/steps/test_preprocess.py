@@ -110,7 +110,9 @@ def test_latest_record_per_id_as_of_and_deletes(ray_cluster, tmp_path):
         ),
     )
     rows = pd.concat([read_split(tmp_path / "then", n) for n in preprocess.SPLITS])
-    assert len(rows) == 20 and (rows["PRICE"] == 1.0).sum() == 0  # as of day 13: after the records, before the updates
+    assert (
+        len(rows) == 20 and (rows["PRICE"] == 1.0).sum() == 0
+    )  # as of day 13: after the records, before the updates
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""Distributed XGBoost training: data channels, engines, checkpoints, metrics and tuning."""

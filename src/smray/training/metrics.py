@@ -1,0 +1,46 @@
+"""Training metrics in the form SageMaker's metric definitions read from the job's log.
+
+XGBoost's own log line is `[12]\ttrain-rmse:...\tvalidation-rmse:...`; CloudWatch shows the tab as
+`#011`, which is what the built-in XGBoost container's regexes match. Ours match both, so the same
+definitions work on AWS and on a local log.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+import xgboost
+
+METRICS = ("rmse", "mae")
+SETS = ("train", "validation")
+
+
+def metric_definitions() -> list[dict[str, str]]:
+    """For an Estimator's or a tuning job's metric_definitions."""
+    return [
+        {"Name": f"{s}:{m}", "Regex": rf".*\[[0-9]+\].*(?:#011|\t){s}-{m}:(\S+)"}
+        for s in SETS
+        for m in METRICS
+    ]
+
+
+def line(iteration: int, evals_log: dict[str, dict[str, list[float]]]) -> str:
+    parts = [f"[{iteration}]"]
+    for data_name, metrics in evals_log.items():
+        for metric, values in metrics.items():
+            parts.append(f"{data_name}-{metric}:{values[-1]:.5f}")
+    return "\t".join(parts)
+
+
+class LogMetrics(xgboost.callback.TrainingCallback):
+    """Prints one evaluation line per round (only where `enabled`: rank 0 of a distributed run)."""
+
+    def __init__(self, enabled: bool = True, stream: TextIO | None = None) -> None:
+        self.enabled = enabled
+        self.stream = stream
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        if self.enabled:
+            print(line(epoch, evals_log), file=self.stream or sys.stdout, flush=True)
+        return False

@@ -1,0 +1,112 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+import xgboost
+
+from smray import datagen, hyperparameters
+from smray.errors import UserError
+from smray.ray_bootstrap.resource_config import local
+from smray.steps import train
+from smray.training import metrics
+
+
+def make_channels(root: Path, rows: int, seed: int = 1) -> Path:
+    """Train/validation channels as a user would bring them: CSV with a header, 80/20."""
+    frame = datagen.housing_frame(rows, seed=seed, with_ids=False)
+    cut = int(rows * 0.8)
+    channels = root / "input" / "data"
+    for name, part in (("train", frame.iloc[:cut]), ("validation", frame.iloc[cut:])):
+        (channels / name).mkdir(parents=True)
+        half = len(part) // 2
+        part.iloc[:half].to_csv(channels / name / "a.csv", index=False)
+        part.iloc[half:].to_parquet(channels / name / "b.parquet", index=False)
+    return channels
+
+
+def run_train(opt_ml: Path, **hp) -> dict:
+    (opt_ml / "input" / "config").mkdir(parents=True, exist_ok=True)
+    (opt_ml / "input" / "config" / "hyperparameters.json").write_text(
+        json.dumps({k: str(v) for k, v in hp.items()})
+    )
+    train.run(local(), train.parser().parse_args([]))
+    return json.loads((opt_ml / "model" / train.METADATA_FILE).read_text())
+
+
+def test_defaults_reach_the_quality_bar_on_100k_rows(opt_ml, capsys):
+    make_channels(opt_ml, 100_000)
+    meta = run_train(opt_ml)
+    assert meta["engine"] == "xgboost"
+    assert meta["validation_rmse"] < 15_000, meta["validation_rmse"]
+    assert sorted(p.name for p in (opt_ml / "model").iterdir()) == [
+        "metadata.json",
+        "model.json",
+        "preprocessing.json",
+    ]
+    booster = xgboost.Booster(model_file=str(opt_ml / "model" / "model.json"))
+    assert booster.num_boosted_rounds() == meta["best_iteration"] + 1
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(lines) == meta["rounds"]
+    rmse_definitions = [d for d in metrics.metric_definitions() if d["Name"].endswith(":rmse")]
+    assert len(rmse_definitions) == 2
+    for definition in rmse_definitions:
+        assert re.match(definition["Regex"], lines[-1]), definition
+        assert re.match(definition["Regex"], lines[-1].replace("\t", "#011")), definition
+    value = float(re.match(metrics.metric_definitions()[2]["Regex"], lines[meta["best_iteration"]]).group(1))
+    assert value == pytest.approx(meta["validation_rmse"], rel=1e-4)
+
+
+def test_checkpoints_every_k_rounds_and_a_restart_resumes(opt_ml, caplog):
+    make_channels(opt_ml, 5_000)
+    meta = run_train(opt_ml, num_round=30, early_stopping_rounds=0, checkpoint_every=10)
+    saved = json.loads((opt_ml / "checkpoints" / "checkpoint.json").read_text())
+    assert saved["rounds"] == 30 and meta["rounds"] == 30
+    caplog.set_level("INFO")
+    meta = run_train(opt_ml, num_round=45, early_stopping_rounds=0, checkpoint_every=10)
+    assert "resuming from a checkpoint after 30 rounds" in caplog.text
+    assert meta["rounds"] == 45
+    caplog.clear()
+    run_train(opt_ml, num_round=45, early_stopping_rounds=0, checkpoint_every=10, max_depth=3)
+    assert "other hyper-parameters" in caplog.text  # another model: starts afresh
+
+
+@pytest.mark.parametrize(
+    ("hp", "message"),
+    [
+        ({"max_dept": "4"}, r"unknown hyper-parameter\(s\) max_dept; known: alpha"),
+        ({"eta": "0"}, r"eta=0.0: outside the allowed range \(0, 1\]"),
+        ({"max_depth": "4.5"}, "max_depth='4.5': expected int"),
+        ({"objective": "binary:logistic"}, "expected one of"),
+        ({"subsample": "nan"}, "subsample is NaN"),
+    ],
+)
+def test_bad_hyperparameters_are_clear_errors(hp, message):
+    with pytest.raises(UserError, match=message):
+        hyperparameters.resolve(hp)
+
+
+def test_sagemaker_reserved_hyperparameters_are_accepted():
+    values = hyperparameters.resolve({"_tuning_objective_metric": "validation:rmse", "eta": "0.3"})
+    assert values["eta"] == 0.3 and "_tuning_objective_metric" not in values
+
+
+def test_missing_channel_and_missing_target_are_clear(opt_ml):
+    with pytest.raises(UserError, match=r"channel train folder .* does not exist"):
+        run_train(opt_ml)
+    make_channels(opt_ml, 1_000)
+    with pytest.raises(UserError, match="channel train: no target column 'VALUE'"):
+        run_train(opt_ml, target="VALUE")
+    assert not (opt_ml / "model" / "model.json").exists()
+
+
+def test_tuning_runs_trials_and_keeps_the_best(ray_cluster, opt_ml, capsys):
+    make_channels(opt_ml, 5_000)
+    meta = run_train(opt_ml, tune="true", tune_trials=3, num_round=40, tune_grace_rounds=5)
+    trials = meta["tuning_trials"]
+    assert len(trials) == 3
+    assert trials[0]["score"] <= trials[-1]["score"]
+    for name, value in trials[0]["config"].items():
+        assert meta["hyperparameters"][name] == value
+    assert "tuning trials (best first):" in capsys.readouterr().out
