@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import xgboost
 
-from smray import datagen, hyperparameters
+from smray import datagen, hyperparameters, model_artifact
 from smray.errors import UserError
 from smray.ray_bootstrap.resource_config import local
 from smray.steps import train
@@ -31,7 +31,7 @@ def run_train(opt_ml: Path, **hp) -> dict:
         json.dumps({k: str(v) for k, v in hp.items()})
     )
     train.run(local(), train.parser().parse_args([]))
-    return json.loads((opt_ml / "model" / train.METADATA_FILE).read_text())
+    return json.loads((opt_ml / "model" / model_artifact.METADATA_FILE).read_text())
 
 
 def test_defaults_reach_the_quality_bar_on_100k_rows(opt_ml, capsys):

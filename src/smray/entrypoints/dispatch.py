@@ -21,7 +21,7 @@ from smray.entrypoints.failure import report_and_exit, write_failure
 from smray.errors import UserError
 from smray.ray_bootstrap import cluster
 from smray.ray_bootstrap.resource_config import ResourceConfig, discover, job_kind
-from smray.steps import ingest, preprocess, train
+from smray.steps import evaluate, ingest, preprocess, train
 
 log = logging.getLogger("smray")
 
@@ -49,6 +49,7 @@ MODES = {
             preprocess.run,
         ),
         Mode("train", "distributed XGBoost (optionally tuned) -> /opt/ml/model", train.parser, train.run),
+        Mode("evaluate", "model + test split -> evaluation.json and a report", evaluate.parser, evaluate.run),
         Mode(
             "cluster-check",
             "run a task on every host and print its SageMaker host name",

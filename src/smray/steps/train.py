@@ -21,14 +21,13 @@ import xgboost
 
 from smray import hyperparameters, paths, transform
 from smray.errors import UserError
+from smray.model_artifact import METADATA_FILE, MODEL_FILE
 from smray.ray_bootstrap.resource_config import ResourceConfig
 from smray.schema import Feature, FeatureType, Schema
 from smray.training import checkpoint, engines, tuning
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.json"
-METADATA_FILE = "metadata.json"
 DEFAULT_TARGET = "PRICE"
 
 

@@ -1,0 +1,81 @@
+"""A trained model as `train` writes it: `model.json` (XGBoost), `preprocessing.json` (schema + scaler)
+and `metadata.json`, in a folder or in SageMaker's `model.tar.gz`. Loaded the same way by evaluate and by
+the endpoint."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost
+
+from smray import transform
+from smray.errors import UserError
+
+MODEL_FILE = "model.json"
+METADATA_FILE = "metadata.json"
+ARCHIVE = "model.tar.gz"
+
+
+@dataclass
+class Model:
+    booster: xgboost.Booster
+    transform: transform.Transform
+    metadata: dict[str, Any]
+
+    @property
+    def features(self) -> list[str]:
+        return self.transform.schema.feature_names
+
+    def predict(self, features: pd.DataFrame, scaled: bool) -> np.ndarray:
+        """Predictions for rows holding the model's features (raw, or already scaled by preprocess)."""
+        frame = features[self.features].astype("float64")
+        if not scaled:
+            frame = self.transform.apply(frame)
+        return self.booster.inplace_predict(frame.to_numpy())
+
+
+def load(location: Path) -> Model:
+    """From a folder holding the files, or holding (or being) a model.tar.gz."""
+    archive = location if location.is_file() else location / ARCHIVE
+    if archive.is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            _extract(archive, Path(tmp))
+            return _load_dir(Path(tmp))
+    return _load_dir(location)
+
+
+def _extract(archive: Path, into: Path) -> None:
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(into, filter="data")  # refuses absolute paths, links out, devices
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise UserError(f"cannot unpack model archive {archive}: {exc}") from exc
+
+
+def _load_dir(folder: Path) -> Model:
+    model_path = folder / MODEL_FILE
+    if not model_path.is_file():
+        raise UserError(f"no {MODEL_FILE} in {folder}: expected the output of the train step")
+    try:
+        booster = xgboost.Booster(model_file=str(model_path))
+    except xgboost.core.XGBoostError as exc:
+        raise UserError(f"{model_path} is not a valid XGBoost model: {str(exc).splitlines()[0]}") from exc
+    prep = transform.load(folder / transform.FILE_NAME)
+    meta_path = folder / METADATA_FILE
+    try:
+        metadata = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{meta_path} is not valid JSON: {exc}") from exc
+    if booster.feature_names and list(booster.feature_names) != prep.schema.feature_names:
+        raise UserError(
+            f"{model_path} was trained on {booster.feature_names}, but its preprocessing names "
+            f"{prep.schema.feature_names}"
+        )
+    return Model(booster=booster, transform=prep, metadata=metadata)

@@ -1,0 +1,1 @@
+"""Pictures and pages a person looks at: evaluation plots and reports."""
