@@ -78,16 +78,16 @@ def _num(v: float | None) -> str:
 
 INF = math.inf
 PARAMS: tuple[Param, ...] = (
-    Param("num_round", int, 500, "maximum boosting rounds", 1, 100_000),
+    Param("num_round", int, 3000, "maximum boosting rounds", 1, 100_000),
     Param(
         "early_stopping_rounds",
         int,
-        20,
+        50,
         "stop after this many rounds without a better validation score (0: off)",
         0,
         10_000,
     ),
-    Param("max_depth", int, 4, "maximum tree depth", 1, 30, tune=(3, 10)),
+    Param("max_depth", int, 4, "maximum tree depth", 1, 30, tune=(2, 8)),
     Param("eta", float, 0.1, "learning rate", 0, 1, low_open=True, tune=(0.02, 0.3), log_scale=True),
     Param("min_child_weight", float, 1.0, "minimum sum of instance weight in a child", 0, INF, tune=(1, 10)),
     Param("subsample", float, 1.0, "row sampling per tree", 0, 1, low_open=True, tune=(0.6, 1.0)),

@@ -56,10 +56,13 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], source: Path | 
         )
 
 
-def numeric(frame: pd.DataFrame, schema: Schema, source: Path | str, row_offset: int = 2) -> pd.DataFrame:
+def numeric(
+    frame: pd.DataFrame, schema: Schema, source: Path | str, row_offset: int = 2, scaled: bool = False
+) -> pd.DataFrame:
     """The schema's value columns as numbers: a non-numeric cell, a fractional value in an integral
     feature or a missing target is an error naming the first offending row. The frame's index holds the
-    0-based row position in its file; reported rows count the CSV header as line 1 (row_offset 2)."""
+    0-based row position in its file; reported rows count the CSV header as line 1 (row_offset 2).
+    `scaled` data (standardized by preprocess) has no integral columns any more."""
     require_columns(frame, schema.value_columns, source)
     out = pd.DataFrame(index=frame.index)
     kinds = {f.name: f.type for f in schema.features}
@@ -73,7 +76,7 @@ def numeric(frame: pd.DataFrame, schema: Schema, source: Path | str, row_offset:
                 f"{source}: column {column} has a non-numeric value {raw[first]!r} at row "
                 f"{first + row_offset} ({int(bad.sum())} such rows)"
             )
-        if kinds.get(column) is FeatureType.INTEGRAL:
+        if kinds.get(column) is FeatureType.INTEGRAL and not scaled:
             fractional = values.notna() & (values != np.floor(values))
             if fractional.any():
                 first = _first(fractional)

@@ -15,6 +15,13 @@ import numpy as np
 MAX_POINTS = 5_000  # a scatter of more points shows nothing more and makes a heavy PNG
 
 
+def _compact(*axes: matplotlib.axis.Axis) -> None:
+    """Tick labels like 250k instead of 250000, so they do not run into each other."""
+    formatter = FuncFormatter(lambda v, _: f"{v / 1000:,.0f}k" if abs(v) >= 10_000 else f"{v:,.4g}")
+    for axis in axes:
+        axis.set_major_formatter(formatter)
+
+
 def _sample(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).choice(n, size=min(n, MAX_POINTS), replace=False)
 
@@ -26,6 +33,7 @@ def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, path: Path) -
     lo, hi = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
     ax.plot([lo, hi], [lo, hi], color="black", linewidth=1, label="perfect")
     ax.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual (test)")
+    _compact(ax.xaxis, ax.yaxis)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -41,6 +49,7 @@ def residuals(actual: np.ndarray, predicted: np.ndarray, path: Path) -> None:
     left.set(xlabel="predicted", ylabel="residual (predicted - actual)", title="Residuals")
     right.hist(err, bins=60)
     right.set(xlabel="residual", ylabel="rows", title="Residual distribution")
+    _compact(left.xaxis, left.yaxis, right.xaxis)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -49,8 +58,9 @@ def residuals(actual: np.ndarray, predicted: np.ndarray, path: Path) -> None:
 def importance(gains: dict[str, float], path: Path) -> None:
     names = sorted(gains, key=gains.get)
     fig, ax = plt.subplots(figsize=(7, 0.4 * len(names) + 1.5))
-    ax.barh(names, [gains[n] for n in names])
-    ax.set(xlabel="total gain", title="Feature importance")
+    total = sum(gains.values()) or 1.0
+    ax.barh(names, [gains[n] / total for n in names])
+    ax.set(xlabel="total gain (share)", title="Feature importance")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

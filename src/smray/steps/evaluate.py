@@ -41,7 +41,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     target = model.transform.schema.target
     frame = pd.concat([tables.read(f) for f in tables.list_files(opts.test, what="test")], ignore_index=True)
     tables.require_columns(frame, [target, *model.features], opts.test)
-    values = tables.numeric(frame, model.transform.schema, opts.test)
+    values = tables.numeric(frame, model.transform.schema, opts.test, scaled=not opts.raw)
     actual = values[target].to_numpy()
     predicted = model.predict(values, scaled=not opts.raw)
     result = metrics.regression(actual, predicted)
