@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter
 
 MAX_POINTS = 5_000  # a scatter of more points shows nothing more and makes a heavy PNG
 
