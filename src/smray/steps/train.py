@@ -122,6 +122,7 @@ def _write_model(
         "seconds": round(result.seconds, 3),
         "xgboost_version": xgboost.__version__,
         "history": result.history,
+        "workers": result.workers,
         "tuning_trials": [t.__dict__ for t in trials],
     }
     model_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from typing import Any
 import xgboost
 
 from smray import hyperparameters
+from smray.ray_bootstrap.resource_config import discover
 from smray.training import checkpoint, data
 from smray.training.metrics import LogMetrics
 
@@ -30,6 +31,7 @@ class Result:
     engine: str
     seconds: float
     history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    workers: list[dict[str, Any]] = field(default_factory=list)  # Ray Train: host and rows of each rank
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,11 @@ class ModelSink:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.fingerprint = fingerprint_
         self.final: tuple[bytes, dict] | None = None
+        self.workers: list[dict[str, Any]] = []
+
+    def worker(self, rank: int, host: str, rows: int) -> None:
+        """Each worker says where it ran and how many rows it trained on."""
+        self.workers.append({"rank": rank, "host": host, "rows": rows})
 
     def checkpoint(self, raw: bytes, rounds: int) -> None:
         checkpoint.save(self.checkpoint_dir, raw, rounds, self.fingerprint)
@@ -115,8 +122,8 @@ class ModelSink:
     def finish(self, raw: bytes, history: dict) -> None:
         self.final = (raw, history)
 
-    def result(self) -> tuple[bytes, dict] | None:
-        return self.final
+    def result(self) -> tuple[bytes, dict, list[dict[str, Any]]] | None:
+        return None if self.final is None else (*self.final, sorted(self.workers, key=lambda w: w["rank"]))
 
 
 def _worker_loop(config: dict[str, Any]) -> None:
@@ -130,6 +137,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
     resume: checkpoint.Saved | None = config["resume"]
     train = data.load(job.train_dir, job.target, rank, world)
     valid = data.load(job.validation_dir, job.target, rank, world, features=train.feature_names)
+    ray.get(sink.worker.remote(rank, discover().current_host, len(train.target)))
     saver = checkpoint.Every(
         job.values["checkpoint_every"],
         lambda raw, rounds: ray.get(sink.checkpoint.remote(bytes(raw), rounds)),
@@ -170,6 +178,8 @@ def train_on_cluster(job: Job, fingerprint_: str, resume: checkpoint.Saved | Non
     final = ray.get(sink.result.remote())
     if final is None:
         raise RuntimeError("Ray Train finished but rank 0 handed over no model")
-    raw, history = final
+    raw, history, workers = final
     booster = xgboost.Booster(model_file=bytearray(raw))
-    return finish(booster, history, f"ray-train x{hosts}", started, job.values["eval_metric"])
+    result = finish(booster, history, f"ray-train x{hosts}", started, job.values["eval_metric"])
+    result.workers = workers
+    return result
