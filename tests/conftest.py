@@ -1,9 +1,15 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from smray import paths
+from smray.ray_bootstrap import auth
+
+# Ray reads its auth settings once, when first imported, and keeps the first token it saw: give every
+# in-process Ray instance of this test session the same token, before anything imports Ray.
+os.environ.update(auth.ray_env(auth.cluster_token(os.environ, 1)))
 
 
 @pytest.fixture

@@ -107,7 +107,7 @@ def test_two_hosts_share_ingest_and_train_together(make_cluster, tmp_path):
     )
     report = json.loads((work / "ingest.json").read_text())
     assert len(report["hosts"]) == 2 and all(rows > 0 for rows in report["hosts"].values()), report
-    assert report["written_offline"] == 20_000
+    assert report["written"] == 20_000
 
     run_job(
         make_cluster,

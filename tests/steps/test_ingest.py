@@ -59,7 +59,7 @@ def test_ingest_writes_sagemaker_offline_layout_and_online_store(ray_cluster, tm
     assert len(offline_after) == 3000 and files_after == files
     assert store.get_record(group, "17") == online_before
     report = pd.read_json(tmp_path / "report.json", typ="series")
-    assert report["written_offline"] == 0 and report["already_present"] == 3000
+    assert report["written"] == 0 and report["already_present"] == 3000
 
 
 def test_reference_table_gets_ids_and_times_and_its_negative_price_quarantined(ray_cluster, tmp_path):

@@ -13,7 +13,7 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +22,8 @@ import pandas as pd
 from smray import paths, ray_tasks, tables
 from smray import schema as schema_mod
 from smray.errors import UserError
+from smray.feature_store.backends import BACKENDS, StoreSpec
 from smray.feature_store.definition import FeatureGroupDefinition
-from smray.feature_store.local import LocalFeatureStore
 from smray.quality import check as check_quality
 from smray.ray_bootstrap.resource_config import ResourceConfig, discover
 from smray.schema import Schema
@@ -64,6 +64,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quarantine", type=Path, default=proc / "quarantine", help="where rule-breaking rows go")
     p.add_argument("--report", type=Path, default=proc / "report" / "ingest.json", help="summary JSON")
     p.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help="rows per committed batch")
+    p.add_argument("--backend", choices=BACKENDS, default="local", help="feature store (default: local)")
+    p.add_argument("--role-arn", default="", help="sagemaker: role for a new group's offline store")
+    p.add_argument(
+        "--offline-s3-uri", default="", help="sagemaker: s3:// prefix for a new group's offline store"
+    )
+    p.add_argument(
+        "--wait-offline-s",
+        type=float,
+        default=1800,
+        help="sagemaker: wait up to this long until the records are in the offline store (0: do not wait)",
+    )
     return p
 
 
@@ -152,16 +163,10 @@ class IngestWorker:
         }
 
     def write(
-        self, store_root: str, group: FeatureGroupDefinition, quarantine_dir: str, batch_rows: int
+        self, spec: StoreSpec, group: FeatureGroupDefinition, quarantine_dir: str, batch_rows: int
     ) -> dict:
         assert self._prepared is not None, "check() must run first"
-        store = LocalFeatureStore(Path(store_root))
-        totals = {"offered": 0, "written_offline": 0, "already_present": 0, "online_updated": 0}
-        records = self._prepared.records
-        for start in range(0, len(records), batch_rows):
-            result = store.put(group, records.iloc[start : start + batch_rows])
-            for key, value in asdict(result).items():
-                totals[key] += value
+        totals = spec.write(group, self._prepared.records, batch_rows)
         if not self._prepared.quarantine.empty:
             out = Path(quarantine_dir)
             out.mkdir(parents=True, exist_ok=True)
@@ -178,6 +183,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     default_time = float(tables.event_times(pd.Series([opts.event_time]), "--event-time", "event time")[0])
     if opts.batch_rows < 1:
         raise UserError("--batch-rows must be at least 1")
+    spec = StoreSpec(opts.backend, opts.store, opts.role_arn, opts.offline_s3_uri)
     files = tables.list_files(opts.input)
     nodes = sorted((n for n in ray.nodes() if n.get("Alive")), key=lambda n: n["NodeManagerAddress"])
     shares = plan_units(files, len(nodes))
@@ -201,11 +207,24 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
             f"{len(dups)} (record id, event time) pair(s) appear more than once in the input, e.g. {shown}: "
             "a feature store keeps one record per id and time"
         )
-    store = LocalFeatureStore(Path(str(opts.store).removeprefix("file://")))
-    group = store.ensure_group(FeatureGroupDefinition.from_schema(opts.feature_group, schema))
+    group = spec.ensure_group(FeatureGroupDefinition.from_schema(opts.feature_group, schema))
+    since_ms = int(time.time() * 1000)
     writes = ray_tasks.get(
-        [w.write.remote(str(store.root), group, str(opts.quarantine), opts.batch_rows) for w, _ in busy]
+        [w.write.remote(spec, group, str(opts.quarantine), opts.batch_rows) for w, _ in busy]
     )
+    failed = sum(w["failed"] for w in writes)
+    if failed:
+        codes: dict[str, int] = {}
+        for w in writes:
+            for code, n in w["errors"].items():
+                codes[code] = codes.get(code, 0) + n
+        raise UserError(
+            f"{failed} of {sum(w['offered'] for w in writes)} records were not written to feature group "
+            f"{group.name} after retries ({', '.join(f'{c}: {n}' for c, n in sorted(codes.items()))})"
+        )
+    if spec.backend == "sagemaker" and opts.wait_offline_s > 0:
+        # PutRecord lands in the offline store minutes later: the next step must not read before.
+        spec.sagemaker().wait_offline(group, since_ms, sum(w["written"] for w in writes), opts.wait_offline_s)
     elapsed = time.monotonic() - started
     report = summarize(checks, writes, group, elapsed, files)
     opts.report.parent.mkdir(parents=True, exist_ok=True)
@@ -223,9 +242,8 @@ def summarize(
         "files": len(files),
         "rows_read": rows_read,
         "quarantined": sum(c["quarantined"] for c in checks),
-        "written_offline": sum(w["written_offline"] for w in writes),
+        "written": sum(w["written"] for w in writes),
         "already_present": sum(w["already_present"] for w in writes),
-        "online_updated": sum(w["online_updated"] for w in writes),
         "seconds": round(elapsed, 3),
         "rows_per_second": round(rows_read / elapsed, 1) if elapsed > 0 else None,
         "hosts": {w["host"]: w["offered"] for w in writes},
@@ -235,8 +253,8 @@ def summarize(
 def format_summary(report: dict) -> str:
     return (
         f"ingest: {report['rows_read']} rows from {report['files']} file(s) into feature group "
-        f"{report['feature_group']}: {report['written_offline']} new, {report['already_present']} already "
-        f"present, {report['quarantined']} quarantined, {report['online_updated']} online updates; "
+        f"{report['feature_group']}: {report['written']} new, {report['already_present']} already "
+        f"present, {report['quarantined']} quarantined; "
         f"{report['seconds']:.1f} s ({report['rows_per_second']:,.0f} rows/s) on "
         f"{len(report['hosts'])} host(s)"
     )

@@ -1,0 +1,73 @@
+"""Which feature store a step uses, as a small value every Ray worker can carry: the local store under a
+folder, or SageMaker Feature Store in the job's AWS account. Both are used the same way: ensure the
+group, then write batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from smray.errors import UserError
+from smray.feature_store.definition import FeatureGroupDefinition
+from smray.feature_store.local import LocalFeatureStore
+from smray.feature_store.sagemaker import SageMakerFeatureStore
+
+BACKENDS = ("local", "sagemaker")
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    backend: str = "local"
+    root: str = ""  # local: the store's folder
+    role_arn: str = ""  # sagemaker: the role the Feature Store writes the offline store with
+    offline_s3_uri: str = ""  # sagemaker: where a new group's offline store goes
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise UserError(
+                f"feature store backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}"
+            )
+        if self.backend == "local" and not self.root:
+            raise UserError("the local feature store needs a folder (--store)")
+        if self.backend == "sagemaker" and not (self.role_arn and self.offline_s3_uri.startswith("s3://")):
+            raise UserError("the SageMaker feature store needs --role-arn and an s3:// --offline-s3-uri")
+
+    def local(self) -> LocalFeatureStore:
+        return LocalFeatureStore(Path(self.root.removeprefix("file://")))
+
+    def sagemaker(self) -> SageMakerFeatureStore:
+        import boto3
+        from botocore.config import Config
+
+        # PutRecord is retried by the store itself, with its own backoff and failure count.
+        runtime = boto3.client(
+            "sagemaker-featurestore-runtime", config=Config(retries={"total_max_attempts": 1})
+        )
+        return SageMakerFeatureStore(boto3.client("sagemaker"), runtime, boto3.client("s3"))
+
+    def ensure_group(self, wanted: FeatureGroupDefinition) -> FeatureGroupDefinition:
+        if self.backend == "local":
+            return self.local().ensure_group(wanted)
+        return self.sagemaker().ensure_group(wanted, self.offline_s3_uri, self.role_arn)
+
+    def write(self, group: FeatureGroupDefinition, frame: pd.DataFrame, batch_rows: int) -> dict[str, Any]:
+        """Write in batches; counts of what happened (failed: records lost after every retry)."""
+        totals: dict[str, Any] = {"offered": 0, "written": 0, "already_present": 0, "failed": 0, "errors": {}}
+        store: Any = self.local() if self.backend == "local" else self.sagemaker()
+        for start in range(0, len(frame), batch_rows):
+            batch = frame.iloc[start : start + batch_rows]
+            if self.backend == "local":
+                result = store.put(group, batch)
+                totals["written"] += result.written_offline
+                totals["already_present"] += result.already_present
+            else:
+                report = store.put(group, batch)
+                totals["written"] += report.written
+                totals["failed"] += report.failed
+                for code, n in report.errors.items():
+                    totals["errors"][code] = totals["errors"].get(code, 0) + n
+            totals["offered"] += len(batch)
+        return totals

@@ -1,0 +1,112 @@
+"""Ingest into SageMaker Feature Store from Ray workers in other processes: moto's server on 127.0.0.1 for
+the control plane and the fake Feature Store runtime (moto has none), reached through the standard
+AWS_ENDPOINT_URL_* variables, so the step's code is exactly what runs against AWS."""
+
+import os
+import socket
+import threading
+from http.server import ThreadingHTTPServer
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from smray import datagen, schema
+from smray.errors import UserError
+from smray.feature_store.definition import FeatureGroupDefinition
+from smray.ray_bootstrap.resource_config import local
+from smray.steps import ingest
+from tests.unit.test_feature_store_sagemaker import ROLE, FakeRuntime
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def aws_endpoints():
+    moto_port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port)
+    moto.start()
+    runtime = ThreadingHTTPServer(("127.0.0.1", 0), FakeRuntime)
+    threading.Thread(target=runtime.serve_forever, daemon=True).start()
+    env = {
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL_SAGEMAKER": f"http://127.0.0.1:{moto_port}",
+        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{moto_port}",
+        "AWS_ENDPOINT_URL_SAGEMAKER_FEATURESTORE_RUNTIME": f"http://127.0.0.1:{runtime.server_address[1]}",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # before Ray starts: its workers inherit the environment
+    yield
+    runtime.shutdown()
+    moto.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def cluster(aws_endpoints, ray_cluster):
+    return ray_cluster
+
+
+def options(tmp_path, **kw):
+    opts = ingest.parser().parse_args(
+        [
+            "--backend",
+            "sagemaker",
+            "--role-arn",
+            ROLE,
+            "--offline-s3-uri",
+            "s3://offline/fs",
+            "--wait-offline-s",
+            "0",
+            "--input",
+            str(tmp_path / "raw"),
+            "--report",
+            str(tmp_path / "report.json"),
+            "--quarantine",
+            str(tmp_path / "q"),
+        ]
+    )
+    for k, v in kw.items():
+        setattr(opts, k, v)
+    return opts
+
+
+@pytest.fixture(scope="module")
+def group(cluster):
+    """The group exists up front: moto's DescribeFeatureGroup of a missing group is an internal error."""
+    definition = FeatureGroupDefinition.from_schema("housing", schema.housing())
+    boto3.client("sagemaker").create_feature_group(
+        FeatureGroupName="housing",
+        RecordIdentifierFeatureName="record_id",
+        EventTimeFeatureName="event_time",
+        FeatureDefinitions=definition.feature_definitions(),
+        OnlineStoreConfig={"EnableOnlineStore": True},
+        OfflineStoreConfig={"S3StorageConfig": {"S3Uri": "s3://offline/fs"}},
+        RoleArn=ROLE,
+    )
+
+
+def test_ingest_puts_every_record_with_retries(group, tmp_path):
+    FakeRuntime.attempts, FakeRuntime.stored, FakeRuntime.reject = {}, {}, set()
+    datagen.generate(tmp_path / "raw", rows=600, files=2, fmt="csv", seed=4)
+    ingest.run(local(), options(tmp_path))
+    assert sorted(int(r["record_id"]) for r in FakeRuntime.stored["housing"]) == list(range(600))
+    assert FakeRuntime.attempts["3"] == 3  # throttled twice, then written
+
+
+def test_lost_records_fail_the_step_and_are_counted(group, tmp_path):
+    FakeRuntime.attempts, FakeRuntime.stored, FakeRuntime.reject = {}, {}, {"10", "11", "12"}
+    datagen.generate(tmp_path / "raw", rows=100, files=1, fmt="csv", seed=4)
+    with pytest.raises(UserError, match=r"3 of 100 records were not written .* \(ValidationError: 3\)"):
+        ingest.run(local(), options(tmp_path))
+    assert not (tmp_path / "report.json").exists()

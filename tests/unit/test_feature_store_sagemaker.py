@@ -1,0 +1,161 @@
+"""The SageMaker backend against moto (control plane, S3) and a local fake of the Feature Store runtime
+API (moto has no PutRecord): a real HTTP server on 127.0.0.1 speaking the runtime's REST protocol, which
+throttles some calls so that retry and backoff are exercised for real."""
+
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from smray import datagen, schema
+from smray.errors import UserError
+from smray.feature_store.definition import FeatureGroupDefinition
+from smray.feature_store.sagemaker import SageMakerFeatureStore
+
+ROLE = "arn:aws:iam::123456789012:role/feature-store"
+
+
+class FakeRuntime(BaseHTTPRequestHandler):
+    """PUT /FeatureGroup/<name>: stores the record. Every third record id is throttled on its first two
+    attempts; ids in `reject` get a ValidationError (not retryable)."""
+
+    attempts: ClassVar[dict[str, int]] = {}
+    reject: ClassVar[set[str]] = set()
+    stored: ClassVar[dict[str, list]] = {}
+    lock = threading.Lock()
+
+    def do_PUT(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        record = {f["FeatureName"]: f["ValueAsString"] for f in body["Record"]}
+        rid = record["record_id"]
+        with FakeRuntime.lock:
+            FakeRuntime.attempts[rid] = FakeRuntime.attempts.get(rid, 0) + 1
+            throttled = int(rid) % 3 == 0 and FakeRuntime.attempts[rid] <= 2
+        if throttled:
+            return self._error(400, "ThrottlingException", "Rate exceeded")
+        if rid in FakeRuntime.reject:
+            return self._error(400, "ValidationError", "bad record")
+        with FakeRuntime.lock:
+            FakeRuntime.stored.setdefault(self.path.rsplit("/", 1)[-1], []).append(record)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _error(self, status, code, message):
+        payload = json.dumps({"__type": code, "message": message}).encode()
+        self.send_response(status)
+        self.send_header("x-amzn-ErrorType", code)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+class SageMakerAsAWS:
+    """moto's sagemaker client, except that describing a missing feature group fails the way AWS does
+    (ResourceNotFound) instead of with moto's internal KeyError: an explicit fake for one moto gap."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def describe_feature_group(self, **kwargs):
+        try:
+            return self._client.describe_feature_group(**kwargs)
+        except KeyError:
+            error = {"Error": {"Code": "ResourceNotFound", "Message": "not found"}}
+            raise ClientError(error, "DescribeFeatureGroup") from None
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    FakeRuntime.attempts, FakeRuntime.stored, FakeRuntime.reject = {}, {}, set()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeRuntime)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with mock_aws():
+        runtime = boto3.client(
+            "sagemaker-featurestore-runtime",
+            endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+            config=Config(retries={"total_max_attempts": 1}),  # our own retry is under test
+        )
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="offline", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        sagemaker = SageMakerAsAWS(boto3.client("sagemaker"))
+        yield SageMakerFeatureStore(sagemaker, runtime, s3, concurrency=8, sleep=lambda s: None)
+    server.shutdown()
+
+
+def group_definition():
+    return FeatureGroupDefinition.from_schema("housing", schema.housing())
+
+
+def test_group_is_created_then_checked(aws):
+    created = aws.ensure_group(group_definition(), "s3://offline/fs", ROLE)
+    assert created.record_id == "record_id" and created.value_types()["YEAR_BUILT"] == "Integral"
+    assert aws.ensure_group(group_definition(), "s3://offline/fs", ROLE).name == "housing"
+    other = schema.housing().to_dict()
+    other["features"] = other["features"][1:]
+    with pytest.raises(UserError, match="YEAR_BUILT is in the group but not in the data"):
+        aws.ensure_group(
+            FeatureGroupDefinition.from_schema("housing", schema.parse(other)), "s3://offline/fs", ROLE
+        )
+
+
+def test_put_retries_throttling_and_writes_every_record(aws):
+    group = aws.ensure_group(group_definition(), "s3://offline/fs", ROLE)
+    frame = datagen.housing_frame(300, seed=2)
+    report = aws.put(group, frame)
+    assert report.written == 300 and report.failed == 0 and report.retries == 200
+    stored = FakeRuntime.stored["housing"]
+    assert sorted(int(r["record_id"]) for r in stored) == list(range(300))
+    assert stored[0]["YEAR_BUILT"].isdigit()
+
+
+def test_records_that_fail_for_good_are_counted(aws):
+    group = aws.ensure_group(group_definition(), "s3://offline/fs", ROLE)
+    FakeRuntime.reject = {"4", "7"}
+    report = aws.put(group, datagen.housing_frame(20, seed=2))
+    assert report.failed == 2 and report.errors == {"ValidationError": 2} and report.written == 18
+
+
+def test_waits_until_the_offline_store_holds_the_records(aws):
+    group = FeatureGroupDefinition.from_description(
+        {
+            **group_definition().to_description(),
+            "OfflineStoreConfig": {"S3StorageConfig": {"ResolvedOutputS3Uri": "s3://offline/fs/data"}},
+        }
+    )
+    polls = []
+
+    def land_later(seconds):  # the "sleep" between polls: SageMaker writes one more file each time
+        polls.append(seconds)
+        table = pa.Table.from_pandas(datagen.housing_frame(50, seed=len(polls)))
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        aws.s3.put_object(
+            Bucket="offline", Key=f"fs/data/year=2025/part-{len(polls)}.parquet", Body=buf.getvalue()
+        )
+
+    aws.sleep = land_later
+    assert aws.wait_offline(group, since_ms=0, expected=120, timeout_s=60) == 150
+    assert len(polls) == 3 and polls[0] < polls[1]  # backoff between polls
+    with pytest.raises(UserError, match="only 150 of 1000 records reached the offline store"):
+        aws.sleep = lambda s: None
+        aws.wait_offline(group, since_ms=0, expected=1000, timeout_s=0)
