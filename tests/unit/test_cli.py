@@ -34,3 +34,12 @@ def test_generated_data_is_seeded():
     a, b = datagen.housing_frame(100, seed=1), datagen.housing_frame(100, seed=1)
     pd.testing.assert_frame_equal(a, b)
     assert not datagen.housing_frame(100, seed=2).equals(a)
+
+
+def test_readme_documents_every_hyperparameter_as_declared():
+    from pathlib import Path
+
+    from smray import hyperparameters
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert hyperparameters.markdown_table() in readme
