@@ -76,39 +76,13 @@ def test_latest_record_per_id_as_of_and_deletes(ray_cluster, tmp_path):
     group = store.describe("housing")
     store.put(group, frame.iloc[[19]].assign(event_time=3_000_000.0), deleted=True)
 
-    preprocess.run(
-        local(),
-        options(
-            tmp_path,
-            tmp_path / "now",
-            "--train-size",
-            "0.5",
-            "--validation-size",
-            "0.25",
-            "--test-size",
-            "0.25",
-            "--csv",
-        ),
-    )
+    halves = ["--train-size", "0.5", "--validation-size", "0.25", "--test-size", "0.25"]
+    preprocess.run(local(), options(tmp_path, tmp_path / "now", *halves, "--csv"))
     rows = pd.concat([read_split(tmp_path / "now", n) for n in preprocess.SPLITS])
     assert len(rows) == 19 and (rows["PRICE"] == 1.0).sum() == 5, rows
     assert (tmp_path / "now" / "splits" / "train-csv").is_dir()
 
-    preprocess.run(
-        local(),
-        options(
-            tmp_path,
-            tmp_path / "then",
-            "--as-of",
-            "1970-01-13T00:00:00Z",
-            "--train-size",
-            "0.5",
-            "--validation-size",
-            "0.25",
-            "--test-size",
-            "0.25",
-        ),
-    )
+    preprocess.run(local(), options(tmp_path, tmp_path / "then", *halves, "--as-of", "1970-01-13T00:00:00Z"))
     rows = pd.concat([read_split(tmp_path / "then", n) for n in preprocess.SPLITS])
     assert (
         len(rows) == 20 and (rows["PRICE"] == 1.0).sum() == 0
