@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--object-store-mib", type=int, default=128, help="Ray object store per host (default: 128)"
     )
     cluster.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go")
+    cluster.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="HOST_DIR:CONTAINER_DIR",
+        help="a host folder mounted in every host's container (repeatable)",
+    )
     cluster.add_argument("mode", help="image mode, e.g. cluster-check")
     cluster.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the mode")
     cluster.set_defaults(func=cmd_cluster)
@@ -73,6 +80,15 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mount(text: str) -> tuple[str, str]:
+    source, sep, target = text.partition(":")
+    if not sep or not source or not target.startswith("/"):
+        raise UserError(f"--mount expects HOST_DIR:/CONTAINER_DIR, got {text!r}")
+    if not Path(source).is_dir():
+        raise UserError(f"--mount: {source} is not a folder")
+    return source, target
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
     hosts = host_names(args.hosts)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -85,6 +101,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         env=new_token(),
         shm_size=args.shm_size,
         object_store_mib=args.object_store_mib,
+        volumes=dict(_mount(m) for m in args.mount),
     )
     started = time.monotonic()
     try:
