@@ -117,7 +117,14 @@ def _run_head(
 
     ip = resolve(config.current_host, settings.resolve_timeout_s)
     started = time.monotonic()
-    lost = _LostHostAlarm(abort)
+
+    def abort_and_release_workers(exc: BaseException) -> NoReturn:
+        # A hard exit skips the `finally` below: tell the workers first that the head is done (failed),
+        # so that they leave after it and leave the failure to it.
+        lifeline.finish(1)
+        abort(exc)
+
+    lost = _LostHostAlarm(abort_and_release_workers)
     lifeline = LifelineServer(
         "0.0.0.0",
         token,
