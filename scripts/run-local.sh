@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, locally: prepares the host if needed, builds the image, and runs the workflow's steps on
 # the reference table (data/house_pricing.csv, or the CSV/Parquet folder given as $1) as SageMaker-style
-# jobs of real containers: ingest and preprocess on 2 hosts, training on 2 hosts (Ray Train), evaluation.
+# jobs of real containers: ingest and preprocess on 2 hosts, training (SMRAY_TRAIN_HOSTS hosts, default 1:
+# plain XGBoost; 2 or more: Ray Train across the containers), evaluation.
 # Everything a run writes goes under runs/workflow-<time>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ step 2 processing ingest --input /data/raw --store /data/store --quarantine /dat
 step 2 processing preprocess --store /data/store --output /data/splits --transform-output /data/channels/transform \
   --report /data/preprocess.json
 for split in train validation; do cp -r "$work/splits/$split" "$work/channels/$split"; done
-step 2 training train --channels /data/channels --model-dir /data/model --checkpoint-dir /data/checkpoints
+step "${SMRAY_TRAIN_HOSTS:-1}" training train --channels /data/channels --model-dir /data/model --checkpoint-dir /data/checkpoints
 step 1 processing evaluate --model /data/model --test /data/splits/test --output /data/evaluation
 
 printf '\n=== summary (%s s) ===\n' "$(( $(date +%s) - started ))"
