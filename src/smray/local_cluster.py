@@ -14,8 +14,6 @@ import secrets
 import shutil
 import string
 import subprocess
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,9 +155,6 @@ class LocalCluster:
                 return path.read_text().strip()
         return None
 
-    def remove_workdir(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
 
 def new_token() -> dict[str, str]:
     return {TOKEN_ENV: secrets.token_hex(32)}
@@ -176,12 +171,3 @@ def compose_command() -> list[str]:
     if shutil.which("docker-compose"):
         return ["docker-compose"]
     raise UserError("neither `docker compose` (v2) nor `docker-compose` is installed")
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return False

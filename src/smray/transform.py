@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from smray import schema as schema_mod
@@ -37,14 +36,6 @@ class Transform:
         for column, s in self.scale.items():
             out[column] = (out[column].astype("float64") - s.mean) / (s.std if s.std else 1.0)
         return out
-
-    def apply_array(self, features: np.ndarray) -> np.ndarray:
-        """The same on a matrix whose columns are the schema's features, in order."""
-        means = np.array([self.scale[f].mean if f in self.scale else 0.0 for f in self.schema.feature_names])
-        stds = np.array(
-            [(self.scale[f].std or 1.0) if f in self.scale else 1.0 for f in self.schema.feature_names]
-        )
-        return (features.astype("float64") - means) / stds
 
     def to_dict(self) -> dict[str, Any]:
         return {

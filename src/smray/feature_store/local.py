@@ -37,7 +37,6 @@ from smray.feature_store.definition import FeatureGroupDefinition
 
 LOCAL_ACCOUNT = "000000000000"
 LOCAL_REGION = "local"
-EXTRA_COLUMNS = ("write_time", "api_invocation_time", "is_deleted")
 _ALNUM = string.ascii_letters + string.digits
 _BUSY_TIMEOUT_S = 120.0
 

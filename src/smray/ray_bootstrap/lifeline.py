@@ -70,10 +70,6 @@ class LifelineServer:
         threading.Thread(target=self._accept_loop, name="lifeline-accept", daemon=True).start()
         threading.Thread(target=self._beat_loop, name="lifeline-beat", daemon=True).start()
 
-    def joined(self) -> set[str]:
-        with self._lock:
-            return set(self._peers)
-
     def wait_for(self, hosts: set[str], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         with self._joined:

@@ -43,9 +43,6 @@ class Unit:
     part: int = 0
     parts: int = 1
 
-    def label(self) -> str:
-        return self.path if self.parts == 1 else f"{self.path} (rows {self.part}::{self.parts})"
-
 
 def parser() -> argparse.ArgumentParser:
     proc = paths.ml_root() / "processing"
