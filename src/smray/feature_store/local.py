@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -94,24 +95,33 @@ class LocalFeatureStore:
 
     # ---- data plane ----------------------------------------------------------------------------------
 
+    @staticmethod
+    def _lock_path(group: FeatureGroupDefinition) -> Path:
+        return Path(group.offline_uri) / "catalog.lock"
+
     @contextlib.contextmanager
     def _catalog(self, group: FeatureGroupDefinition) -> Iterator[sqlite3.Connection]:
         path = Path(group.offline_uri) / "catalog.sqlite"
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            columns = ", ".join(f'"{c}" {_sql_type(t)}' for c, t in group.value_types().items())
-            conn.executescript(
-                f"""
-                CREATE TABLE IF NOT EXISTS offline_keys (record_id TEXT, event_time REAL, deleted INTEGER,
-                    PRIMARY KEY (record_id, event_time, deleted)) WITHOUT ROWID;
-                CREATE TABLE IF NOT EXISTS online (record_id TEXT PRIMARY KEY, event_time REAL, {columns});
-                CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, staged TEXT, rows INTEGER,
-                    committed_at REAL);
-                """
-            )
-            self._recover(conn, group)
+            # Switching to WAL and creating the tables do not wait on SQLite's busy timeout: when several
+            # hosts open a new store at once, one of them gets "database is locked". A file lock beside
+            # the catalog (shared by every container on the host folder) makes them take turns.
+            with _exclusive(self._lock_path(group)):
+                conn.execute("PRAGMA journal_mode=WAL")
+                columns = ", ".join(f'"{c}" {_sql_type(t)}' for c, t in group.value_types().items())
+                conn.executescript(
+                    f"""
+                    CREATE TABLE IF NOT EXISTS offline_keys (record_id TEXT, event_time REAL,
+                        deleted INTEGER, PRIMARY KEY (record_id, event_time, deleted)) WITHOUT ROWID;
+                    CREATE TABLE IF NOT EXISTS online (record_id TEXT PRIMARY KEY, event_time REAL,
+                        {columns});
+                    CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, staged TEXT, rows INTEGER,
+                        committed_at REAL);
+                    """
+                )
+                self._recover(conn, group)
             yield conn
         finally:
             conn.close()
@@ -164,7 +174,8 @@ class LocalFeatureStore:
                 for _, stage, _ in locals().get("files", []):
                     Path(stage).unlink(missing_ok=True)
                 raise
-            self._recover(conn, group)  # moves this batch's files into place
+            with _exclusive(self._lock_path(group)):
+                self._recover(conn, group)  # moves this batch's files into place
         return PutResult(len(frame), int(new_mask.sum()), int((~new_mask).sum()), online)
 
     def _claim_keys(
@@ -259,6 +270,16 @@ class LocalFeatureStore:
             cur = conn.execute("SELECT * FROM online WHERE record_id = ?", (record_id,))
             row = cur.fetchone()
             return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _sql_type(kind: str) -> str:
