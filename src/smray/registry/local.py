@@ -1,0 +1,194 @@
+"""A model registry on the local disk with SageMaker Model Registry's shape.
+
+`<root>/registry.db` (SQLite) holds groups and versions; `<root>/packages/<group>/<version>/model.tar.gz`
+the artifacts. Safe under concurrent writers (SQLite's locks, `BEGIN IMMEDIATE`) and crashes:
+
+- a version number is reserved in its own committed transaction before anything else happens, so a
+  number is never handed out twice, even when the writer that reserved it dies;
+- the artifact is copied under a temporary name and renamed into place, and the version's row is
+  inserted only after that, so a listed version always has its whole artifact. A writer killed
+  mid-way leaves a reserved number with no row (a gap) and perhaps a stray temporary file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from smray.errors import UserError
+from smray.registry.records import Approval, ModelVersion
+
+DB_FILE = "registry.db"
+ARTIFACT = "model.tar.gz"
+_BUSY_TIMEOUT_S = 60.0
+# SageMaker's rule for model package group names
+_GROUP_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS groups (
+    name TEXT PRIMARY KEY, description TEXT NOT NULL, created TEXT NOT NULL,
+    last_version INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS versions (
+    grp TEXT NOT NULL REFERENCES groups(name), version INTEGER NOT NULL, status TEXT NOT NULL,
+    created TEXT NOT NULL, artifact TEXT NOT NULL, image TEXT NOT NULL, metrics TEXT NOT NULL,
+    execution TEXT NOT NULL, description TEXT NOT NULL, PRIMARY KEY (grp, version));
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class LocalRegistry:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.root / DB_FILE, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; BEGIN IMMEDIATE waits its turn behind other writers."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def register(
+        self,
+        group: str,
+        artifact: Path,
+        image: str,
+        metrics: dict[str, Any],
+        execution: str = "",
+        description: str = "",
+    ) -> ModelVersion:
+        """Adds a version (PendingManualApproval) holding `artifact`: a model.tar.gz, or a model folder
+        (packed into one)."""
+        if not _GROUP_NAME.match(group):
+            raise UserError(f"invalid model package group name {group!r}: letters, digits, '-'; 1-63 chars")
+        if not artifact.exists():
+            raise UserError(f"model artifact {artifact} does not exist")
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO groups (name, description, created) VALUES (?, ?, ?)",
+                (group, f"smray models: {group}", _now()),
+            )
+            conn.execute("UPDATE groups SET last_version = last_version + 1 WHERE name = ?", (group,))
+            (version,) = conn.execute("SELECT last_version FROM groups WHERE name = ?", (group,)).fetchone()
+        target = self.root / "packages" / group / str(version) / ARTIFACT
+        _place(artifact, target)
+        record = ModelVersion(
+            group=group,
+            version=version,
+            status=Approval.PENDING,
+            created=_now(),
+            artifact=str(target),
+            image=image,
+            metrics=metrics,
+            execution=execution,
+            description=description,
+        )
+        row = (group, version, record.status.value, record.created, record.artifact, image)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, json.dumps(metrics), execution, description),
+            )
+        return record
+
+    def set_status(self, group: str, version: int, status: Approval, description: str = "") -> ModelVersion:
+        with self._write() as conn:
+            found = conn.execute(
+                "UPDATE versions SET status = ?, description = CASE WHEN ? = '' THEN description ELSE ? END "
+                "WHERE grp = ? AND version = ?",
+                (status.value, description, description, group, version),
+            ).rowcount
+        if not found:
+            raise UserError(f"no model version {group}/{version} in the registry at {self.root}")
+        return self.describe(group, version)
+
+    def groups(self) -> list[str]:
+        if not (self.root / DB_FILE).exists():
+            return []
+        with self._connect() as conn:
+            try:
+                return [r[0] for r in conn.execute("SELECT name FROM groups ORDER BY name")]
+            except sqlite3.OperationalError:  # a registry whose first writer has not committed yet
+                return []
+
+    def versions(self, group: str, status: Approval | None = None) -> list[ModelVersion]:
+        """Newest first."""
+        if not (self.root / DB_FILE).exists():
+            return []
+        query = "SELECT * FROM versions WHERE grp = ?" + (" AND status = ?" if status else "")
+        params = (group, status.value) if status else (group,)
+        with self._connect() as conn:
+            try:
+                rows = conn.execute(query + " ORDER BY version DESC", params).fetchall()
+            except sqlite3.OperationalError:
+                return []
+        return [_record(row) for row in rows]
+
+    def describe(self, group: str, version: int) -> ModelVersion:
+        for record in self.versions(group):
+            if record.version == version:
+                return record
+        raise UserError(f"no model version {group}/{version} in the registry at {self.root}")
+
+    def latest(self, group: str, status: Approval | None = None) -> ModelVersion | None:
+        found = self.versions(group, status)
+        return found[0] if found else None
+
+
+def _record(row: tuple) -> ModelVersion:
+    group, version, status, created, artifact, image, metrics, execution, description = row
+    return ModelVersion(
+        group=group,
+        version=version,
+        status=Approval(status),
+        created=created,
+        artifact=artifact,
+        image=image,
+        metrics=json.loads(metrics),
+        execution=execution,
+        description=description,
+    )
+
+
+def _place(source: Path, target: Path) -> None:
+    """Copies (or packs) the artifact under a temporary name, syncs it, then renames it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    if source.is_dir():
+        with tarfile.open(partial, "w:gz") as tar:
+            for item in sorted(source.iterdir()):
+                tar.add(item, arcname=item.name)
+    else:
+        shutil.copyfile(source, partial)
+    with open(partial, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(partial, target)
