@@ -21,7 +21,8 @@ from smray.entrypoints.failure import report_and_exit, write_failure
 from smray.errors import UserError
 from smray.ray_bootstrap import cluster
 from smray.ray_bootstrap.resource_config import ResourceConfig, discover, job_kind
-from smray.steps import evaluate, ingest, preprocess, train
+from smray.serving import router, server
+from smray.steps import evaluate, ingest, preprocess, register, train
 
 log = logging.getLogger("smray")
 
@@ -50,6 +51,27 @@ MODES = {
         ),
         Mode("train", "distributed XGBoost (optionally tuned) -> /opt/ml/model", train.parser, train.run),
         Mode("evaluate", "model + test split -> evaluation.json and a report", evaluate.parser, evaluate.run),
+        Mode(
+            "register",
+            "model + evaluation -> a new version in the local model registry",
+            register.parser,
+            register.run,
+            on_cluster=False,
+        ),
+        Mode(
+            "serve",
+            "SageMaker's inference contract on port 8080",
+            server.parser,
+            server.run,
+            on_cluster=False,
+        ),
+        Mode(
+            "route",
+            "a local endpoint's front: forwards each request to its current model container",
+            router.parser,
+            router.run,
+            on_cluster=False,
+        ),
         Mode(
             "cluster-check",
             "run a task on every host and print its SageMaker host name",

@@ -112,7 +112,8 @@ class LocalRegistry:
             execution=execution,
             description=description,
         )
-        row = (group, version, record.status.value, record.created, record.artifact, image)
+        # stored relative to the root: the registry is mounted at different paths (host, job containers)
+        row = (group, version, record.status.value, record.created, str(target.relative_to(self.root)), image)
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -151,7 +152,7 @@ class LocalRegistry:
                 rows = conn.execute(query + " ORDER BY version DESC", params).fetchall()
             except sqlite3.OperationalError:
                 return []
-        return [_record(row) for row in rows]
+        return [_record(row, self.root) for row in rows]
 
     def describe(self, group: str, version: int) -> ModelVersion:
         for record in self.versions(group):
@@ -164,14 +165,14 @@ class LocalRegistry:
         return found[0] if found else None
 
 
-def _record(row: tuple) -> ModelVersion:
+def _record(row: tuple, root: Path) -> ModelVersion:
     group, version, status, created, artifact, image, metrics, execution, description = row
     return ModelVersion(
         group=group,
         version=version,
         status=Approval(status),
         created=created,
-        artifact=artifact,
+        artifact=str(root / artifact),
         image=image,
         metrics=json.loads(metrics),
         execution=execution,

@@ -1,0 +1,160 @@
+"""`serve` as SageMaker calls it: predictions in every supported format, and a clear 4xx for every bad
+request, from a real pre-forked server process."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from smray import model_artifact
+from smray.serving import payload
+from smray.serving.client import Connection
+
+from .conftest import free_port, sample_rows, start_serve, wait_ping
+
+
+@pytest.fixture(scope="module")
+def expected(model_dir):
+    rows = sample_rows(5)
+    return rows, model_artifact.load(model_dir).predict(rows, scaled=False)
+
+
+def _csv(rows) -> bytes:
+    return rows.to_csv(header=False, index=False).encode()
+
+
+def test_csv_in_csv_out(server, expected):
+    url, _ = server
+    rows, predictions = expected
+    answer = Connection(url).invoke(_csv(rows), "text/csv")
+    assert answer.status == 200 and answer.content_type == "text/csv"
+    got = [float(line) for line in answer.body.decode().split()]
+    assert got == pytest.approx(list(predictions), rel=1e-5)
+
+
+def test_json_and_jsonlines_with_rows_by_name_and_json_answers(server, expected):
+    url, _ = server
+    rows, predictions = expected
+    conn = Connection(url)
+    by_name = json.dumps({"instances": rows.to_dict(orient="records")}).encode()
+    answer = conn.invoke(by_name, "application/json")
+    assert answer.content_type == "application/json"
+    assert [p["score"] for p in json.loads(answer.body)["predictions"]] == pytest.approx(
+        list(predictions), rel=1e-5
+    )
+
+    lines = "\n".join(json.dumps(r) for r in rows.to_numpy().tolist()).encode()
+    answer = conn.invoke(lines, "application/jsonlines", accept="text/csv")
+    assert answer.content_type == "text/csv"
+    assert [float(v) for v in answer.body.split()] == pytest.approx(list(predictions), rel=1e-5)
+
+
+def test_csv_with_a_header_in_another_order(server, expected):
+    url, _ = server
+    rows, predictions = expected
+    shuffled = rows[list(reversed(rows.columns))]
+    answer = Connection(url).invoke(shuffled.to_csv(index=False).encode(), "text/csv; charset=utf-8")
+    assert [float(v) for v in answer.body.split()] == pytest.approx(list(predictions), rel=1e-5)
+
+
+def test_ping_and_execution_parameters(server):
+    url, _ = server
+    conn = Connection(url)
+    assert conn.request("GET", "/ping").status == 200
+    params = json.loads(conn.request("GET", "/execution-parameters").body)
+    assert params == {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
+
+
+BAD_REQUESTS = {
+    "wrong column count": (b"1,2,3\n", "text/csv", "", 400, "has 3 value(s); the model takes"),
+    "non-numeric": (None, "text/csv", "", 400, "is not a number"),
+    "empty body": (b"", "text/csv", "", 400, "empty request body"),
+    "blank body": (b"\n  \n", "application/json", "", 400, "empty request body"),
+    "over 6 MiB": (b"1" * (6 * 1024 * 1024 + 1), "text/csv", "", 413, "over the 6,291,456-byte limit"),
+    "unsupported type": (b"<x/>", "application/xml", "", 415, "unsupported content type"),
+    "unsupported accept": (None, "text/csv", "image/png", 406, "cannot answer in 'image/png'"),
+    "invalid json": (b"{not json", "application/json", "", 400, "invalid JSON"),
+    "unknown feature": (
+        b'{"instances": [{"NOPE": 1}]}',
+        "application/json",
+        "",
+        400,
+        "unknown feature(s) ['NOPE']",
+    ),
+    "infinite value": (None, "application/json", "", 400, "not a finite number"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_bad_requests_get_a_clear_4xx(server, case):
+    url, _ = server
+    body, content_type, accept, status, message = BAD_REQUESTS[case]
+    row = sample_rows(1).to_numpy().tolist()[0]
+    if case == "non-numeric":
+        body = ",".join(["abc", *map(str, row[1:])]).encode()
+    elif case == "unsupported accept":
+        body = ",".join(map(str, row)).encode()
+    elif case == "infinite value":
+        body = json.dumps([[1e400, *row[1:]]]).encode()  # json.dumps writes Infinity
+    answer = Connection(url).invoke(body, content_type, accept)
+    assert answer.status == status, answer.body
+    assert message in answer.body.decode()
+
+
+def test_unknown_paths_are_404(server):
+    url, _ = server
+    assert Connection(url).request("GET", "/nothing").status == 404
+    assert Connection(url).request("POST", "/predict", b"1").status == 404
+
+
+def test_workers_are_separate_processes_and_sigterm_stops_cleanly(model_dir, tmp_path):
+    port = free_port()
+    process = start_serve(model_dir, port, tmp_path, workers=3)
+    wait_ping(port, process)
+    children = subprocess.run(
+        ["pgrep", "-P", str(process.pid)], capture_output=True, text=True
+    ).stdout.split()
+    assert len(children) == 3
+    os.kill(int(children[0]), signal.SIGKILL)  # a dead worker is replaced
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        now = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+        if len(now) == 3 and children[0] not in now:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"worker not replaced: {now}")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+
+
+def test_a_bad_model_fails_at_start_with_a_clear_message(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.json").write_text("not a model")
+    process = start_serve(tmp_path / "model", free_port(), tmp_path)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    failure = (tmp_path / "opt_ml" / "output" / "failure").read_text()
+    assert "cannot load the model" in failure
+    assert "is not a valid XGBoost model" in err.decode()
+
+
+def test_a_60_second_load_from_another_process_has_no_errors(server, tmp_path):
+    url, _ = server
+    body_file = tmp_path / "body.csv"
+    body_file.write_bytes(_csv(sample_rows(1)))
+    out = subprocess.run(
+        [sys.executable, "-m", "smray.serving.client", url, str(body_file), payload.CSV, "60"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result = json.loads(out.stdout)
+    assert result["errors"] == 0, result["first_errors"]
+    assert result["requests"] > 1000  # a real load, not a handful of requests
+    print("load:", result)
