@@ -35,10 +35,10 @@ class Model:
 
     def predict(self, features: pd.DataFrame, scaled: bool) -> np.ndarray:
         """Predictions for rows holding the model's features (raw, or already scaled by preprocess)."""
-        frame = features[self.features].astype("float64")
+        values = features[self.features].to_numpy("float64")
         if not scaled:
-            frame = self.transform.apply(frame)
-        return self.booster.inplace_predict(frame.to_numpy())
+            values = self.transform.apply_matrix(values, self.features)
+        return self.booster.inplace_predict(values)
 
 
 def load(location: Path) -> Model:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from smray import schema as schema_mod
@@ -33,9 +34,16 @@ class Transform:
     def apply(self, features: pd.DataFrame) -> pd.DataFrame:
         """Standardize the features (a zero std divides by 1, as Ray's StandardScaler does)."""
         out = features.copy()
-        for column, s in self.scale.items():
-            out[column] = (out[column].astype("float64") - s.mean) / (s.std if s.std else 1.0)
+        columns = [c for c in self.scale if c in out.columns]
+        out[columns] = self.apply_matrix(out[columns].to_numpy("float64"), columns)
         return out
+
+    def apply_matrix(self, values: np.ndarray, columns: list[str]) -> np.ndarray:
+        """The same on a float matrix whose columns are `columns` (vectorized: the endpoint's hot path)."""
+        stats = [self.scale.get(c, Scale(0.0, 1.0)) for c in columns]
+        mean = np.array([s.mean for s in stats])
+        std = np.array([s.std if s.std else 1.0 for s in stats])
+        return (values - mean) / std
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -13,8 +13,7 @@ import pytest
 from smray import model_artifact
 from smray.serving import payload
 from smray.serving.client import Connection
-
-from .conftest import free_port, sample_rows, start_serve, wait_ping
+from tests.support.models import free_port, sample_rows, start_serve, wait_ping
 
 
 @pytest.fixture(scope="module")

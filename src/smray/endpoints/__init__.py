@@ -1,0 +1,1 @@
+"""Endpoints: a model version served behind a stable address, locally (containers) or on SageMaker."""

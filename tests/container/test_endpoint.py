@@ -1,0 +1,87 @@
+"""Local endpoints of real containers: deploy, an update under load with zero failed requests, a bad
+version that leaves the endpoint as it was, delete."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from smray import model_artifact
+from smray.endpoints.local import LABEL, LocalEndpoints
+from smray.errors import UserError
+from smray.registry.local import LocalRegistry
+from smray.serving.client import Connection
+from tests.support.models import build_model, sample_rows
+
+from .conftest import IMAGE
+
+
+@pytest.fixture
+def endpoints(docker_client, tmp_path):
+    made = LocalEndpoints(tmp_path / "home")
+    yield made
+    for endpoint in made.list():
+        made.delete(endpoint.name)
+    leftovers = docker_client.containers.list(all=True, filters={"label": LABEL})
+    assert leftovers == [], [c.name for c in leftovers]
+
+
+def _predict(url: str, rows) -> list[float]:
+    answer = Connection(url).invoke(rows.to_csv(header=False, index=False).encode(), "text/csv")
+    assert answer.status == 200, answer.body
+    return [float(v) for v in answer.body.split()]
+
+
+def test_deploy_update_under_load_and_a_failed_update(endpoints, tmp_path):
+    registry = LocalRegistry(tmp_path / "registry")
+    v1 = registry.register("housing", build_model(tmp_path / "m1", rounds=5), IMAGE, {})
+    v2 = registry.register("housing", build_model(tmp_path / "m2", rounds=60), IMAGE, {})
+    rows = sample_rows(3)
+
+    first = endpoints.deploy("houses", v1)
+    assert first.model == "housing/1"
+    expected_v1 = model_artifact.load(tmp_path / "m1").predict(rows, scaled=False)
+    assert _predict(first.url, rows) == pytest.approx(list(expected_v1), rel=1e-5)
+
+    body = tmp_path / "row.csv"
+    body.write_bytes(rows.to_csv(header=False, index=False).encode())
+    stop_file = tmp_path / "stop"
+    load = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "smray.serving.client",
+            first.url,
+            str(body),
+            "text/csv",
+            "120",
+            str(stop_file),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)
+    second = endpoints.deploy("houses", v2)
+    time.sleep(3)
+    stop_file.write_text("")
+    result = json.loads(load.communicate(timeout=60)[0])
+    assert result["errors"] == 0, result["first_errors"]
+    assert result["requests"] > 50
+    assert second.url == first.url and second.model == "housing/2"
+    expected_v2 = model_artifact.load(tmp_path / "m2").predict(rows, scaled=False)
+    assert _predict(second.url, rows) == pytest.approx(list(expected_v2), rel=1e-5)
+    running = subprocess.run(
+        ["docker", "ps", "--format", "{{.Names}}"], capture_output=True, text=True
+    ).stdout
+    assert first.container not in running and second.container in running
+
+    broken_dir = tmp_path / "broken"
+    broken_dir.mkdir()
+    (broken_dir / "model.json").write_text("not a model")
+    broken = registry.register("housing", broken_dir, IMAGE, {})
+    with pytest.raises(UserError, match="stopped before answering /ping"):
+        endpoints.deploy("houses", broken)
+    assert endpoints.describe("houses").model == "housing/2"
+    assert _predict(second.url, rows) == pytest.approx(list(expected_v2), rel=1e-5)
