@@ -18,12 +18,12 @@ import re
 import secrets
 import shutil
 import subprocess
-import tarfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from smray import model_artifact
 from smray.errors import UserError
 from smray.registry.records import ModelVersion
 from smray.serving.client import Connection
@@ -127,12 +127,11 @@ class LocalEndpoints:
         container = f"smray-{name}-v{version.version}-{secrets.token_hex(3)}"
         model_dir = folder / "models" / container
         model_dir.mkdir(parents=True)
-        try:
-            with tarfile.open(version.artifact, "r:gz") as tar:
-                tar.extractall(model_dir, filter="data")  # SageMaker unpacks model.tar.gz into /opt/ml/model
-        except (OSError, tarfile.TarError) as exc:
+        try:  # SageMaker unpacks model.tar.gz into /opt/ml/model
+            model_artifact.extract(Path(version.artifact), model_dir)
+        except UserError:
             shutil.rmtree(model_dir)
-            raise UserError(f"cannot unpack {version.artifact}: {exc}") from exc
+            raise
         _docker(
             "run",
             "-d",

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from smray import paths, tables
+from smray import schema as schema_mod
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
 from smray.feature_store.local import LocalFeatureStore
@@ -44,6 +45,9 @@ def parser() -> argparse.ArgumentParser:
         "--store", default=str(proc / "feature-store"), help="local feature store root (or file://)"
     )
     p.add_argument("--feature-group", default="housing")
+    p.add_argument(
+        "--offline-files", type=Path, help="a downloaded SageMaker offline store (instead of --store)"
+    )
     p.add_argument(
         "--output", type=Path, default=proc / "output", help="writes train/ validation/ test/ here"
     )
@@ -140,6 +144,21 @@ def merge_moments(parts: pd.DataFrame, columns: list[str]) -> dict[str, Scale]:
     return scale
 
 
+def _offline_files(opts: argparse.Namespace) -> tuple[FeatureGroupDefinition, list[Path]]:
+    """The local store's committed files, or every Parquet file of a SageMaker offline store that the
+    job downloaded (--offline-files: on AWS, S3 is the offline store and has no catalog)."""
+    if opts.offline_files:
+        group = FeatureGroupDefinition.from_schema(opts.feature_group, schema_mod.housing())
+        return group, sorted(opts.offline_files.rglob("*.parquet"))
+    store = LocalFeatureStore(Path(str(opts.store).removeprefix("file://")))
+    group = store.describe(opts.feature_group)
+    if group is None:
+        raise UserError(
+            f"feature group {opts.feature_group} does not exist in {store.root}: run ingest first"
+        )
+    return group, store.committed_files(group)
+
+
 def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     import ray
     from ray.data.expressions import col
@@ -151,13 +170,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         if opts.as_of
         else datetime.now(UTC).timestamp()
     )
-    store = LocalFeatureStore(Path(str(opts.store).removeprefix("file://")))
-    group = store.describe(opts.feature_group)
-    if group is None:
-        raise UserError(
-            f"feature group {opts.feature_group} does not exist in {store.root}: run ingest first"
-        )
-    files = store.committed_files(group)
+    group, files = _offline_files(opts)
     if not files:
         raise UserError(f"feature group {group.name} has no records yet: run ingest first")
     schema = schema_of(group)

@@ -1,0 +1,91 @@
+"""Running the pipeline in SageMaker local mode (LocalPipelineSession) on the local Docker engine, with
+no AWS account: file:// locations everywhere, telemetry off, one folder per execution.
+
+One gap of local mode is filled here rather than worked around in the pipeline: its JsonGet reads a
+PropertyFile only from S3 (file:// fails in `parse_s3_url`, and the error blames the JSON path), so the
+quality gate could never see evaluation.json. `file_property_files()` swaps in an executor that reads a
+property file from a file:// output and defers to the SDK for everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+TELEMETRY_OPT_OUT = """\
+SchemaVersion: '1.0'
+SageMaker:
+  PythonSDK:
+    Modules:
+      TelemetryOptOut: true
+"""
+
+
+def prepare_environment(home: Path) -> None:
+    """What local mode needs to run with no account: a region, no EC2 metadata lookups, no telemetry."""
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    config = home / "sagemaker-config.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(TELEMETRY_OPT_OUT)
+    os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(config)
+
+
+def session(shm_size: str = "256m") -> Any:
+    from sagemaker.workflow.pipeline_context import LocalPipelineSession
+
+    local = LocalPipelineSession()
+    # Ray needs more than Docker's 64 MB /dev/shm; the setting applies to every container of a job
+    local.config = {"local": {"local_code": True, "container_config": {"shm_size": shm_size}}}
+    return local
+
+
+@contextlib.contextmanager
+def file_property_files() -> Iterator[None]:
+    import sagemaker.local.pipeline as sdk
+    from sagemaker.local.utils import get_using_dot_notation
+    from sagemaker.workflow.functions import JsonGet
+
+    class Executor(sdk.LocalPipelineExecutor):
+        def _evaluate_json_get_function(self, pipeline_variable: Any, step_name: str) -> Any:
+            path = self._local_property_file(pipeline_variable)
+            if path is None:
+                return super()._evaluate_json_get_function(pipeline_variable, step_name)
+            try:
+                return get_using_dot_notation(json.loads(path.read_text()), pipeline_variable.json_path)
+            except (OSError, json.JSONDecodeError, ValueError) as exc:
+                self.execution.update_step_failure(
+                    step_name, f"cannot read {pipeline_variable.json_path} from {path}: {exc}"
+                )
+                return None
+
+        def _local_property_file(self, variable: Any) -> Path | None:
+            if not isinstance(variable, JsonGet) or variable.property_file is None:
+                return None
+            step = self.execution.step_execution.get(variable.step_name)
+            outputs = (step.properties or {}).get("ProcessingOutputConfig", {}).get("Outputs", {})
+            name = variable.property_file
+            file = (
+                next(
+                    f for f in self.pipeline_dag.step_map[variable.step_name].property_files if f.name == name
+                )
+                if isinstance(name, str)
+                else name
+            )
+            uri = outputs.get(file.output_name, {}).get("S3Output", {}).get("S3Uri", "")
+            if not uri.startswith("file://"):
+                return None
+            parsed = urlparse(uri)
+            return Path(parsed.netloc + parsed.path) / file.path
+
+    original = sdk.LocalPipelineExecutor
+    sdk.LocalPipelineExecutor = Executor  # looked up by name when an execution starts
+    try:
+        yield
+    finally:
+        sdk.LocalPipelineExecutor = original
