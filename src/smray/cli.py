@@ -8,8 +8,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from smray import __version__, datagen
+from smray import __version__, datagen, paths, tracking
+from smray.commands import endpoints, models, run_aws, run_local
 from smray.errors import UserError
+from smray.hyperparameters import PARAMS
 from smray.local_cluster import LocalCluster, host_names, new_token
 from smray.ray_bootstrap.resource_config import JobKind
 
@@ -64,7 +66,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--out", type=Path, default=Path("data/generated"))
     gen.set_defaults(func=cmd_data_generate)
+
+    run = sub.add_parser("run", help="run the whole workflow: locally, or as a SageMaker Pipeline on AWS")
+    run_sub = run.add_subparsers(dest="run_command", required=True)
+    run_local.add_parser(run_sub)
+    run_aws.add_parser(run_sub)
+
+    pipeline = sub.add_parser("pipeline", help="the SageMaker Pipeline definition")
+    pipeline_sub = pipeline.add_subparsers(dest="pipeline_command", required=True)
+    show = pipeline_sub.add_parser("show", help="print the AWS definition JSON")
+    run_aws.add_target_arguments(show)
+    show.set_defaults(func=run_aws.show)
+
+    models.add_parser(sub)
+    endpoints.add_parsers(sub)
+
+    runs = sub.add_parser("runs", help="every recorded run's parameters and metrics, oldest first")
+    runs.set_defaults(func=cmd_runs)
     return parser
+
+
+TUNED = {p.name for p in PARAMS if p.tune}
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    history = tracking.history(paths.home())
+    if not history:
+        print(f"no runs recorded in {paths.home() / tracking.FILE}")
+    for r in history:
+        when = datetime.fromtimestamp(r.started).strftime("%Y-%m-%d %H:%M")
+        shown = ", ".join(f"{k} {v:,.4g}" for k, v in sorted(r.metrics.items()))
+        tuned = ", ".join(
+            f"{k[3:]}={v}" for k, v in sorted(r.params.items()) if k.startswith("hp_") and k[3:] in TUNED
+        )
+        print(f"{when}  {r.execution}  {r.status:<9} {shown}  [{tuned}]")
+    return 0
 
 
 def cmd_data_generate(args: argparse.Namespace) -> int:

@@ -22,3 +22,8 @@ def processing_resource_config() -> Path:
 
 def output_dir() -> Path:
     return ml_root() / "output"
+
+
+def home() -> Path:
+    """smray's own state on a workstation: the local feature store, registry, endpoints and runs."""
+    return Path(os.environ.get("SMRAY_HOME", "~/.smray")).expanduser()

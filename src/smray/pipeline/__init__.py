@@ -1,7 +1,10 @@
 """The housing workflow as a SageMaker Pipeline: one definition, two targets (`aws` and `local`)."""
 
+import logging
 import os
 
-# The v2 SDK is the one whose workflow API and local pipelines work (see docs/); its import-time notice
-# is about v3's existence, not about our calls.
+# The v2 SDK is the one whose workflow API and local pipelines work; its import-time notice is about
+# v3's existence, not about our calls. Its config logger prints to stdout at INFO, which would corrupt
+# `smray pipeline show`'s JSON: warnings and errors still come through.
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+logging.getLogger("sagemaker.config").setLevel(logging.WARNING)

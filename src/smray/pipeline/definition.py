@@ -12,6 +12,7 @@ The two targets differ only where SageMaker local mode cannot follow AWS (docs/p
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 from sagemaker.estimator import Estimator
@@ -29,6 +30,7 @@ from sagemaker.workflow.functions import Join, JsonGet
 from sagemaker.workflow.model_step import ModelStep
 from sagemaker.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
 from sagemaker.workflow.pipeline import Pipeline
+from sagemaker.workflow.pipeline_context import PipelineSession
 from sagemaker.workflow.properties import PropertyFile
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep, TuningStep
 
@@ -98,12 +100,24 @@ class Parameters:
         return list(vars(self).values())
 
 
+def aws_session(region: str | None, bucket: str) -> PipelineSession:
+    import boto3
+
+    return PipelineSession(boto_session=boto3.Session(region_name=region), default_bucket=bucket)
+
+
 def _under(base: ParameterString, *parts: str) -> Join:
     """<OutputUrl>/<execution id>/<parts>: every execution writes under its own prefix."""
     return Join(on="/", values=[base, ExecutionVariables.PIPELINE_EXECUTION_ID, *parts])
 
 
 def build(target: Target, session: Session) -> Pipeline:
+    with warnings.catch_warnings():  # "Running within a PipelineSession, there will be No Wait...": we know
+        warnings.filterwarnings("ignore", message="Running within a PipelineSession", category=UserWarning)
+        return _build(target, session)
+
+
+def _build(target: Target, session: Session) -> Pipeline:
     p = Parameters(target)
     cache = CacheConfig(enable_caching=True, expire_after="P30D")  # AWS honours it; local mode ignores it
     env = {"SMRAY_RAY_TOKEN": target.ray_token}
@@ -131,22 +145,23 @@ def build(target: Target, session: Session) -> Pipeline:
 
     ingest = ProcessingStep(
         name="FeatureStoreIngestion",
-        processor=processor(p.processing_count, "ingest"),
-        inputs=[
-            ProcessingInput(source=p.input_data, destination=f"{PROC}/input/raw", input_name="raw"),
-            *(store_in if target.local else []),
-        ],
-        outputs=[
-            ProcessingOutput(
-                output_name="report", source=f"{PROC}/report", destination=_under(p.output, "ingest")
-            ),
-            ProcessingOutput(
-                output_name="quarantine",
-                source=f"{PROC}/quarantine",
-                destination=_under(p.output, "quarantine"),
-            ),
-        ],
-        job_arguments=[*ingest_args, "--feature-group", p.feature_group],
+        step_args=processor(p.processing_count, "ingest").run(
+            inputs=[
+                ProcessingInput(source=p.input_data, destination=f"{PROC}/input/raw", input_name="raw"),
+                *(store_in if target.local else []),
+            ],
+            outputs=[
+                ProcessingOutput(
+                    output_name="report", source=f"{PROC}/report", destination=_under(p.output, "ingest")
+                ),
+                ProcessingOutput(
+                    output_name="quarantine",
+                    source=f"{PROC}/quarantine",
+                    destination=_under(p.output, "quarantine"),
+                ),
+            ],
+            arguments=[*ingest_args, "--feature-group", p.feature_group],
+        ),
         cache_config=cache,
     )
     split_outputs = [
@@ -155,28 +170,31 @@ def build(target: Target, session: Session) -> Pipeline:
     ]
     preprocess = ProcessingStep(
         name="PreprocessData",
-        processor=processor(p.processing_count, "preprocess"),
-        inputs=store_in,
-        outputs=[
-            *split_outputs,
-            ProcessingOutput(
-                output_name="transform", source=f"{PROC}/transform", destination=_under(p.output, "transform")
-            ),
-            ProcessingOutput(
-                output_name="report", source=f"{PROC}/report", destination=_under(p.output, "preprocess")
-            ),
-        ],
-        job_arguments=[
-            *store_args,
-            "--feature-group",
-            p.feature_group,
-            "--train-size",
-            p.train_size.to_string(),
-            "--validation-size",
-            p.validation_size.to_string(),
-            "--test-size",
-            p.test_size.to_string(),
-        ],
+        step_args=processor(p.processing_count, "preprocess").run(
+            inputs=store_in,
+            outputs=[
+                *split_outputs,
+                ProcessingOutput(
+                    output_name="transform",
+                    source=f"{PROC}/transform",
+                    destination=_under(p.output, "transform"),
+                ),
+                ProcessingOutput(
+                    output_name="report", source=f"{PROC}/report", destination=_under(p.output, "preprocess")
+                ),
+            ],
+            arguments=[
+                *store_args,
+                "--feature-group",
+                p.feature_group,
+                "--train-size",
+                p.train_size.to_string(),
+                "--validation-size",
+                p.validation_size.to_string(),
+                "--test-size",
+                p.test_size.to_string(),
+            ],
+        ),
         depends_on=[ingest],
         cache_config=cache,
     )
@@ -201,7 +219,9 @@ def build(target: Target, session: Session) -> Pipeline:
             tune="true",
             tune_trials=p.tuning_trials.to_string(),
         )
-        train = TrainingStep(name="TrainWithTuning", estimator=estimator, inputs=channels, cache_config=cache)
+        train = TrainingStep(
+            name="TrainWithTuning", step_args=estimator.fit(inputs=channels), cache_config=cache
+        )
         model_data = train.properties.ModelArtifacts.S3ModelArtifacts
     else:
         tuner = HyperparameterTuner(
@@ -213,27 +233,28 @@ def build(target: Target, session: Session) -> Pipeline:
             max_jobs=p.tuning_trials,
             max_parallel_jobs=p.tuning_parallel,
         )
-        train = TuningStep(name="HPTuning", tuner=tuner, inputs=channels, cache_config=cache)
+        train = TuningStep(name="HPTuning", step_args=tuner.fit(inputs=channels), cache_config=cache)
         model_data = train.get_top_model_s3_uri(
             top_k=0, s3_bucket=session.default_bucket(), prefix="smray/tuning"
         )
 
     evaluate = ProcessingStep(
         name="EvaluateModel",
-        processor=processor(1, "evaluate"),
-        inputs=[
-            ProcessingInput(source=model_data, destination=f"{PROC}/model", input_name="model"),
-            ProcessingInput(
-                source=outputs["test"].S3Output.S3Uri, destination=f"{PROC}/test", input_name="test"
-            ),
-        ],
-        outputs=[
-            ProcessingOutput(
-                output_name="evaluation",
-                source=f"{PROC}/evaluation",
-                destination=_under(p.output, "evaluation"),
-            )
-        ],
+        step_args=processor(1, "evaluate").run(
+            inputs=[
+                ProcessingInput(source=model_data, destination=f"{PROC}/model", input_name="model"),
+                ProcessingInput(
+                    source=outputs["test"].S3Output.S3Uri, destination=f"{PROC}/test", input_name="test"
+                ),
+            ],
+            outputs=[
+                ProcessingOutput(
+                    output_name="evaluation",
+                    source=f"{PROC}/evaluation",
+                    destination=_under(p.output, "evaluation"),
+                )
+            ],
+        ),
         property_files=[EVALUATION],
     )
     rmse = JsonGet(step_name=evaluate.name, property_file=EVALUATION, json_path=RMSE_PATH)
@@ -258,34 +279,34 @@ def build(target: Target, session: Session) -> Pipeline:
 
 
 def _register_step(target, session, processor, p, model_data, evaluation_uri):  # noqa: ANN001, ANN202
-    if (
-        target.local
-    ):  # local mode rejects RegisterModel: the image's `register` mode writes the local registry
+    # local mode rejects RegisterModel: the image's `register` mode writes the local registry instead
+    if target.local:
         return ProcessingStep(
             name="RegisterTrainedModel",
-            processor=processor(1, "register"),
-            inputs=[
-                ProcessingInput(source=model_data, destination=f"{PROC}/model", input_name="model"),
-                ProcessingInput(
-                    source=evaluation_uri, destination=f"{PROC}/evaluation", input_name="evaluation"
-                ),
-                ProcessingInput(source=p.registry, destination=f"{PROC}/registry", input_name="registry"),
-            ],
-            outputs=[
-                ProcessingOutput(
-                    output_name="registered",
-                    source=f"{PROC}/registered",
-                    destination=_under(p.output, "registered"),
-                )
-            ],
-            job_arguments=[
-                "--group",
-                target.model_package_group,
-                "--image",
-                target.image,
-                "--execution",
-                ExecutionVariables.PIPELINE_EXECUTION_ID,
-            ],
+            step_args=processor(1, "register").run(
+                inputs=[
+                    ProcessingInput(source=model_data, destination=f"{PROC}/model", input_name="model"),
+                    ProcessingInput(
+                        source=evaluation_uri, destination=f"{PROC}/evaluation", input_name="evaluation"
+                    ),
+                    ProcessingInput(source=p.registry, destination=f"{PROC}/registry", input_name="registry"),
+                ],
+                outputs=[
+                    ProcessingOutput(
+                        output_name="registered",
+                        source=f"{PROC}/registered",
+                        destination=_under(p.output, "registered"),
+                    )
+                ],
+                arguments=[
+                    "--group",
+                    target.model_package_group,
+                    "--image",
+                    target.image,
+                    "--execution",
+                    ExecutionVariables.PIPELINE_EXECUTION_ID,
+                ],
+            ),
         )
     model = Model(image_uri=target.image, model_data=model_data, role=target.role, sagemaker_session=session)
     metrics = ModelMetrics(

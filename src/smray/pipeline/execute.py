@@ -33,6 +33,7 @@ class Execution:
     steps: list[StepResult] = field(default_factory=list)
     failure: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
+    definition: dict[str, Any] = field(default_factory=dict)  # the pipeline as SageMaker reads it
 
     def step(self, name: str) -> StepResult | None:
         return next((s for s in self.steps if s.name == name), None)
@@ -86,6 +87,7 @@ def run(
         steps=sorted(steps, key=lambda s: _order(s.name)),
         failure=described.get("FailureReason", ""),
         parameters={**defaults, **parameters},
+        definition=json.loads(pipeline.definition()),
     )
 
 

@@ -82,11 +82,15 @@ def training_curve(history: dict[str, dict[str, list[float]]], metric: str, path
     return True
 
 
-def page(title: str, metrics: dict, pictures: list[str], facts: dict[str, str]) -> str:
+def page(title: str, metrics: dict | None, pictures: list[str], facts: dict[str, str]) -> str:
+    """One HTML page: the metrics (when there are any), a table of facts, the pictures."""
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{m['value']:,.4g}</td>"
         f"<td>± {m['standard_deviation']:,.3g}</td></tr>"
-        for name, m in metrics["regression_metrics"].items()
+        for name, m in (metrics or {}).get("regression_metrics", {}).items()
+    )
+    metric_table = (
+        f"<table><tr><th>metric</th><th>value</th><th>bootstrap sd</th></tr>{rows}</table>" if rows else ""
     )
     fact_rows = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in facts.items()
@@ -104,7 +108,7 @@ td:first-child {{ text-align: left; }}
 figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 100%; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<table><tr><th>metric</th><th>value</th><th>bootstrap sd</th></tr>{rows}</table>
+{metric_table}
 <table>{fact_rows}</table>
 {images}
 </body></html>

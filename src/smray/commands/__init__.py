@@ -1,0 +1,1 @@
+"""The `smray` command line's subcommands, one module per group."""

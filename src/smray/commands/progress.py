@@ -1,0 +1,56 @@
+"""What a person sees while a local pipeline runs: one line per step as it starts and ends, with the
+containers' own output going to a log file instead of the terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+_STARTED = re.compile(r"Starting pipeline step: '(.+)'")
+_ENDED = re.compile(r"Pipeline step '(.+)' (SUCCEEDED|FAILED)")
+
+
+class StepProgress(logging.Handler):
+    def __init__(self, out: TextIO, total: int) -> None:
+        super().__init__(logging.INFO)
+        self.out = out
+        self.total = total
+        self.started: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if match := _STARTED.search(message):
+            self.started[match[1]] = time.monotonic()
+            self._line(f"[{len(self.started)}/{self.total}] {match[1]} ...")
+        elif match := _ENDED.search(message):
+            seconds = time.monotonic() - self.started.get(match[1], time.monotonic())
+            self._line(f"      {match[1]} {match[2].lower()} in {seconds:.0f} s")
+
+    def _line(self, text: str) -> None:
+        self.out.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+        self.out.flush()
+
+
+@contextlib.contextmanager
+def steps_to_terminal(log_file: Path, total: int) -> Iterator[None]:
+    """Container output (local mode writes it to sys.stdout) goes to `log_file`; step lines to the
+    terminal."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    terminal = sys.stdout
+    handler = StepProgress(terminal, total)
+    sdk_log = logging.getLogger("sagemaker.local")
+    previous_level = sdk_log.level
+    sdk_log.setLevel(logging.INFO)
+    sdk_log.addHandler(handler)
+    try:
+        with open(log_file, "a") as log, contextlib.redirect_stdout(log):
+            yield
+    finally:
+        sdk_log.removeHandler(handler)
+        sdk_log.setLevel(previous_level)

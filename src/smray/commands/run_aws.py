@@ -1,0 +1,90 @@
+"""`smray run aws`: create or update the pipeline in SageMaker and start an execution; `smray pipeline
+show` prints the definition as SageMaker stores it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+from typing import Any
+
+from smray.errors import UserError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "aws",
+        help="upsert the SageMaker Pipeline and start it",
+        description="Creates or updates the smray-housing pipeline (TuningStep, ModelStep into the Model "
+        "Registry) with your image and role, then starts an execution unless --upsert-only. Parameters "
+        "not given keep the definition's defaults (under s3://BUCKET/smray/).",
+    )
+    add_target_arguments(p)
+    p.add_argument(
+        "--upsert-only", action="store_true", help="create or update the pipeline, do not start it"
+    )
+    p.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="pipeline parameter (repeatable)",
+    )
+    p.set_defaults(func=run)
+
+
+def add_target_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image", required=True, help="the smray image in ECR (build.sh --ecr prints it)")
+    p.add_argument("--role", required=True, help="SageMaker execution role ARN")
+    p.add_argument("--bucket", required=True, help="S3 bucket for data, runs and the offline store")
+    p.add_argument("--region", default=None, help="AWS region (default: from your AWS configuration)")
+    p.add_argument("--instance-type", default="ml.m5.xlarge", help="processing and training instances")
+
+
+def build_pipeline(args: argparse.Namespace) -> Any:
+    from smray.pipeline import definition
+
+    session = definition.aws_session(args.region, args.bucket)
+    base = f"s3://{args.bucket}/smray"
+    target = definition.Target(
+        name="aws",
+        image=args.image,
+        role=args.role,
+        ray_token=secrets.token_urlsafe(24),
+        processing_instance_type=args.instance_type,
+        training_instance_type=args.instance_type,
+        defaults={
+            "InputDataUrl": f"{base}/input/",
+            "OutputUrl": f"{base}/runs",
+            "FeatureStoreUrl": f"{base}/offline-store",
+        },
+    )
+    return definition.build(target, session)
+
+
+def run(args: argparse.Namespace) -> int:
+    pipeline = build_pipeline(args)
+    parameters = dict(_pair(text) for text in args.parameter)
+    known = {p.name for p in pipeline.parameters}
+    unknown = sorted(set(parameters) - known)
+    if unknown:
+        raise UserError(f"unknown pipeline parameter(s) {unknown}: the pipeline has {sorted(known)}")
+    response = pipeline.upsert(role_arn=args.role)
+    print(f"pipeline {pipeline.name}: {response['PipelineArn']}")
+    if args.upsert_only:
+        return 0
+    execution = pipeline.start(parameters=parameters)
+    print(f"execution started: {execution.arn}")
+    return 0
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise UserError(f"--parameter expects NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def show(args: argparse.Namespace) -> int:
+    print(json.dumps(json.loads(build_pipeline(args).definition()), indent=2))
+    return 0

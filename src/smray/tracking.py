@@ -1,0 +1,100 @@
+"""Experiment tracking: every training run's parameters and metrics, appended to
+`<home>/experiments.jsonl` (so runs can be compared with `smray runs`), and logged to an MLflow tracking
+server when MLFLOW_TRACKING_URI is set (the way SageMaker's managed MLflow tracks experiments), through
+MLflow's REST API: no MLflow client library in the image or on the host."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from smray.errors import UserError
+
+FILE = "experiments.jsonl"
+EXPERIMENT = "smray-housing"
+
+
+@dataclass(frozen=True)
+class Run:
+    execution: str
+    started: float  # epoch seconds
+    status: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+
+
+def record(home: Path, run: Run) -> str | None:
+    """Appends the run locally; returns the MLflow run id when a tracking server took it."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / FILE, "a") as handle:
+        handle.write(json.dumps(asdict(run)) + "\n")
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    return MlflowRest(uri).log(run) if uri.startswith(("http://", "https://")) else None
+
+
+def history(home: Path) -> list[Run]:
+    path = home / FILE
+    if not path.is_file():
+        return []
+    return [Run(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+
+class MlflowRest:
+    """The few MLflow REST calls a finished run needs: experiment, run, one batch of values, end."""
+
+    def __init__(self, uri: str, timeout_s: float = 10.0) -> None:
+        self.base = uri.rstrip("/") + "/api/2.0/mlflow"
+        self.timeout_s = timeout_s
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return {"error_code": "RESOURCE_DOES_NOT_EXIST"}
+            raise UserError(
+                f"MLflow at {self.base}: {method} {path} -> HTTP {exc.code}: {exc.read()[:200]!r}"
+            ) from exc
+        except OSError as exc:
+            raise UserError(f"MLflow at {self.base} is unreachable: {exc}") from exc
+
+    def log(self, run: Run) -> str:
+        found = self._call("GET", f"/experiments/get-by-name?experiment_name={EXPERIMENT}")
+        if "experiment" in found:
+            experiment = found["experiment"]["experiment_id"]
+        else:
+            experiment = self._call("POST", "/experiments/create", {"name": EXPERIMENT})["experiment_id"]
+        created = self._call(
+            "POST",
+            "/runs/create",
+            {"experiment_id": experiment, "run_name": run.execution, "start_time": int(run.started * 1000)},
+        )
+        run_id = created["run"]["info"]["run_id"]
+        now = int(time.time() * 1000)
+        self._call(
+            "POST",
+            "/runs/log-batch",
+            {
+                "run_id": run_id,
+                "params": [{"key": k, "value": str(v)[:500]} for k, v in sorted(run.params.items())],
+                "metrics": [
+                    {"key": k, "value": v, "timestamp": now, "step": 0}
+                    for k, v in sorted(run.metrics.items())
+                ],
+                "tags": [{"key": "smray.execution", "value": run.execution}],
+            },
+        )
+        status = "FINISHED" if run.status == "Succeeded" else "FAILED"
+        self._call("POST", "/runs/update", {"run_id": run_id, "status": status, "end_time": now})
+        return run_id

@@ -1,0 +1,123 @@
+"""The AWS pipeline definition: its shape, a reviewed snapshot (pipeline/housing-aws.json), and the
+upsert/start calls against moto."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from moto import mock_aws
+
+from smray import cli
+from smray.reporting.graph import Edge, pipeline_edges
+from smray.training.metrics import metric_definitions
+
+SNAPSHOT = Path(__file__).parents[2] / "pipeline" / "housing-aws.json"
+ARGS = [
+    "--image", "123456789012.dkr.ecr.us-east-1.amazonaws.com/smray:0.1.0",
+    "--role", "arn:aws:iam::123456789012:role/smray-sagemaker",
+    "--bucket", "smray-example", "--region", "us-east-1",
+]
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        yield
+
+
+def _definition(capsys) -> dict:
+    assert cli.build_parser().parse_args(["pipeline", "show", *ARGS]).func(
+        cli.build_parser().parse_args(["pipeline", "show", *ARGS])
+    ) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _normalized(definition: dict) -> str:
+    """The Ray token is generated per upsert: the snapshot holds a placeholder."""
+    text = json.dumps(definition, indent=2, sort_keys=True) + "\n"
+    for step in definition["Steps"]:
+        token = json.dumps(step).split('"SMRAY_RAY_TOKEN": "', 1)
+        if len(token) == 2:
+            text = text.replace(token[1].split('"', 1)[0], "<generated per upsert>")
+    return text
+
+
+def test_the_definition_has_the_workflow_s_shape(aws, capsys):
+    d = _definition(capsys)
+    assert [s["Name"] for s in d["Steps"]] == [
+        "FeatureStoreIngestion", "PreprocessData", "HPTuning", "EvaluateModel", "CheckEvaluation",
+    ]
+    params = {p["Name"]: p for p in d["Parameters"]}
+    assert params["RMSEThreshold"]["DefaultValue"] == 15000.0
+    assert (params["TrainSize"]["DefaultValue"], params["ValidationSize"]["DefaultValue"], params["TestSize"]["DefaultValue"]) == (0.6, 0.2, 0.2)
+    for name in ("ProcessingInstanceCount", "TrainingInstanceCount", "FeatureGroupName", "InputDataUrl", "OutputUrl", "TuningTrials"):
+        assert name in params
+    steps = {s["Name"]: s for s in d["Steps"]}
+    images = {
+        steps["FeatureStoreIngestion"]["Arguments"]["AppSpecification"]["ImageUri"],
+        steps["HPTuning"]["Arguments"]["TrainingJobDefinition"]["AlgorithmSpecification"]["TrainingImage"],
+        steps["EvaluateModel"]["Arguments"]["AppSpecification"]["ImageUri"],
+    }
+    assert images == {ARGS[1]}  # one image for every step
+    tuning = steps["HPTuning"]["Arguments"]
+    assert tuning["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
+    assert tuning["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"] == {
+        "Type": "Minimize", "MetricName": "validation:rmse"
+    }
+    assert steps["EvaluateModel"]["PropertyFiles"][0]["FilePath"] == "evaluation.json"
+    gate = steps["CheckEvaluation"]["Arguments"]
+    (condition,) = gate["Conditions"]
+    assert condition["Type"] == "LessThanOrEqualTo"
+    assert condition["LeftValue"]["Std:JsonGet"]["Path"] == "regression_metrics.rmse.value"
+    assert condition["RightValue"] == {"Get": "Parameters.RMSEThreshold"}
+    assert [s["Name"] for s in gate["IfSteps"]] == ["RegisterTrainedModel-RegisterModel"]
+    (fail,) = gate["ElseSteps"]
+    assert fail["Type"] == "Fail" and "RMSEThreshold" in json.dumps(fail["Arguments"]["ErrorMessage"])
+    register = gate["IfSteps"][0]["Arguments"]
+    assert register["ModelApprovalStatus"] == "PendingManualApproval"
+    assert register["ModelMetrics"]["ModelQuality"]["Statistics"]["ContentType"] == "application/json"
+    assert steps["PreprocessData"]["CacheConfig"]["Enabled"] is True
+
+
+def test_the_definition_matches_the_reviewed_snapshot(aws, capsys):
+    got = _normalized(_definition(capsys))
+    if os.environ.get("SMRAY_UPDATE_SNAPSHOTS"):
+        SNAPSHOT.write_text(got)
+    assert got == SNAPSHOT.read_text(), "definition changed: review it, then SMRAY_UPDATE_SNAPSHOTS=1 pytest ..."
+
+
+def test_the_graph_has_both_branches_of_the_gate(aws, capsys):
+    edges = pipeline_edges(_definition(capsys))
+    assert Edge("FeatureStoreIngestion", "PreprocessData") in edges
+    assert Edge("PreprocessData", "HPTuning") in edges
+    assert Edge("HPTuning", "EvaluateModel") in edges
+    assert Edge("CheckEvaluation", "RegisterTrainedModel-RegisterModel", "if") in edges
+    assert Edge("CheckEvaluation", "RMSEFail", "else") in edges
+
+
+def test_upsert_and_start_against_moto(aws, capsys):
+    import boto3
+
+    args = cli.build_parser().parse_args(["run", "aws", *ARGS, "--parameter", "RMSEThreshold=9000"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "execution started: arn:aws:sagemaker:us-east-1:" in out
+    client = boto3.client("sagemaker", region_name="us-east-1")
+    described = client.describe_pipeline(PipelineName="smray-housing")
+    assert json.loads(described["PipelineDefinition"])["Steps"][0]["Name"] == "FeatureStoreIngestion"
+    executions = client.list_pipeline_executions(PipelineName="smray-housing")["PipelineExecutionSummaries"]
+    assert len(executions) == 1
+
+    again = cli.build_parser().parse_args(["run", "aws", *ARGS, "--upsert-only"])
+    assert again.func(again) == 0  # an update, not a second pipeline
+    assert len(client.list_pipelines()["PipelineSummaries"]) == 1
+
+
+def test_an_unknown_parameter_is_refused(aws):
+    from smray.errors import UserError
+
+    args = cli.build_parser().parse_args(["run", "aws", *ARGS, "--parameter", "RMSEThreshhold=1"])
+    with pytest.raises(UserError, match="unknown pipeline parameter"):
+        args.func(args)
