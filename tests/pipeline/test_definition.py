@@ -14,9 +14,14 @@ from smray.training.metrics import metric_definitions
 
 SNAPSHOT = Path(__file__).parents[2] / "pipeline" / "housing-aws.json"
 ARGS = [
-    "--image", "123456789012.dkr.ecr.us-east-1.amazonaws.com/smray:0.1.0",
-    "--role", "arn:aws:iam::123456789012:role/smray-sagemaker",
-    "--bucket", "smray-example", "--region", "us-east-1",
+    "--image",
+    "123456789012.dkr.ecr.us-east-1.amazonaws.com/smray:0.1.0",
+    "--role",
+    "arn:aws:iam::123456789012:role/smray-sagemaker",
+    "--bucket",
+    "smray-example",
+    "--region",
+    "us-east-1",
 ]
 
 
@@ -28,9 +33,12 @@ def aws(monkeypatch):
 
 
 def _definition(capsys) -> dict:
-    assert cli.build_parser().parse_args(["pipeline", "show", *ARGS]).func(
-        cli.build_parser().parse_args(["pipeline", "show", *ARGS])
-    ) == 0
+    assert (
+        cli.build_parser()
+        .parse_args(["pipeline", "show", *ARGS])
+        .func(cli.build_parser().parse_args(["pipeline", "show", *ARGS]))
+        == 0
+    )
     return json.loads(capsys.readouterr().out)
 
 
@@ -47,12 +55,27 @@ def _normalized(definition: dict) -> str:
 def test_the_definition_has_the_workflow_s_shape(aws, capsys):
     d = _definition(capsys)
     assert [s["Name"] for s in d["Steps"]] == [
-        "FeatureStoreIngestion", "PreprocessData", "HPTuning", "EvaluateModel", "CheckEvaluation",
+        "FeatureStoreIngestion",
+        "PreprocessData",
+        "HPTuning",
+        "EvaluateModel",
+        "CheckEvaluation",
     ]
     params = {p["Name"]: p for p in d["Parameters"]}
     assert params["RMSEThreshold"]["DefaultValue"] == 15000.0
-    assert (params["TrainSize"]["DefaultValue"], params["ValidationSize"]["DefaultValue"], params["TestSize"]["DefaultValue"]) == (0.6, 0.2, 0.2)
-    for name in ("ProcessingInstanceCount", "TrainingInstanceCount", "FeatureGroupName", "InputDataUrl", "OutputUrl", "TuningTrials"):
+    assert (
+        params["TrainSize"]["DefaultValue"],
+        params["ValidationSize"]["DefaultValue"],
+        params["TestSize"]["DefaultValue"],
+    ) == (0.6, 0.2, 0.2)
+    for name in (
+        "ProcessingInstanceCount",
+        "TrainingInstanceCount",
+        "FeatureGroupName",
+        "InputDataUrl",
+        "OutputUrl",
+        "TuningTrials",
+    ):
         assert name in params
     steps = {s["Name"]: s for s in d["Steps"]}
     images = {
@@ -62,9 +85,12 @@ def test_the_definition_has_the_workflow_s_shape(aws, capsys):
     }
     assert images == {ARGS[1]}  # one image for every step
     tuning = steps["HPTuning"]["Arguments"]
-    assert tuning["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
+    assert (
+        tuning["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
+    )
     assert tuning["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"] == {
-        "Type": "Minimize", "MetricName": "validation:rmse"
+        "Type": "Minimize",
+        "MetricName": "validation:rmse",
     }
     assert steps["EvaluateModel"]["PropertyFiles"][0]["FilePath"] == "evaluation.json"
     gate = steps["CheckEvaluation"]["Arguments"]
@@ -85,7 +111,9 @@ def test_the_definition_matches_the_reviewed_snapshot(aws, capsys):
     got = _normalized(_definition(capsys))
     if os.environ.get("SMRAY_UPDATE_SNAPSHOTS"):
         SNAPSHOT.write_text(got)
-    assert got == SNAPSHOT.read_text(), "definition changed: review it, then SMRAY_UPDATE_SNAPSHOTS=1 pytest ..."
+    assert got == SNAPSHOT.read_text(), (
+        "definition changed: review it, then SMRAY_UPDATE_SNAPSHOTS=1 pytest ..."
+    )
 
 
 def test_the_graph_has_both_branches_of_the_gate(aws, capsys):

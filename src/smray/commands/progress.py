@@ -22,15 +22,31 @@ class StepProgress(logging.Handler):
         self.out = out
         self.total = total
         self.started: dict[str, float] = {}
+        self.pending: tuple[str, str] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
+        ended = _ENDED.search(message)
+        # local mode logs a Fail step as SUCCEEDED, then FAILED: hold each success until the next line
+        if self.pending and not (ended and ended[1] == self.pending[0] and ended[2] == "FAILED"):
+            self._ended(*self.pending)
+        self.pending = None
         if match := _STARTED.search(message):
             self.started[match[1]] = time.monotonic()
             self._line(f"[{len(self.started)}/{self.total}] {match[1]} ...")
-        elif match := _ENDED.search(message):
-            seconds = time.monotonic() - self.started.get(match[1], time.monotonic())
-            self._line(f"      {match[1]} {match[2].lower()} in {seconds:.0f} s")
+        elif ended and ended[2] == "SUCCEEDED":
+            self.pending = (ended[1], ended[2])
+        elif ended:
+            self._ended(ended[1], ended[2])
+
+    def flush_pending(self) -> None:
+        if self.pending:
+            self._ended(*self.pending)
+            self.pending = None
+
+    def _ended(self, step: str, outcome: str) -> None:
+        seconds = time.monotonic() - self.started.get(step, time.monotonic())
+        self._line(f"      {step} {outcome.lower()} in {seconds:.0f} s")
 
     def _line(self, text: str) -> None:
         self.out.write(f"{time.strftime('%H:%M:%S')} {text}\n")
@@ -45,12 +61,15 @@ def steps_to_terminal(log_file: Path, total: int) -> Iterator[None]:
     terminal = sys.stdout
     handler = StepProgress(terminal, total)
     sdk_log = logging.getLogger("sagemaker.local")
-    previous_level = sdk_log.level
+    previous = sdk_log.level, sdk_log.propagate
     sdk_log.setLevel(logging.INFO)
+    sdk_log.propagate = False  # its INFO lines are for the log file, not the terminal
     sdk_log.addHandler(handler)
     try:
         with open(log_file, "a") as log, contextlib.redirect_stdout(log):
             yield
     finally:
+        handler.flush_pending()
         sdk_log.removeHandler(handler)
-        sdk_log.setLevel(previous_level)
+        sdk_log.setLevel(previous[0])
+        sdk_log.propagate = previous[1]

@@ -8,3 +8,7 @@ import os
 # `smray pipeline show`'s JSON: warnings and errors still come through.
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
+# "Popping out 'ProcessingJobName' from the pipeline definition": said once per step per definition()
+logging.getLogger("sagemaker.workflow.utilities").setLevel(logging.ERROR)
+# Logs "will collect telemetry... to opt out..." before it reads the opt-out local mode sets (local_mode.py)
+logging.getLogger("sagemaker.telemetry").setLevel(logging.WARNING)

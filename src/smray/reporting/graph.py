@@ -57,8 +57,28 @@ def pipeline_edges(definition: dict[str, Any]) -> list[Edge]:
     return edges
 
 
+def reduce(edges: list[Edge]) -> list[Edge]:
+    """Drops an unlabelled edge a->c when c is reachable from a by other edges: the picture shows the
+    order of the steps, not every data reference (the pipeline's data references skip steps)."""
+
+    def reachable(start: str, goal: str, skip: Edge) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            here = todo.pop()
+            for e in edges:
+                if e.source == here and e != skip and e.target not in seen:
+                    if e.target == goal:
+                        return True
+                    seen.add(e.target)
+                    todo.append(e.target)
+        return False
+
+    return [e for e in edges if e.label or not reachable(e.source, e.target, e)]
+
+
 def draw(nodes: dict[str, tuple[str, str]], edges: list[Edge], path: Path, title: str) -> Path:
     """`nodes`: name -> (status, caption). Laid out left to right by longest path from a source."""
+    edges = reduce(edges)
     layer = {n: 0 for n in nodes}
     for _ in nodes:  # longest-path layering; a DAG settles within len(nodes) passes
         for e in edges:
@@ -87,7 +107,15 @@ def draw(nodes: dict[str, tuple[str, str]], edges: list[Edge], path: Path, title
             linewidth=2,
         )
         ax.add_patch(box)
-        ax.text(x, y + 0.15, name, ha="center", va="center", fontsize=9, fontweight="bold")
+        ax.text(
+            x,
+            y + 0.15,
+            name,
+            ha="center",
+            va="center",
+            fontsize=9 if len(name) <= 24 else 6.5,
+            fontweight="bold",
+        )
         ax.text(x, y - 0.25, caption or status, ha="center", va="center", fontsize=8, color="#333333")
     for e in edges:
         if e.source not in pos or e.target not in pos:
@@ -99,14 +127,16 @@ def draw(nodes: dict[str, tuple[str, str]], edges: list[Edge], path: Path, title
             xytext=(x0 + width / 2 + 0.05, y0),
             arrowprops={"arrowstyle": "-|>", "color": "#555555", "lw": 1.4},
         )
-        if e.label:
+        if e.label:  # half way along the arrow, above it: where branches are told apart
+            start, end = x0 + width / 2, x1 - width / 2
             ax.text(
-                (x0 + x1) / 2 + 0.3,
-                (y0 + y1) / 2 + 0.12,
+                (start + end) / 2,
+                (y0 + y1) / 2 + 0.15,
                 e.label,
-                fontsize=8,
-                color="#555555",
+                fontsize=9,
+                color="#333333",
                 style="italic",
+                ha="center",
             )
     xs = [x for x, _ in pos.values()]
     ys = [y for _, y in pos.values()]

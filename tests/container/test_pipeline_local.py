@@ -1,0 +1,117 @@
+"""The main job end to end: `smray run local` drives the SageMaker Pipeline through SageMaker local mode
+on the real engine. The first run takes the gate's pass branch with 2-host processing and a 2-host
+training job and goes on to register, approve, deploy and invoke; the second takes the FailStep
+branch, says why, and leaves the registry and the endpoint as they were. Both reports render in
+headless Chromium."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from smray.endpoints.local import LocalEndpoints
+from smray.registry.local import LocalRegistry
+from smray.registry.records import Approval
+from smray.serving.client import Connection
+
+from .conftest import IMAGE
+
+SMRAY = str(Path(sys.executable).with_name("smray"))
+DATA = Path(__file__).parents[2] / "data" / "house_pricing.csv"
+FAST = ["--num-round", "60", "--tuning-trials", "2", "--image", IMAGE]
+
+
+def _run(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SMRAY_HOME": str(home)}
+    return subprocess.run(
+        [SMRAY, "run", "local", "--input", str(DATA), *FAST, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+
+
+def _report(stdout: str) -> Path:
+    return Path(re.search(r"report\s+(\S+report\.html)", stdout)[1])
+
+
+def _screenshot(report: Path, out: Path) -> Image.Image:
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--screenshot={out}",
+            "--window-size=1400,2400",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    return Image.open(out).convert("RGB")
+
+
+def _has_colour(image: Image.Image, rgb: tuple[int, int, int], at_least: int = 500) -> bool:
+    return sum(1 for pixel in image.getdata() if pixel == rgb) >= at_least
+
+
+@pytest.fixture
+def home(docker_client, tmp_path):
+    home = tmp_path / "home"
+    yield home
+    for endpoint in LocalEndpoints(home).list():
+        LocalEndpoints(home).delete(endpoint.name)
+
+
+def test_both_branches_of_the_gate_end_to_end(home, tmp_path):
+    passed = _run(home, "--processing-hosts", "2", "--training-hosts", "2", "--threshold", "30000")
+    assert passed.returncode == 0, passed.stdout[-3000:] + passed.stderr[-3000:]
+    out = passed.stdout
+    for step in (
+        "FeatureStoreIngestion",
+        "PreprocessData",
+        "TrainWithTuning",
+        "EvaluateModel",
+        "RegisterTrainedModel",
+    ):
+        assert re.search(rf"{step}\s+Succeeded", out), out
+    rmse = float(re.search(r"RMSE ([\d,]+) \(", out)[1].replace(",", ""))
+    assert rmse <= 30000
+    (version,) = LocalRegistry(home / "registry").versions("housing")
+    assert version.status is Approval.APPROVED and version.rmse() == pytest.approx(rmse, abs=1)
+    endpoint = LocalEndpoints(home).describe("housing")
+    assert endpoint.model == "housing/1"
+    row = "1,2,3,4,5,6,7,8,9,10,11,12"  # a wrong row still gets a clear answer from the live endpoint
+    assert Connection(endpoint.url).invoke(row.encode(), "text/csv").status == 400
+    execution = re.search(r"execution\s+(\w+) Succeeded", out)[1]
+    folder = home / "runs" / execution
+    assert len(json.loads((folder / "ingest" / "ingest.json").read_text())["hosts"]) == 2
+    preprocess = json.loads((folder / "preprocess" / "preprocess.json").read_text())
+    assert sum(preprocess["splits"].values()) > 9000
+    shot = _screenshot(_report(out), tmp_path / "passed.png")
+    assert _has_colour(shot, (0xD7, 0xF0, 0xDD))  # succeeded steps drawn green
+    assert not _has_colour(shot, (0xFB, 0xDC, 0xDC), at_least=1)  # no failed step
+
+    failed = _run(home, "--threshold", "1")
+    assert failed.returncode == 1
+    assert re.search(r"gate\s+FAILED: test RMSE [\d.]+ is above the RMSEThreshold 1", failed.stdout), (
+        failed.stdout
+    )
+    assert re.search(r"RMSEFail\s+Failed", failed.stdout)
+    assert [v.version for v in LocalRegistry(home / "registry").versions("housing")] == [1]
+    assert LocalEndpoints(home).describe("housing").model == "housing/1"
+    second = re.search(r"execution\s+(\w+) Failed", failed.stdout)[1]
+    assert second != execution  # each execution has its own folder
+    ingest = json.loads((home / "runs" / second / "ingest" / "ingest.json").read_text())
+    assert ingest["written"] == 0  # the same input again: nothing new to store
+    shot = _screenshot(_report(failed.stdout), tmp_path / "failed.png")
+    assert _has_colour(shot, (0xFB, 0xDC, 0xDC))  # the FailStep drawn red
