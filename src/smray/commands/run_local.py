@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             f"MAE {m['mae']['value']:,.0f}, R² {m['r2']['value']:.3f}"
         )
     version = _gate(execution, args.threshold, home, outcome)
-    _track(home, execution, started, evaluation)
+    _track(home, execution, started, evaluation, outcome)
     if version and not args.no_approve:
         version = LocalRegistry(home / "registry").set_status(
             version.group, version.version, Approval.APPROVED, "approved by smray run local: passed the gate"
@@ -161,7 +161,7 @@ def _gate(execution: Any, threshold: float, home: Path, outcome: Outcome) -> Mod
     return None
 
 
-def _track(home: Path, execution: Any, started: float, evaluation: dict | None) -> None:
+def _track(home: Path, execution: Any, started: float, evaluation: dict | None, outcome: Outcome) -> None:
     metrics = {f"test_{k}": v["value"] for k, v in (evaluation or {}).get("regression_metrics", {}).items()}
     params = {k: str(v) for k, v in execution.parameters.items() if not str(v).startswith("file://")}
     model_file = execution.folder / "model" / model_artifact.ARCHIVE
@@ -171,7 +171,17 @@ def _track(home: Path, execution: Any, started: float, evaluation: dict | None) 
         metrics |= {
             k: float(v) for k, v in meta.items() if k.startswith("validation_") and isinstance(v, int | float)
         }
-    tracking.record(home, tracking.Run(execution.id, started, execution.status, params, metrics))
+    try:
+        mlflow_run = tracking.record(
+            home, tracking.Run(execution.id, started, execution.status, params, metrics)
+        )
+    except UserError as exc:  # the run itself stands; the summary says what was not tracked
+        outcome.facts["tracking"] = f"FAILED: {exc}"
+        outcome.ok = False
+        return
+    outcome.facts["tracking"] = f"{home / tracking.FILE}" + (
+        f", MLflow run {mlflow_run}" if mlflow_run else ""
+    )
 
 
 def _invoke_sample(endpoint: Endpoint, input_dir: Path, version: ModelVersion, rows: int = 3) -> str:

@@ -30,6 +30,7 @@ from smray.serving.client import Connection
 
 NETWORK = "smray-endpoints"
 LABEL = "io.smray.endpoint"
+HOME_LABEL = "io.smray.endpoints-root"  # endpoint names are per smray home; container names are global
 SERVE_PORT = 8080
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's endpoint name rule
 
@@ -132,48 +133,54 @@ class LocalEndpoints:
         except UserError:
             shutil.rmtree(model_dir)
             raise
-        _docker(
-            "run",
-            "-d",
-            "--name",
+        workers = os.environ.get("SMRAY_SERVE_WORKERS", "2")
+        _run(
             container,
-            "--network",
-            NETWORK,
-            "--label",
-            f"{LABEL}={name}",
-            "-v",
+            name,
             f"{model_dir.resolve()}:/opt/ml/model:ro",
-            "-p",
             f"127.0.0.1::{SERVE_PORT}",
-            "-e",
-            f"SMRAY_SERVE_WORKERS={os.environ.get('SMRAY_SERVE_WORKERS', '2')}",
             image,
-            "serve",
+            ["serve"],
+            env={"SMRAY_SERVE_WORKERS": workers},
         )
         return container, model_dir
 
     def _start_router(self, name: str, image: str, folder: Path, port: int) -> tuple[str, int]:
         router = f"smray-endpoint-{name}"
-        _remove(router)
-        _docker(
-            "run",
-            "-d",
-            "--name",
+        owner = _docker("inspect", "-f", f'{{{{index .Config.Labels "{HOME_LABEL}"}}}}', router, check=False)
+        if owner.returncode == 0:  # a container of that name exists: ours (stale) or another home's
+            if owner.stdout.strip() != str(self.root.resolve()):
+                raise UserError(f"endpoint name {name} is taken by the smray home of {owner.stdout.strip()}")
+            _remove(router)
+        _run(
             router,
-            "--network",
-            NETWORK,
-            "--label",
-            f"{LABEL}={name}",
-            "-v",
+            name,
             f"{folder.resolve()}:/endpoint:ro",
-            "-p",
             f"127.0.0.1:{port or ''}:{SERVE_PORT}",
             image,
-            "route",
-            "--upstream-file",
-            "/endpoint/upstream",
+            ["route", "--upstream-file", "/endpoint/upstream"],
+            labels={HOME_LABEL: str(self.root.resolve())},
         )
         return router, _published_port(router)
+
+
+def _run(
+    container: str,
+    endpoint: str,
+    volume: str,
+    publish: str,
+    image: str,
+    command: list[str],
+    env: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> None:
+    """A detached container on the endpoints' network, labelled with its endpoint."""
+    options = ["--name", container, "--network", NETWORK, "-v", volume, "-p", publish]
+    for key, value in {LABEL: endpoint, **(labels or {})}.items():
+        options += ["--label", f"{key}={value}"]
+    for key, value in (env or {}).items():
+        options += ["-e", f"{key}={value}"]
+    _docker("run", "-d", *options, image, *command)
 
 
 def _ensure_network() -> None:

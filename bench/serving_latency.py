@@ -1,0 +1,155 @@
+"""Serving: smray's `serve` against `mlflow models serve` of the same XGBoost booster, side by side in one
+run on this machine: p50/p99 latency of one-row requests and rows/s of 1000-row batches, each server with
+2 workers, the client in another process over 127.0.0.1 keep-alive connections, CSV in and out.
+
+smray also applies the model's scaler to raw features; MLflow's pyfunc gets the already scaled rows (it
+serves the bare booster), so the comparison is generous to MLflow.
+
+MLflow is not a dependency of smray: point MLFLOW_PYTHON at a Python that has mlflow and xgboost, e.g.
+  python3 -m venv build/bench-mlflow && build/bench-mlflow/bin/pip install "mlflow==3.*" xgboost
+  .venv/bin/python bench/serving_latency.py            # uses build/bench-mlflow/bin/python by default
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from smray import model_artifact  # noqa: E402
+from smray.serving.client import Connection  # noqa: E402
+from tests.support.models import build_model, free_port, sample_rows  # noqa: E402
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
+MLFLOW_PYTHON = os.environ.get("MLFLOW_PYTHON", str(ROOT / "build" / "bench-mlflow" / "bin" / "python"))
+
+SAVE_MLFLOW = """
+import sys, mlflow.xgboost, xgboost
+booster = xgboost.Booster(model_file=sys.argv[1])
+mlflow.xgboost.save_model(booster, sys.argv[2])
+"""
+
+
+def wait_ready(url: str, process: subprocess.Popen, path: str = "/ping", timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        try:
+            if Connection(url, timeout_s=2).request("GET", path).status == 200:
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"{url} not ready in {timeout_s} s")
+
+
+def measure(url: str, body: bytes, seconds: float) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".csv") as f:
+        f.write(body)
+        f.flush()
+        out = subprocess.run(
+            [sys.executable, "-m", "smray.serving.client", url, f.name, "text/csv", str(seconds)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    if not Path(MLFLOW_PYTHON).exists():
+        raise SystemExit(f"no MLflow Python at {MLFLOW_PYTHON}: see this file's docstring")
+    work = Path(tempfile.mkdtemp(prefix="smray-bench-serving-"))
+    model_dir = build_model(work / "model", rows=20_000, rounds=200)
+    model = model_artifact.load(model_dir)
+    subprocess.run(
+        [MLFLOW_PYTHON, "-c", SAVE_MLFLOW, str(model_dir / "model.json"), str(work / "mlflow")], check=True
+    )
+
+    raw_one, raw_batch = sample_rows(1), sample_rows(1000, seed=3)
+    scaled = {n: model.transform.apply(r) for n, r in (("one", raw_one), ("batch", raw_batch))}
+    bodies = {
+        "smray": {n: r.to_csv(index=False).encode() for n, r in (("one", raw_one), ("batch", raw_batch))},
+        "mlflow": {n: r.to_csv(index=False).encode() for n, r in scaled.items()},
+    }
+    results = {}
+    smray_port, mlflow_port = free_port(), free_port()
+    servers = {
+        "smray": (
+            [
+                str(Path(sys.executable).with_name("smray-entrypoint")),
+                "serve",
+                "--model-dir",
+                str(model_dir),
+                "--port",
+                str(smray_port),
+                "--workers",
+                "2",
+            ],
+            f"http://127.0.0.1:{smray_port}",
+            "/ping",
+        ),
+        "mlflow": (
+            [
+                MLFLOW_PYTHON,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                str(work / "mlflow"),
+                "--env-manager",
+                "local",
+                "-p",
+                str(mlflow_port),
+                "-h",
+                "127.0.0.1",
+                "-w",
+                "2",
+            ],
+            f"http://127.0.0.1:{mlflow_port}",
+            "/ping",
+        ),
+    }
+    env = {**os.environ, "SMRAY_OPT_ML": str(work / "opt_ml"), "SMRAY_LOG_LEVEL": "WARNING"}
+    for name, (cmd, url, ping) in servers.items():
+        process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_ready(url, process, ping)
+            measure(url, bodies[name]["one"], 2)  # warm-up
+            one = measure(url, bodies[name]["one"], SECONDS)
+            batch = measure(url, bodies[name]["batch"], SECONDS)
+            results[name] = {
+                "p50_ms": one["p50_ms"],
+                "p99_ms": one["p99_ms"],
+                "one_row_errors": one["errors"],
+                "batch_rows_per_s": 1000 * (batch["requests"] - batch["errors"]) / batch["seconds"],
+                "batch_errors": batch["errors"],
+            }
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    s, m = results["smray"], results["mlflow"]
+    print(f"serving benchmark: {SECONDS:.0f} s per measurement, 2 workers each, {os.cpu_count()} cores here")
+    print(f"{'':22}{'smray serve':>14}{'mlflow serve':>14}{'ratio':>10}")
+    print(f"{'1 row p50 (ms)':22}{s['p50_ms']:>14.2f}{m['p50_ms']:>14.2f}{m['p50_ms'] / s['p50_ms']:>9.2f}x")
+    print(f"{'1 row p99 (ms)':22}{s['p99_ms']:>14.2f}{m['p99_ms']:>14.2f}{m['p99_ms'] / s['p99_ms']:>9.2f}x")
+    print(
+        f"{'1000-row rows/s':22}{s['batch_rows_per_s']:>14,.0f}{m['batch_rows_per_s']:>14,.0f}"
+        f"{s['batch_rows_per_s'] / m['batch_rows_per_s']:>9.2f}x"
+    )
+    print(
+        f"errors: smray {s['one_row_errors'] + s['batch_errors']}, "
+        f"mlflow {m['one_row_errors'] + m['batch_errors']}"
+    )
+
+
+if __name__ == "__main__":
+    main()
