@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from smray import model_artifact
 from smray.endpoints.local import LocalEndpoints
 from smray.registry.local import LocalRegistry
 from smray.registry.records import Approval
@@ -23,7 +24,7 @@ from .conftest import IMAGE
 
 SMRAY = str(Path(sys.executable).with_name("smray"))
 DATA = Path(__file__).parents[2] / "data" / "house_pricing.csv"
-FAST = ["--num-round", "60", "--tuning-trials", "2", "--image", IMAGE]
+FAST = ["--num-round", "40", "--tuning-trials", "2", "--image", IMAGE]
 
 
 def _run(home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -72,6 +73,7 @@ def home(docker_client, tmp_path):
         LocalEndpoints(home).delete(endpoint.name)
 
 
+@pytest.mark.timeout(1500)
 def test_both_branches_of_the_gate_end_to_end(home, tmp_path):
     passed = _run(home, "--processing-hosts", "2", "--training-hosts", "2", "--threshold", "30000")
     assert passed.returncode == 0, passed.stdout[-3000:] + passed.stderr[-3000:]
@@ -97,11 +99,16 @@ def test_both_branches_of_the_gate_end_to_end(home, tmp_path):
     assert len(json.loads((folder / "ingest" / "ingest.json").read_text())["hosts"]) == 2
     preprocess = json.loads((folder / "preprocess" / "preprocess.json").read_text())
     assert sum(preprocess["splits"].values()) > 9000
+    trained = model_artifact.load(folder / "model" / "model.tar.gz").metadata
+    assert trained["engine"] == "ray-train x2", trained["engine"]  # both hosts trained, each on its share
+    assert len({w["host"] for w in trained["workers"]}) == 2 and all(
+        w["rows"] > 0 for w in trained["workers"]
+    )
     shot = _screenshot(_report(out), tmp_path / "passed.png")
     assert _has_colour(shot, (0xD7, 0xF0, 0xDD))  # succeeded steps drawn green
     assert not _has_colour(shot, (0xFB, 0xDC, 0xDC), at_least=1)  # no failed step
 
-    failed = _run(home, "--threshold", "1")
+    failed = _run(home, "--threshold", "1", "--processing-hosts", "1")
     assert failed.returncode == 1
     assert re.search(r"gate\s+FAILED: test RMSE [\d.]+ is above the RMSEThreshold 1", failed.stdout), (
         failed.stdout
