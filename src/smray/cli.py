@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -67,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", type=Path, default=Path("data/generated"))
     gen.set_defaults(func=cmd_data_generate)
 
+    build = sub.add_parser(
+        "build",
+        help="build (and push) the smray image: runs the checkout's build.sh",
+        description="Runs build.sh of the smray checkout this command is started in (or under): wheelhouse "
+        "from the lock file, image tagged smray:<version>, :latest and :<git revision>. Arguments go to "
+        "build.sh: --gpu, --push REGISTRY, --ecr, --base-image IMAGE, --refresh-wheels, --help.",
+    )
+    build.add_argument("args", nargs=argparse.REMAINDER, help="arguments for build.sh")
+    build.set_defaults(func=cmd_build)
+
     run = sub.add_parser("run", help="run the whole workflow: locally, or as a SageMaker Pipeline on AWS")
     run_sub = run.add_subparsers(dest="run_command", required=True)
     run_local.add_parser(run_sub)
@@ -87,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 TUNED = {p.name for p in PARAMS if p.tune}
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    here = Path.cwd().resolve()
+    script = next((d / "build.sh" for d in (here, *here.parents) if (d / "build.sh").is_file()), None)
+    if script is None:
+        raise UserError(f"no build.sh in {here} or above: run `smray build` inside the smray checkout")
+    return subprocess.run(["bash", str(script), *args.args], cwd=script.parent).returncode
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -159,8 +178,15 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    # `smray build --push R`: argparse's REMAINDER will not take an option first, so build.sh gets the rest
+    if argv[:1] == ["build"] and argv[1:2] not in (["-h"], ["--help"]):
+        return argparse.Namespace(command="build", func=cmd_build, args=argv[1:])
+    return build_parser().parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = parse(sys.argv[1:] if argv is None else argv)
     try:
         sys.exit(args.func(args))
     except UserError as exc:

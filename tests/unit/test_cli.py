@@ -1,6 +1,8 @@
 import pandas as pd
+import pytest
 
 from smray import cli
+from smray.errors import UserError
 
 
 def test_data_generate_writes_the_files_it_says(tmp_path, capsys):
@@ -43,3 +45,19 @@ def test_readme_documents_every_hyperparameter_as_declared():
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert hyperparameters.markdown_table() in readme
+
+
+def test_build_runs_the_checkout_s_build_sh_with_its_arguments(tmp_path, monkeypatch, capfd):
+    (tmp_path / "build.sh").write_text('echo "build.sh got: $*"\nexit 3\n')
+    (tmp_path / "src").mkdir()
+    monkeypatch.chdir(tmp_path / "src")  # found in a parent folder
+    args = cli.parse(["build", "--push", "127.0.0.1:5000"])
+    assert args.func(args) == 3  # build.sh's own exit code
+    assert "build.sh got: --push 127.0.0.1:5000" in capfd.readouterr().out
+
+
+def test_build_outside_a_checkout_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = cli.parse(["build"])
+    with pytest.raises(UserError, match=r"no build\.sh in"):
+        args.func(args)
