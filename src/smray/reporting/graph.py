@@ -57,6 +57,22 @@ def pipeline_edges(definition: dict[str, Any]) -> list[Edge]:
     return edges
 
 
+def state_machine_edges(definition: dict[str, Any]) -> list[Edge]:
+    """Edges of an Amazon States Language definition: Next, Choice rules and Default, and Catch
+    (labelled with the errors caught)."""
+    edges: list[Edge] = []
+    for name, state in definition["States"].items():
+        if "Next" in state:
+            edges.append(Edge(name, state["Next"]))
+        for rule in state.get("Choices", []):
+            edges.append(Edge(name, rule["Next"], "yes"))
+        if "Default" in state:
+            edges.append(Edge(name, state["Default"], "no"))
+        for catch in state.get("Catch", []):
+            edges.append(Edge(name, catch["Next"], "catch"))
+    return edges
+
+
 def reduce(edges: list[Edge]) -> list[Edge]:
     """Drops an unlabelled edge a->c when c is reachable from a by other edges: the picture shows the
     order of the steps, not every data reference (the pipeline's data references skip steps)."""

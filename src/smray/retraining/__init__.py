@@ -1,0 +1,1 @@
+"""Scheduled retraining: the Step Functions workflow on AWS (definition, IAM, schedule, deployment)."""
