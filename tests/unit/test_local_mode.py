@@ -3,8 +3,8 @@
 import io
 import logging
 
-from smray.commands.progress import StepProgress
 from smray.pipeline import local_mode
+from smray.pipeline.progress import StepProgress
 
 
 def test_telemetry_is_opted_out_in_the_sdk_s_own_config(tmp_path, monkeypatch):
