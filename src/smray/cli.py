@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from smray import __version__, datagen, paths, tracking
-from smray.commands import endpoints, models, retraining, run_aws, run_local
+from smray.commands import endpoints, models, retraining, run_aws, run_local, schedule
 from smray.errors import UserError
 from smray.hyperparameters import PARAMS
 from smray.local_cluster import LocalCluster, host_names, new_token
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parser(sub)
     endpoints.add_parsers(sub)
     retraining.add_parser(sub)
+    schedule.add_parser(sub)
 
     runs = sub.add_parser("runs", help="every recorded run's parameters and metrics, oldest first")
     runs.set_defaults(func=cmd_runs)

@@ -8,7 +8,7 @@ import numpy as np
 BOOTSTRAP_SAMPLES = 200
 
 
-def _all(y: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
+def point(y: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
     """Each metric of one sample."""
     err = p - y
     nonzero = y != 0
@@ -30,19 +30,19 @@ def _all(y: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
 def regression(actual: np.ndarray, predicted: np.ndarray, seed: int = 0) -> dict:
     actual = np.asarray(actual, dtype="float64")
     predicted = np.asarray(predicted, dtype="float64")
-    point = _all(actual, predicted)
+    values = point(actual, predicted)
     rng = np.random.default_rng(seed)
     n = len(actual)
     draws = []
     for _ in range(BOOTSTRAP_SAMPLES):
         i = rng.integers(0, n, n)
-        draws.append(_all(actual[i], predicted[i]))
-    boot = {name: np.array([d[name] for d in draws]) for name in point}
+        draws.append(point(actual[i], predicted[i]))
+    boot = {name: np.array([d[name] for d in draws]) for name in values}
     with np.errstate(invalid="ignore"):  # r2 of a constant resample is -inf: no spread to report
         spread = {name: float(np.nanstd(np.where(np.isfinite(v), v, np.nan))) for name, v in boot.items()}
     return {
         "regression_metrics": {
-            name: {"value": float(point[name]), "standard_deviation": spread[name]} for name in point
+            name: {"value": float(values[name]), "standard_deviation": spread[name]} for name in values
         },
         "rows": len(actual),
     }

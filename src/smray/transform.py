@@ -40,10 +40,17 @@ class Transform:
 
     def apply_matrix(self, values: np.ndarray, columns: list[str]) -> np.ndarray:
         """The same on a float matrix whose columns are `columns` (vectorized: the endpoint's hot path)."""
-        stats = [self.scale.get(c, Scale(0.0, 1.0)) for c in columns]
-        mean = np.array([s.mean for s in stats])
-        std = np.array([s.std if s.std else 1.0 for s in stats])
+        mean, std = self._stats(columns)
         return (values - mean) / std
+
+    def invert_matrix(self, values: np.ndarray, columns: list[str]) -> np.ndarray:
+        """Raw features back from scaled ones (to score another model, with its own scaler, on them)."""
+        mean, std = self._stats(columns)
+        return values * std + mean
+
+    def _stats(self, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        stats = [self.scale.get(c, Scale(0.0, 1.0)) for c in columns]
+        return np.array([s.mean for s in stats]), np.array([s.std if s.std else 1.0 for s in stats])
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,129 @@
+"""The local retraining loop on a short schedule: it retrains twice and deploys once. The endpoint starts
+out serving a weak model; the first run's model beats it and is swapped in; the second run's model is
+deliberately worse (2 boosting rounds) and is not deployed. A client polls the endpoint all the while
+and never gets an error."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from smray.endpoints.local import LocalEndpoints
+from smray.registry.local import LocalRegistry
+from smray.registry.records import Approval
+from smray.schedule import local_loop
+from smray.serving.client import Connection
+from tests.support.models import build_model, sample_rows
+
+from .conftest import IMAGE
+
+SMRAY = str(Path(sys.executable).with_name("smray"))
+DATA = Path(__file__).parents[2] / "data" / "house_pricing.csv"
+
+
+class Poller(threading.Thread):
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url, self.stop, self.ok, self.errors = url, threading.Event(), 0, []
+        self.body = sample_rows(2).to_csv(index=False).encode()
+
+    def run(self):
+        conn = Connection(self.url)
+        while not self.stop.is_set():
+            try:
+                answer = conn.invoke(self.body, "text/csv")
+                if answer.status == 200:
+                    self.ok += 1
+                else:
+                    self.errors.append(f"HTTP {answer.status}")
+            except OSError as exc:
+                self.errors.append(repr(exc))
+                conn.close()
+            time.sleep(0.05)
+
+
+def _wait_for(predicate, timeout_s: float, what: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if process.poll() is not None:
+            pytest.fail(
+                f"the scheduler exited ({process.returncode}) before {what}: {process.stdout.read()[-3000:]}"
+            )
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {timeout_s} s")
+        time.sleep(1)
+
+
+@pytest.mark.timeout(1500)
+def test_retrains_twice_deploys_once_and_never_fails_a_client(docker_client, tmp_path):
+    home = tmp_path / "home"
+    registry = LocalRegistry(home / "registry")
+    weak = registry.register("housing", build_model(tmp_path / "weak", rounds=3), IMAGE, {})
+    registry.set_status("housing", weak.version, Approval.APPROVED, "the model served before the schedule")
+    endpoints = LocalEndpoints(home)
+    endpoint = endpoints.deploy("houses", registry.describe("housing", weak.version))
+    poller = Poller(endpoint.url)
+    poller.start()
+
+    settings = {
+        "DataUri": str(DATA),
+        "Threshold": 1e9,
+        "EndpointName": "houses",
+        "Image": IMAGE,
+        "ProcessingInstanceCount": 1,
+        "TrainingInstanceCount": 1,
+        "NumRound": 60,
+        "TuningTrials": 1,
+    }
+    input_file = tmp_path / "input.json"
+    input_file.write_text(json.dumps(settings))
+    scheduler = subprocess.Popen(
+        [
+            SMRAY,
+            "schedule",
+            "run",
+            "--every",
+            "rate(1 minute)",
+            "--input",
+            str(input_file),
+            "--max-runs",
+            "2",
+            "--run-now",
+        ],
+        env={**os.environ, "SMRAY_HOME": str(home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: len(local_loop.history(home)) == 1, 900, "first run", scheduler)
+        input_file.write_text(
+            json.dumps({**settings, "NumRound": 2})
+        )  # the next run: a deliberately worse model
+        out, _ = scheduler.communicate(timeout=900)
+    finally:
+        poller.stop.set()
+        poller.join(timeout=30)
+        if scheduler.poll() is None:
+            scheduler.kill()
+        for e in endpoints.list():
+            endpoints.delete(e.name)
+
+    assert scheduler.returncode == 0, out[-3000:]
+    first, second = local_loop.history(home)
+    assert first["decision"].startswith("deployed housing/2"), first
+    assert first["served_before"] == "housing/1" and first["new_rmse"] < first["served_rmse"]
+    assert second["decision"].startswith("not deployed: housing/3 is worse than the served housing/2"), second
+    assert second["served_after"] == "housing/2"
+    assert [(v.version, v.status) for v in registry.versions("housing")] == [
+        (3, Approval.REJECTED),
+        (2, Approval.APPROVED),
+        (1, Approval.APPROVED),
+    ]
+    assert "next run at" in out and "stopped after 2 run(s)" in out
+    assert poller.errors == [] and poller.ok > 100, (poller.ok, poller.errors[:5])

@@ -1,0 +1,89 @@
+"""The local retraining loop's parts that need no containers: its input, the side-by-side score on one
+test set, missed fire times, and the stop signals."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from smray import model_artifact, schema
+from smray.errors import UserError
+from smray.schedule import local_loop
+from smray.schedule.expressions import parse
+from tests.support.models import build_model, sample_rows
+
+
+def test_the_input_is_the_state_machine_s_json(tmp_path):
+    path = tmp_path / "input.json"
+    path.write_text(
+        json.dumps(
+            {
+                "DataUri": "file:///data/houses.csv",
+                "Threshold": 9000,
+                "EndpointName": "h",
+                "TrainingInstanceCount": 2,
+                "RoleArn": "ignored locally",
+            }
+        )
+    )
+    source, settings = local_loop.read_input(path)
+    assert str(source) == "/data/houses.csv"
+    assert (settings.threshold, settings.endpoint, settings.training_hosts) == (9000.0, "h", 2)
+    path.write_text(json.dumps({"DataUri": "s3://bucket/x"}))
+    with pytest.raises(UserError, match="is in S3"):
+        local_loop.read_input(path)
+    path.write_text(json.dumps({"Threshold": "high"}))
+    with pytest.raises(UserError, match="could not convert"):
+        local_loop.read_input(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(UserError, match="must be a JSON object"):
+        local_loop.read_input(path)
+
+
+def test_two_models_with_different_scalers_are_scored_on_the_same_rows(tmp_path):
+    good = model_artifact.load(build_model(tmp_path / "good", rounds=60, seed=1))
+    weak = model_artifact.load(build_model(tmp_path / "weak", rounds=2, seed=2))  # its own scaler
+    rows = sample_rows(400, seed=11)
+    target = schema.housing().target
+    from smray import datagen
+
+    frame = datagen.housing_frame(400, seed=11, with_ids=False)
+    test = good.transform.apply(frame[[target, *good.features]])  # scaled as preprocess writes it
+    (tmp_path / "test").mkdir()
+    test.to_parquet(tmp_path / "test" / "part-0.parquet")
+    good_rmse = local_loop.score_on_test(tmp_path / "test", good.transform, good)
+    weak_rmse = local_loop.score_on_test(tmp_path / "test", good.transform, weak)
+    assert good_rmse < weak_rmse
+    direct = float(((good.predict(rows, scaled=False) - frame[target].to_numpy()) ** 2).mean() ** 0.5)
+    assert good_rmse == pytest.approx(direct, rel=1e-9)  # unscaling recovered the raw rows exactly
+
+
+def test_missed_fire_times_are_counted(tmp_path):
+    scheduler = local_loop.Scheduler(tmp_path, parse("rate(1 minute)"), tmp_path / "input.json")
+    due = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    assert scheduler._missed(due, datetime(2026, 11, 22, 10, 3, 30, tzinfo=UTC)) == 3
+    assert scheduler._missed(due, datetime(2026, 11, 22, 10, 0, 30, tzinfo=UTC)) == 0
+
+
+def test_signals_stop_between_runs_finish_a_run_then_abandon_it(tmp_path):
+    scheduler = local_loop.Scheduler(tmp_path, parse("rate(1 minute)"), tmp_path / "input.json")
+    scheduler._on_signal(2, None)  # between runs: stop at once
+    assert scheduler.stop.is_set()
+    scheduler = local_loop.Scheduler(tmp_path, parse("rate(1 minute)"), tmp_path / "input.json")
+    scheduler.in_run = True
+    scheduler._on_signal(15, None)  # during a run: finish it first
+    assert scheduler.stop.is_set()
+    scheduler.in_deploy = True
+    scheduler._on_signal(15, None)  # a second signal while the endpoint swaps: the swap completes
+    scheduler.in_deploy = False
+    with pytest.raises(KeyboardInterrupt):
+        scheduler._on_signal(15, None)  # a second signal otherwise: abandon the run
+
+
+def test_a_second_scheduler_on_the_same_home_is_refused(tmp_path):
+    (tmp_path / "input.json").write_text("{}")
+    first = local_loop.Scheduler(tmp_path, parse("rate(1 minute)"), tmp_path / "input.json")
+    with first._only_scheduler(), pytest.raises(UserError, match="another smray schedule"):
+        second = local_loop.Scheduler(tmp_path, parse("rate(1 minute)"), tmp_path / "input.json")
+        with second._only_scheduler():
+            pass
