@@ -172,3 +172,9 @@ def test_render_draws_the_graph(tmp_path, capsys):
     assert args.func(args) == 0
     assert json.loads(capsys.readouterr().out)["StartAt"] == "Names"
     assert (tmp_path / "states.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_example_input_is_complete():
+    example = json.loads((SNAPSHOT.parent / "retraining-input.example.json").read_text())
+    aws.check_input(example)
+    assert set(example) == set(statemachine.REQUIRED_INPUT)
