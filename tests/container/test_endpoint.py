@@ -2,9 +2,11 @@
 version that leaves the endpoint as it was, delete."""
 
 import json
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -76,6 +78,37 @@ def test_deploy_update_under_load_and_a_failed_update(endpoints, tmp_path):
         ["docker", "ps", "--format", "{{.Names}}"], capture_output=True, text=True
     ).stdout
     assert first.container not in running and second.container in running
+
+    # `smray invoke` by endpoint name, CSV and JSON files, answers as sent
+    (tmp_path / "rows.csv").write_text(rows.to_csv(index=False))
+    (tmp_path / "rows.json").write_text(json.dumps({"instances": rows.to_dict(orient="records")}))
+    env = {**os.environ, "SMRAY_HOME": str(endpoints.root.parent)}
+    smray = str(Path(sys.executable).with_name("smray"))
+    csv_out = subprocess.run(
+        [smray, "invoke", "houses", str(tmp_path / "rows.csv")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert [float(v) for v in csv_out.split()] == pytest.approx(list(expected_v2), rel=1e-5)
+    json_out = subprocess.run(
+        [smray, "invoke", "houses", str(tmp_path / "rows.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert [p["score"] for p in json.loads(json_out)["predictions"]] == pytest.approx(
+        list(expected_v2), rel=1e-5
+    )
+    bad = subprocess.run(
+        [smray, "invoke", "houses", str(body)],
+        env={**env, "SMRAY_HOME": str(tmp_path / "nohome")},
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and "no local endpoint named houses" in bad.stderr
 
     broken_dir = tmp_path / "broken"
     broken_dir.mkdir()

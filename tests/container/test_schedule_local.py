@@ -1,7 +1,9 @@
 """The local retraining loop on a short schedule: it retrains twice and deploys once. The endpoint starts
-out serving a weak model; the first run's model beats it and is swapped in; the second run's model is
-deliberately worse (2 boosting rounds) and is not deployed. A client polls the endpoint all the while
-and never gets an error."""
+out serving a weak model; the first run's model beats it on the run's test set and is swapped in; the
+second run's model is deliberately worse (2 boosting rounds, and a threshold it cannot meet): SageMaker
+local mode takes the FailStep branch and nothing is deployed. A client polls the endpoint all the while
+and never gets an error. (A model that passes the gate but is worse than the served one is rejected in
+tests/unit/test_schedule_loop.py.)"""
 
 import json
 import os

@@ -87,3 +87,36 @@ def test_a_second_scheduler_on_the_same_home_is_refused(tmp_path):
         second = local_loop.Scheduler(tmp_path, parse("rate(1 minute)"), tmp_path / "input.json")
         with second._only_scheduler():
             pass
+
+
+def test_a_model_that_passed_the_gate_but_is_worse_than_the_served_one_is_rejected(tmp_path):
+    from types import SimpleNamespace
+
+    from smray import datagen
+    from smray import local_workflow as flow
+    from smray.registry.local import LocalRegistry
+    from smray.registry.records import Approval
+
+    registry = LocalRegistry(tmp_path / "registry")
+    served = registry.register("housing", build_model(tmp_path / "good", rounds=60), "smray:1", {})
+    new = registry.register("housing", build_model(tmp_path / "weak", rounds=2, seed=5), "smray:1", {})
+    weak = model_artifact.load(tmp_path / "weak")
+    frame = datagen.housing_frame(300, seed=21, with_ids=False)
+    folder = tmp_path / "runs" / "exec1"
+    (folder / "test").mkdir(parents=True)
+    weak.transform.apply(frame[[schema.housing().target, *weak.features]]).to_parquet(
+        folder / "test" / "p.parquet"
+    )
+    result = flow.Result(SimpleNamespace(folder=folder), None, new, flow.Outcome())
+    record = local_loop.Record("t0", "", "exec1", "Succeeded", "", None, "housing/1", None, "", "housing/1")
+
+    scheduler = local_loop.Scheduler(tmp_path, parse("rate(1 day)"), tmp_path / "input.json")
+    decision = scheduler._decide(result, served, flow.Settings(endpoint="houses"), tmp_path, record)
+
+    assert decision.startswith(
+        "not deployed: housing/2 is worse than the served housing/1 on this run's test set"
+    )
+    assert record.new_rmse > record.served_rmse
+    rejected = registry.describe("housing", 2)
+    assert rejected.status is Approval.REJECTED and "worse than the served housing/1" in rejected.description
+    assert registry.describe("housing", 1).status is Approval.PENDING  # the served one is left alone
