@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from smray.errors import UserError
-from smray.registry.records import Approval, ModelVersion
+from smray.registry.records import Approval, ModelVersion, Registry
 
 DB_FILE = "registry.db"
 ARTIFACT = "model.tar.gz"
@@ -48,9 +48,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class LocalRegistry:
+class LocalRegistry(Registry):
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.where = f"the registry at {root}"
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -153,16 +154,6 @@ class LocalRegistry:
             except sqlite3.OperationalError:
                 return []
         return [_record(row, self.root) for row in rows]
-
-    def describe(self, group: str, version: int) -> ModelVersion:
-        for record in self.versions(group):
-            if record.version == version:
-                return record
-        raise UserError(f"no model version {group}/{version} in the registry at {self.root}")
-
-    def latest(self, group: str, status: Approval | None = None) -> ModelVersion | None:
-        found = self.versions(group, status)
-        return found[0] if found else None
 
 
 def _record(row: tuple, root: Path) -> ModelVersion:

@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from smray.errors import UserError
-from smray.registry.records import Approval, ModelVersion
+from smray.registry.records import Approval, ModelVersion, Registry
 
 
-class SageMakerRegistry:
+class SageMakerRegistry(Registry):
+    where = "SageMaker Model Registry"
+
     def __init__(self, client: Any) -> None:  # a boto3 "sagemaker" client
         self.client = client
 
@@ -26,16 +28,6 @@ class SageMakerRegistry:
         arns = [s["ModelPackageArn"] for page in pages for s in page["ModelPackageSummaryList"]]
         found = [self._describe_arn(arn) for arn in arns]
         return sorted(found, key=lambda v: v.version, reverse=True)
-
-    def describe(self, group: str, version: int) -> ModelVersion:
-        for record in self.versions(group):
-            if record.version == version:
-                return record
-        raise UserError(f"no model version {group}/{version} in SageMaker Model Registry")
-
-    def latest(self, group: str, status: Approval | None = None) -> ModelVersion | None:
-        found = self.versions(group, status)
-        return found[0] if found else None
 
     def set_status(self, group: str, version: int, status: Approval, description: str = "") -> ModelVersion:
         arn = self._arn(group, version)
