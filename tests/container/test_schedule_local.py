@@ -7,6 +7,7 @@ tests/unit/test_schedule_loop.py.)"""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from smray.registry.records import Approval
 from smray.schedule import local_loop
 from smray.serving.client import Connection
 from tests.support.models import build_model, sample_rows
+from tests.support.report import RED, has_colour, screenshot
 
 from .conftest import IMAGE
 
@@ -103,10 +105,9 @@ def test_retrains_twice_deploys_once_and_never_fails_a_client(docker_client, tmp
         text=True,
     )
     try:
-        _wait_for(lambda: len(local_loop.history(home)) == 1, 900, "first run", scheduler)
-        input_file.write_text(
-            json.dumps({**settings, "NumRound": 2})
-        )  # the next run: a deliberately worse model
+        # the first run has read its input once its run folder exists: the next run gets a worse one
+        _wait_for(lambda: any((home / "runs").glob("*/ingest")), 900, "the first run's ingest", scheduler)
+        input_file.write_text(json.dumps({**settings, "NumRound": 2, "Threshold": 1}))  # deliberately worse
         out, _ = scheduler.communicate(timeout=900)
     finally:
         poller.stop.set()
@@ -120,12 +121,17 @@ def test_retrains_twice_deploys_once_and_never_fails_a_client(docker_client, tmp
     first, second = local_loop.history(home)
     assert first["decision"].startswith("deployed housing/2"), first
     assert first["served_before"] == "housing/1" and first["new_rmse"] < first["served_rmse"]
-    assert second["decision"].startswith("not deployed: housing/3 is worse than the served housing/2"), second
-    assert second["served_after"] == "housing/2"
+    assert re.match(
+        r"not deployed: FAILED: test RMSE [\d.]+ is above the RMSEThreshold 1", second["decision"]
+    ), second
+    assert second["status"] == "Failed" and second["served_after"] == "housing/2"
     assert [(v.version, v.status) for v in registry.versions("housing")] == [
-        (3, Approval.REJECTED),
         (2, Approval.APPROVED),
         (1, Approval.APPROVED),
     ]
+    folder = home / "runs" / second["execution"]
+    assert json.loads((folder / "ingest" / "ingest.json").read_text())["written"] == 0  # same input: reused
+    shot = screenshot(folder / "report.html", tmp_path / "failed.png")
+    assert has_colour(shot, RED)  # the FailStep drawn red
     assert "next run at" in out and "stopped after 2 run(s)" in out
     assert poller.errors == [] and poller.ok > 100, (poller.ok, poller.errors[:5])

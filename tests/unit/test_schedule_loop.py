@@ -58,6 +58,18 @@ def test_two_models_with_different_scalers_are_scored_on_the_same_rows(tmp_path)
     assert good_rmse == pytest.approx(direct, rel=1e-9)  # unscaling recovered the raw rows exactly
 
 
+def test_a_rate_counts_from_the_start_and_a_cron_from_the_clock(tmp_path):
+    rate = local_loop.Scheduler(tmp_path, parse("rate(5 minutes)"), tmp_path / "input.json")
+    rate.anchor = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    assert rate._next(datetime(2026, 11, 22, 10, 12, 3, tzinfo=UTC)) == datetime(
+        2026, 11, 22, 10, 15, tzinfo=UTC
+    )
+    cron = local_loop.Scheduler(tmp_path, parse("cron(0/20 * * * ? *)"), tmp_path / "input.json")
+    assert cron._next(datetime(2026, 11, 22, 10, 12, 3, tzinfo=UTC)) == datetime(
+        2026, 11, 22, 10, 20, tzinfo=UTC
+    )
+
+
 def test_missed_fire_times_are_counted(tmp_path):
     scheduler = local_loop.Scheduler(tmp_path, parse("rate(1 minute)"), tmp_path / "input.json")
     due = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)

@@ -24,7 +24,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -37,7 +37,7 @@ from smray.endpoints.local import LocalEndpoints
 from smray.errors import UserError
 from smray.registry.local import LocalRegistry
 from smray.registry.records import Approval, ModelVersion
-from smray.schedule.expressions import Schedule
+from smray.schedule.expressions import Rate, Schedule
 
 HISTORY = "schedule-history.jsonl"
 
@@ -108,13 +108,14 @@ class Scheduler:
         self.stop = threading.Event()
         self.in_run = False
         self.in_deploy = False
-        self.abandon = False
+        self.anchor = datetime.now(UTC)
 
     def run(self) -> int:
         read_input(self.input_file)  # a broken input fails now, not at the first fire time
         with self._only_scheduler(), self._signals():
             runs = 0
-            due = datetime.now(UTC) if self.run_now else self.schedule.next_after(datetime.now(UTC))
+            self.anchor = datetime.now(UTC)
+            due = self.anchor if self.run_now else self._next(self.anchor)
             while due is not None and not self.stop.is_set():
                 print(
                     f"smray schedule: next run at {due:%Y-%m-%d %H:%M:%S} UTC ({self.schedule.expression})",
@@ -129,7 +130,7 @@ class Scheduler:
                 if self.max_runs and runs >= self.max_runs:
                     break
                 now = datetime.now(UTC)
-                following = self.schedule.next_after(now)
+                following = self._next(now)
                 missed = self._missed(due, now)
                 if missed:
                     print(
@@ -139,6 +140,13 @@ class Scheduler:
                 due = following
             print(f"smray schedule: stopped after {runs} run(s)", flush=True)
         return 0
+
+    def _next(self, now: datetime) -> datetime | None:
+        """A rate counts from the scheduler's start, as an EventBridge rate counts from the rule's."""
+        if isinstance(self.schedule, Rate):
+            periods = int((now - self.anchor).total_seconds() // self.schedule.seconds) + 1
+            return self.anchor + timedelta(seconds=periods * self.schedule.seconds)
+        return self.schedule.next_after(now)
 
     def _missed(self, due: datetime, now: datetime) -> int:
         count, moment = 0, self.schedule.next_after(due)
