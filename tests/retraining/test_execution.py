@@ -121,9 +121,12 @@ def test_a_good_model_updates_an_existing_endpoint(aws):
 def test_a_model_above_the_threshold_fails_saying_by_how_much(aws):
     described, entered = execute(with_fakes(metric=9102.5), INPUT)
     assert described["status"] == "FAILED"
-    assert entered[-1] == "MetricMissed" and "CreateModel" not in entered
+    assert entered[-2:] == ["MeasureMiss", "MetricMissed"] and "CreateModel" not in entered
     assert described["error"] == "MetricAboveThreshold"
-    assert described["cause"].startswith("validation:rmse 9102.5 is above the threshold 8000")
+    assert (
+        described["cause"]
+        == "validation:rmse 9102.5 is above the threshold 8000 by 1103: the endpoint was not changed"
+    )
     assert aws.list_endpoints()["Endpoints"] == []
 
 

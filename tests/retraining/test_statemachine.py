@@ -80,7 +80,7 @@ def test_every_task_retries_with_backoff_and_fails_the_execution_with_its_cause(
     assert "MetricName == 'validation:rmse'" in tasks["ReadMetric"]["ResultSelector"]["values.$"]
     choice = states["MetricWithinThreshold"]
     assert choice["Choices"][0]["NumericLessThanEqualsPath"] == "$.Threshold"
-    assert choice["Default"] == "MetricMissed"
+    assert choice["Default"] == "MeasureMiss" and states["MeasureMiss"]["Next"] == "MetricMissed"
     assert "is above the threshold" in states["MetricMissed"]["CausePath"]
 
 
@@ -94,7 +94,7 @@ def test_glue_prepares_the_data_when_named():
 def test_the_graph_follows_every_branch():
     edges = {(e.source, e.target, e.label) for e in state_machine_edges(statemachine.build())}
     assert ("MetricWithinThreshold", "CreateModel", "yes") in edges
-    assert ("MetricWithinThreshold", "MetricMissed", "no") in edges
+    assert ("MetricWithinThreshold", "MeasureMiss", "no") in edges
     assert ("CreateOrUpdate", "UpdateEndpoint", "yes") in edges
     assert ("CreateOrUpdate", "CreateEndpoint", "no") in edges
     assert ("Train", "WorkflowFailed", "catch") in edges

@@ -20,6 +20,7 @@ import json
 from typing import Any
 
 METRIC = "validation:rmse"
+NEGATED_THRESHOLD = "States.StringToJson(States.Format('-{}', $.Threshold))"
 SM = "arn:aws:states:::sagemaker"
 SDK = "arn:aws:states:::aws-sdk:sagemaker"
 PROC = "/opt/ml/processing"
@@ -229,13 +230,25 @@ def build(glue_job: str = "") -> dict[str, Any]:
         "Choices": [
             {"Variable": "$.metric.value", "NumericLessThanEqualsPath": "$.Threshold", "Next": "CreateModel"}
         ],
-        "Default": "MetricMissed",
+        "Default": "MeasureMiss",
+    }
+    states["MeasureMiss"] = {
+        "Type": "Pass",
+        "Comment": "value - threshold: JSONPath has no subtraction, so add the negated threshold (MathAdd "
+        "rounds to a whole number)",
+        "Parameters": {
+            "name.$": "$.metric.name",
+            "value.$": "$.metric.value",
+            "excess.$": f"States.MathAdd($.metric.value, {NEGATED_THRESHOLD})",
+        },
+        "ResultPath": "$.metric",
+        "Next": "MetricMissed",
     }
     states["MetricMissed"] = {
         "Type": "Fail",
         "Error": "MetricAboveThreshold",
-        "CausePath": "States.Format('" + METRIC + " {} is above the threshold {}: the endpoint was not "
-        "changed', $.metric.value, $.Threshold)",
+        "CausePath": "States.Format('{} {} is above the threshold {} by {}: the endpoint was not changed', "
+        "$.metric.name, $.metric.value, $.Threshold, $.metric.excess)",
     }
     states["CreateModel"] = _task(
         f"{SM}:createModel",
