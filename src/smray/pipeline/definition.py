@@ -13,6 +13,7 @@ The two targets differ only where SageMaker local mode cannot follow AWS (docs/p
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sagemaker.estimator import Estimator
@@ -24,6 +25,7 @@ from sagemaker.session import Session
 from sagemaker.tuner import ContinuousParameter, HyperparameterTuner, IntegerParameter
 from sagemaker.workflow.condition_step import ConditionStep
 from sagemaker.workflow.conditions import ConditionLessThanOrEqualTo
+from sagemaker.workflow.entities import PipelineVariable
 from sagemaker.workflow.execution_variables import ExecutionVariables
 from sagemaker.workflow.fail_step import FailStep
 from sagemaker.workflow.functions import Join, JsonGet
@@ -278,7 +280,14 @@ def _build(target: Target, session: Session) -> Pipeline:
     )
 
 
-def _register_step(target, session, processor, p, model_data, evaluation_uri):  # noqa: ANN001, ANN202
+def _register_step(
+    target: Target,
+    session: Session,
+    processor: Callable[[object, str], Processor],
+    p: Parameters,
+    model_data: PipelineVariable,
+    evaluation_uri: PipelineVariable,
+) -> ProcessingStep | ModelStep:
     # local mode rejects RegisterModel: the image's `register` mode writes the local registry instead
     if target.local:
         return ProcessingStep(

@@ -54,7 +54,10 @@ def workflow_policy(names: Names, execution_input: dict[str, Any], glue_job: str
     """What the state machine may do: the jobs, model, config and endpoint its executions name, nothing
     else (List actions take no resource: that one is `*`)."""
     prefix = execution_input["JobNamePrefix"]
-    sm = lambda kind, name: names.arn("sagemaker", f"{kind}/{name}")  # noqa: E731
+
+    def sm(kind: str, name: str) -> str:
+        return names.arn("sagemaker", f"{kind}/{name}")
+
     statements = [
         {
             "Sid": "Jobs",
