@@ -3,6 +3,7 @@
 import subprocess
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 GREEN = (0xD7, 0xF0, 0xDD)  # a succeeded step's box in the pipeline graph
@@ -29,4 +30,4 @@ def screenshot(report: Path, out: Path) -> Image.Image:
 
 
 def has_colour(image: Image.Image, rgb: tuple[int, int, int], at_least: int = 500) -> bool:
-    return sum(1 for pixel in image.getdata() if pixel == rgb) >= at_least
+    return int((np.asarray(image) == rgb).all(axis=-1).sum()) >= at_least
