@@ -39,6 +39,7 @@ def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     home = Path(tempfile.mkdtemp(prefix="smray-bench-main-"))
     first = run(home, rows)
+    print(f"first run: {first[0]:.0f} s, steps {first[1]}, {first[2]}", flush=True)
     second = run(home, rows)
     print(f"smray run local --generate {rows:,} (defaults: 2-host processing, 1-host training, 8 trials)")
     print(f"{'step':<24}{'first run':>12}{'second run':>12}")

@@ -5,6 +5,9 @@ run on this machine: p50/p99 latency of one-row requests and rows/s of 1000-row 
 smray also applies the model's scaler to raw features; MLflow's pyfunc gets the already scaled rows (it
 serves the bare booster), so the comparison is generous to MLflow.
 
+MLflow runs with OMP_NUM_THREADS=1 (one XGBoost thread per worker, as smray sets for itself), and also
+with a single worker: with 2 workers its answers on kept-alive connections stall ~45 ms each here.
+
 MLflow is not a dependency of smray: point MLFLOW_PYTHON at a Python that has mlflow and xgboost, e.g.
   python3 -m venv build/bench-mlflow && build/bench-mlflow/bin/pip install "mlflow==3.*" xgboost
   .venv/bin/python bench/serving_latency.py            # uses build/bench-mlflow/bin/python by default
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -79,8 +83,9 @@ def main() -> None:
         "smray": {n: r.to_csv(index=False).encode() for n, r in (("one", raw_one), ("batch", raw_batch))},
         "mlflow": {n: r.to_csv(index=False).encode() for n, r in scaled.items()},
     }
+    bodies["mlflow-1w"] = bodies["mlflow"]
     results = {}
-    smray_port, mlflow_port = free_port(), free_port()
+    smray_port, mlflow_port, mlflow1_port = free_port(), free_port(), free_port()
     servers = {
         "smray": (
             [
@@ -117,10 +122,38 @@ def main() -> None:
             f"http://127.0.0.1:{mlflow_port}",
             "/ping",
         ),
+        "mlflow-1w": (
+            [
+                MLFLOW_PYTHON,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                str(work / "mlflow"),
+                "--env-manager",
+                "local",
+                "-p",
+                str(mlflow1_port),
+                "-h",
+                "127.0.0.1",
+                "-w",
+                "1",
+            ],
+            f"http://127.0.0.1:{mlflow1_port}",
+            "/ping",
+        ),
     }
-    env = {**os.environ, "SMRAY_OPT_ML": str(work / "opt_ml"), "SMRAY_LOG_LEVEL": "WARNING"}
+    # mlflow starts uvicorn by name: its environment's bin folder must be on PATH
+    path = f"{Path(MLFLOW_PYTHON).parent}:{os.environ.get('PATH', '')}"
+    env = {**os.environ, "SMRAY_OPT_ML": str(work / "opt_ml"), "SMRAY_LOG_LEVEL": "WARNING", "PATH": path}
     for name, (cmd, url, ping) in servers.items():
-        process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # one XGBoost thread per worker for both (smray sets it itself): with its default of a thread per
+        # core in each of 2 workers, MLflow's p50 was 52 ms here, oversubscribed, not slow
+        server_env = env if name == "smray" else {**env, "OMP_NUM_THREADS": "1"}
+        process = subprocess.Popen(  # its own process group: mlflow runs uvicorn as a child
+            cmd, env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             wait_ready(url, process, ping)
             measure(url, bodies[name]["one"], 2)  # warm-up
@@ -134,20 +167,27 @@ def main() -> None:
                 "batch_errors": batch["errors"],
             }
         finally:
-            process.terminate()
+            os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
-    s, m = results["smray"], results["mlflow"]
-    print(f"serving benchmark: {SECONDS:.0f} s per measurement, 2 workers each, {os.cpu_count()} cores here")
-    print(f"{'':22}{'smray serve':>14}{'mlflow serve':>14}{'ratio':>10}")
-    print(f"{'1 row p50 (ms)':22}{s['p50_ms']:>14.2f}{m['p50_ms']:>14.2f}{m['p50_ms'] / s['p50_ms']:>9.2f}x")
-    print(f"{'1 row p99 (ms)':22}{s['p99_ms']:>14.2f}{m['p99_ms']:>14.2f}{m['p99_ms'] / s['p99_ms']:>9.2f}x")
     print(
-        f"{'1000-row rows/s':22}{s['batch_rows_per_s']:>14,.0f}{m['batch_rows_per_s']:>14,.0f}"
-        f"{s['batch_rows_per_s'] / m['batch_rows_per_s']:>9.2f}x"
+        f"serving benchmark: {SECONDS:.0f} s per measurement, {os.cpu_count()} cores; smray and mlflow with 2 "
+        "workers, mlflow-1w with 1 (with 2, MLflow's keep-alive answers stall ~45 ms each here)"
     )
+    print(f"{'':18}" + "".join(f"{name:>14}" for name in results) + "   smray vs mlflow / mlflow-1w")
+    s, m, m1 = results["smray"], results["mlflow"], results["mlflow-1w"]
+    for key, label, better_low in (
+        ("p50_ms", "1 row p50 (ms)", True),
+        ("p99_ms", "1 row p99 (ms)", True),
+        ("batch_rows_per_s", "1000-row rows/s", False),
+    ):
+        ratios = [(o[key] / s[key]) if better_low else (s[key] / o[key]) for o in (m, m1)]
+        print(
+            f"{label:18}"
+            + "".join(f"{r[key]:>14,.2f}" for r in results.values())
+            + f"   {ratios[0]:.2f}x / {ratios[1]:.2f}x faster"
+        )
     print(
-        f"errors: smray {s['one_row_errors'] + s['batch_errors']}, "
-        f"mlflow {m['one_row_errors'] + m['batch_errors']}"
+        "errors: " + ", ".join(f"{n} {r['one_row_errors'] + r['batch_errors']}" for n, r in results.items())
     )
 
 
