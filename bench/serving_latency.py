@@ -170,7 +170,7 @@ def main() -> None:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
     print(
-        f"serving benchmark: {SECONDS:.0f} s per measurement, {os.cpu_count()} cores; smray and mlflow with 2 "
+        f"serving benchmark: {SECONDS:.0f} s each, {os.cpu_count()} cores; smray and mlflow with 2 "
         "workers, mlflow-1w with 1 (with 2, MLflow's keep-alive answers stall ~45 ms each here)"
     )
     print(f"{'':18}" + "".join(f"{name:>14}" for name in results) + "   smray vs mlflow / mlflow-1w")
