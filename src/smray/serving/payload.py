@@ -71,9 +71,12 @@ def parse(body: bytes, content_type: str | None, features: list[str]) -> pd.Data
     if not text.strip():
         raise RequestError(400, "empty request body: send one or more rows of features")
     if kind == CSV:
-        fast = _csv_numbers(text, len(features))
+        first, _, rest = text.lstrip("\n").partition("\n")
+        header = [c.strip() for c in first.split(",")]
+        named = len(header) == len(features) and set(header) == set(features)
+        fast = _csv_numbers(rest if named else text, len(features))
         if fast is not None:
-            return pd.DataFrame(fast, columns=features)
+            return pd.DataFrame(fast, columns=header if named else features)[features]
         rows = _csv_rows(text, features)
     elif kind == JSON:
         rows = _json_rows(_load_json(text, "body"))
