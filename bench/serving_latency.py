@@ -54,6 +54,26 @@ def wait_ready(url: str, process: subprocess.Popen, path: str = "/ping", timeout
     raise SystemExit(f"{url} not ready in {timeout_s} s")
 
 
+def mlflow_serve(model: Path, port: int, workers: int) -> list[str]:
+    return [
+        MLFLOW_PYTHON,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        str(model),
+        "--env-manager",
+        "local",
+        "-p",
+        str(port),
+        "-h",
+        "127.0.0.1",
+        "-w",
+        str(workers),
+    ]
+
+
 def measure(url: str, body: bytes, seconds: float) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".csv") as f:
         f.write(body)
@@ -85,69 +105,27 @@ def main() -> None:
     }
     bodies["mlflow-1w"] = bodies["mlflow"]
     results = {}
-    smray_port, mlflow_port, mlflow1_port = free_port(), free_port(), free_port()
-    servers = {
-        "smray": (
-            [
-                str(Path(sys.executable).with_name("smray-entrypoint")),
-                "serve",
-                "--model-dir",
-                str(model_dir),
-                "--port",
-                str(smray_port),
-                "--workers",
-                "2",
-            ],
-            f"http://127.0.0.1:{smray_port}",
-            "/ping",
-        ),
-        "mlflow": (
-            [
-                MLFLOW_PYTHON,
-                "-m",
-                "mlflow",
-                "models",
-                "serve",
-                "-m",
-                str(work / "mlflow"),
-                "--env-manager",
-                "local",
-                "-p",
-                str(mlflow_port),
-                "-h",
-                "127.0.0.1",
-                "-w",
-                "2",
-            ],
-            f"http://127.0.0.1:{mlflow_port}",
-            "/ping",
-        ),
-        "mlflow-1w": (
-            [
-                MLFLOW_PYTHON,
-                "-m",
-                "mlflow",
-                "models",
-                "serve",
-                "-m",
-                str(work / "mlflow"),
-                "--env-manager",
-                "local",
-                "-p",
-                str(mlflow1_port),
-                "-h",
-                "127.0.0.1",
-                "-w",
-                "1",
-            ],
-            f"http://127.0.0.1:{mlflow1_port}",
-            "/ping",
-        ),
+    entrypoint = str(Path(sys.executable).with_name("smray-entrypoint"))
+    ports = {name: free_port() for name in ("smray", "mlflow", "mlflow-1w")}
+    servers = {  # name -> command; each on its own port
+        "smray": [
+            entrypoint,
+            "serve",
+            "--model-dir",
+            str(model_dir),
+            "--port",
+            str(ports["smray"]),
+            "--workers",
+            "2",
+        ],
+        "mlflow": mlflow_serve(work / "mlflow", ports["mlflow"], workers=2),
+        "mlflow-1w": mlflow_serve(work / "mlflow", ports["mlflow-1w"], workers=1),
     }
     # mlflow starts uvicorn by name: its environment's bin folder must be on PATH
     path = f"{Path(MLFLOW_PYTHON).parent}:{os.environ.get('PATH', '')}"
     env = {**os.environ, "SMRAY_OPT_ML": str(work / "opt_ml"), "SMRAY_LOG_LEVEL": "WARNING", "PATH": path}
-    for name, (cmd, url, ping) in servers.items():
+    for name, cmd in servers.items():
+        url = f"http://127.0.0.1:{ports[name]}"
         # one XGBoost thread per worker for both (smray sets it itself): with its default of a thread per
         # core in each of 2 workers, MLflow's p50 was 52 ms here, oversubscribed, not slow
         server_env = env if name == "smray" else {**env, "OMP_NUM_THREADS": "1"}
@@ -155,7 +133,7 @@ def main() -> None:
             cmd, env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
         try:
-            wait_ready(url, process, ping)
+            wait_ready(url, process)
             measure(url, bodies[name]["one"], 2)  # warm-up
             one = measure(url, bodies[name]["one"], SECONDS)
             batch = measure(url, bodies[name]["batch"], SECONDS)
