@@ -12,6 +12,14 @@ from smray.ray_bootstrap import auth
 os.environ.update(auth.ray_env(auth.cluster_token(os.environ, 1)))
 
 
+@pytest.fixture(autouse=True)
+def own_smray_home(tmp_path_factory, monkeypatch) -> Path:
+    """Every test has a home of its own: a user's SMRAY_HOME (or ~/.smray) is never read or written."""
+    home = tmp_path_factory.mktemp("smray-home")
+    monkeypatch.setenv(paths.HOME_ENV, str(home))
+    return home
+
+
 @pytest.fixture
 def opt_ml(tmp_path, monkeypatch) -> Path:
     """A temporary /opt/ml tree that every smray path points into."""

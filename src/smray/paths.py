@@ -24,6 +24,14 @@ def output_dir() -> Path:
     return ml_root() / "output"
 
 
+HOME_ENV = "SMRAY_HOME"
+# SageMaker local mode refuses to mount anything under /root, so root's state cannot live in its home.
+ROOT_HOME = Path("/var/opt/smray")
+
+
 def home() -> Path:
-    """smray's own state on a workstation: the local feature store, registry, endpoints and runs."""
-    return Path(os.environ.get("SMRAY_HOME", "~/.smray")).expanduser()
+    """smray's own state on a workstation: the local feature store, registry, endpoints and runs.
+    SMRAY_HOME, else ~/.smray, or /var/opt/smray for root (its home, /root, cannot be mounted)."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser()
+    return ROOT_HOME if os.geteuid() == 0 else Path("~/.smray").expanduser()

@@ -2,6 +2,7 @@
 
 import io
 import logging
+from pathlib import Path
 
 from smray.pipeline import local_mode
 from smray.pipeline.progress import StepProgress
@@ -41,3 +42,30 @@ def test_progress_shows_each_step_once_and_a_fail_step_as_failed():
         "[2/3] RMSEFail ...",
         "      RMSEFail failed in 0 s",
     ]
+
+
+def test_the_default_home_is_one_local_mode_mounts_for_root_and_for_users(monkeypatch):
+    from sagemaker.local.data import LocalFileDataSource
+
+    from smray import paths
+
+    monkeypatch.delenv(paths.HOME_ENV, raising=False)
+    monkeypatch.setenv("HOME", "/home/someone")
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert paths.home() == Path("/home/someone/.smray")
+    local_mode.require_mountable(paths.home())
+    monkeypatch.setenv("HOME", "/root")
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert paths.home() == paths.ROOT_HOME
+    local_mode.require_mountable(paths.home())
+    LocalFileDataSource(str(paths.ROOT_HOME.parent))  # the SDK's own check (the home itself is the user's)
+
+
+def test_a_home_that_local_mode_refuses_is_named_before_any_job(tmp_path):
+    import pytest
+
+    from smray.errors import UserError
+
+    with pytest.raises(UserError, match=r"SMRAY_HOME /root/\.smray is under /root, which SageMaker local"):
+        local_mode.require_mountable(Path("/root/.smray"))
+    local_mode.require_mountable(tmp_path)  # /tmp is fine

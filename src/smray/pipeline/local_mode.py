@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from smray.errors import UserError
+
 TELEMETRY_OPT_OUT = """\
 SchemaVersion: '1.0'
 SageMaker:
@@ -27,13 +29,29 @@ SageMaker:
 
 
 def prepare_environment(home: Path) -> None:
-    """What local mode needs to run with no account: a region, no EC2 metadata lookups, no telemetry."""
+    """What local mode needs to run with no account: a region, no EC2 metadata lookups, no telemetry;
+    and a home it agrees to mount."""
+    require_mountable(home)
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     config = home / "sagemaker-config.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(TELEMETRY_OPT_OUT)
     os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(config)
+
+
+def require_mountable(home: Path) -> None:
+    """Local mode refuses to mount folders under /root, /etc, /var/lib, ~/.config and a few more; say so
+    before any job starts, naming the setting to change."""
+    from sagemaker.utils import _SENSITIVE_SYSTEM_PATHS as refused
+
+    resolved = str(home.resolve())
+    for prefix in refused:
+        if resolved == prefix or resolved.startswith(prefix.rstrip("/") + "/"):
+            raise UserError(
+                f"SMRAY_HOME {home} is under {prefix}, which SageMaker local mode refuses to mount: "
+                "set SMRAY_HOME to a folder elsewhere"
+            )
 
 
 def session(shm_size: str = "256m") -> Any:
