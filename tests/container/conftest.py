@@ -9,6 +9,7 @@ import docker
 from smray.local_cluster import LABEL, LocalCluster, host_names, new_token
 
 IMAGE = os.environ.get("SMRAY_IMAGE", "smray:latest")
+_PROJECTS: set[str] = set()  # the clusters these tests made: a user's own clusters are not ours to count
 
 
 @pytest.fixture(scope="session")
@@ -23,8 +24,12 @@ def docker_client():
     except docker.errors.ImageNotFound:
         pytest.fail(f"image {IMAGE} is missing: build it with ./build.sh")
     yield client
-    leftovers = client.containers.list(all=True, filters={"label": LABEL})
-    assert leftovers == [], f"containers left behind: {[c.name for c in leftovers]}"
+    leftovers = [
+        c.name
+        for c in client.containers.list(all=True, filters={"label": LABEL})
+        if c.labels.get(LABEL) in _PROJECTS
+    ]
+    assert leftovers == [], f"containers left behind: {leftovers}"
 
 
 class Cluster:
@@ -83,6 +88,7 @@ def make_cluster(docker_client, tmp_path):
         )
         cluster = Cluster(docker_client, local)
         made.append(cluster)
+        _PROJECTS.add(local.project)
         return cluster
 
     yield make

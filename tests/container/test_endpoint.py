@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from smray import model_artifact
-from smray.endpoints.local import LABEL, LocalEndpoints
+from smray.endpoints.local import HOME_LABEL, LocalEndpoints
 from smray.errors import UserError
 from smray.registry.local import LocalRegistry
 from smray.serving.client import Connection
@@ -26,7 +26,8 @@ def endpoints(docker_client, tmp_path):
     yield made
     for endpoint in made.list():
         made.delete(endpoint.name)
-    leftovers = docker_client.containers.list(all=True, filters={"label": LABEL})
+    mine = f"{HOME_LABEL}={made.root.resolve()}"  # this test's home only: never a user's endpoints
+    leftovers = docker_client.containers.list(all=True, filters={"label": mine})
     assert leftovers == [], [c.name for c in leftovers]
 
 

@@ -12,6 +12,7 @@ State lives under `<home>/endpoints/<name>/`: endpoint.json, the upstream file, 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -30,7 +31,7 @@ from smray.serving.client import Connection
 
 NETWORK = "smray-endpoints"
 LABEL = "io.smray.endpoint"
-HOME_LABEL = "io.smray.endpoints-root"  # endpoint names are per smray home; container names are global
+HOME_LABEL = "io.smray.endpoints-root"  # the home an endpoint belongs to: names are per home
 SERVE_PORT = 8080
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's endpoint name rule
 
@@ -87,16 +88,15 @@ class LocalEndpoints:
         container, model_dir = self._start_model(name, version, image, folder)
         try:
             _wait_ping(container, _published_port(container), self.health_timeout_s)
-        except UserError:
+            if current is None:
+                router, port = self._start_router(name, image, folder, port, container)
+            else:
+                _write_atomic(folder / "upstream", f"{container}:{SERVE_PORT}\n")
+                router, port = current.router, current.port
+        except BaseException:  # the endpoint stays as it was: nothing of this deploy is left running
             _remove(container)
             shutil.rmtree(model_dir, ignore_errors=True)
             raise
-        _write_atomic(folder / "upstream", f"{container}:{SERVE_PORT}\n")
-        if current is None:
-            router, port = self._start_router(name, image, folder, port)
-        else:
-            router, port = current.router, current.port
-        _wait_ping(router, port, self.health_timeout_s)
         endpoint = Endpoint(
             name=name,
             url=f"http://127.0.0.1:{port}",
@@ -136,7 +136,7 @@ class LocalEndpoints:
         workers = os.environ.get("SMRAY_SERVE_WORKERS", "2")
         _run(
             container,
-            name,
+            self._labels(name),
             f"{model_dir.resolve()}:/opt/ml/model:ro",
             f"127.0.0.1::{SERVE_PORT}",
             image,
@@ -145,38 +145,44 @@ class LocalEndpoints:
         )
         return container, model_dir
 
-    def _start_router(self, name: str, image: str, folder: Path, port: int) -> tuple[str, int]:
-        router = f"smray-endpoint-{name}"
-        owner = _docker("inspect", "-f", f'{{{{index .Config.Labels "{HOME_LABEL}"}}}}', router, check=False)
-        if owner.returncode == 0:  # a container of that name exists: ours (stale) or another home's
-            if owner.stdout.strip() != str(self.root.resolve()):
-                raise UserError(f"endpoint name {name} is taken by the smray home of {owner.stdout.strip()}")
-            _remove(router)
+    def _start_router(self, name: str, image: str, folder: Path, port: int, upstream: str) -> tuple[str, int]:
+        # Endpoint names are per smray home: two homes may both have an endpoint "housing".
+        home_key = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
+        router = f"smray-endpoint-{name}-{home_key}"
+        _remove(router)  # a stale router of this home's endpoint (its state was deleted by hand)
+        _write_atomic(folder / "upstream", f"{upstream}:{SERVE_PORT}\n")
         _run(
             router,
-            name,
+            self._labels(name),
             f"{folder.resolve()}:/endpoint:ro",
             f"127.0.0.1:{port or ''}:{SERVE_PORT}",
             image,
             ["route", "--upstream-file", "/endpoint/upstream"],
-            labels={HOME_LABEL: str(self.root.resolve())},
         )
-        return router, _published_port(router)
+        try:
+            port = _published_port(router)
+            _wait_ping(router, port, self.health_timeout_s)
+        except BaseException:
+            _remove(router)
+            raise
+        return router, port
+
+    def _labels(self, name: str) -> dict[str, str]:
+        return {LABEL: name, HOME_LABEL: str(self.root.resolve())}
 
 
 def _run(
     container: str,
-    endpoint: str,
+    labels: dict[str, str],
     volume: str,
     publish: str,
     image: str,
     command: list[str],
     env: dict[str, str] | None = None,
-    labels: dict[str, str] | None = None,
 ) -> None:
-    """A detached container on the endpoints' network, labelled with its endpoint."""
+    """A detached container on the endpoints' network, labelled with its endpoint and home."""
     options = ["--name", container, "--network", NETWORK, "-v", volume, "-p", publish]
-    for key, value in {LABEL: endpoint, **(labels or {})}.items():
+    for key, value in labels.items():
         options += ["--label", f"{key}={value}"]
     for key, value in (env or {}).items():
         options += ["-e", f"{key}={value}"]
