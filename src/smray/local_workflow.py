@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from smray import datagen, model_artifact, tracking
+from smray import datagen, model_artifact, tables, tracking
 from smray.endpoints.local import Endpoint, LocalEndpoints
 from smray.errors import UserError
 from smray.pipeline import progress
@@ -138,20 +136,26 @@ def stage_input(home: Path, source: Path | None = None, generate: int | None = N
     source = source or DEFAULT_INPUT
     if not source.exists():
         raise UserError(f"input {source} does not exist (the example table ships as {DEFAULT_INPUT})")
+    # Each file keeps its path relative to the input: year=2024/part-0.csv and year=2025/part-0.csv are
+    # two files (ingest's default record ids are built from that path too).
+    root = source if source.is_dir() else source.parent
     files = sorted(source.rglob("*")) if source.is_dir() else [source]
-    files = [f for f in files if f.is_file() and f.suffix.lower() in (".csv", ".parquet")]
-    if not files:
+    relative = [
+        f.relative_to(root) for f in files if f.is_file() and f.suffix.lower() in (".csv", ".parquet")
+    ]
+    if not relative:
         raise UserError(f"no .csv or .parquet files in {source}")
     digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.name.encode() + f.read_bytes())
+    for rel in relative:
+        content = (root / rel).read_bytes()
+        digest.update(f"{rel.as_posix()}\0{len(content)}\0".encode() + content)
     folder = home / "inputs" / digest.hexdigest()[:16]
     if not folder.is_dir():
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        for f in files:
-            shutil.copy(f, partial / f.name)
+        for rel in relative:
+            (partial / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(root / rel, partial / rel)
         partial.rename(folder)
     return folder
 
@@ -200,8 +204,8 @@ def _track(home: Path, execution: Any, started: float, evaluation: dict | None, 
 
 
 def _invoke_sample(endpoint: Endpoint, input_dir: Path, version: ModelVersion, rows: int = 3) -> str:
-    first = sorted(p for p in input_dir.iterdir() if p.suffix in (".csv", ".parquet"))[0]
-    frame = pd.read_csv(first, nrows=rows) if first.suffix == ".csv" else pd.read_parquet(first).head(rows)
+    first = tables.list_files(input_dir)[0]
+    frame = tables.read(first).head(rows)
     model = model_artifact.load(Path(version.artifact))
     body = frame[model.features].to_csv(index=False).encode()
     answer = Connection(endpoint.url).invoke(body, "text/csv")
@@ -209,5 +213,6 @@ def _invoke_sample(endpoint: Endpoint, input_dir: Path, version: ModelVersion, r
         raise UserError(f"the endpoint answered {answer.status}: {answer.body[:200]!r}")
     predicted = [float(v) for v in answer.body.split()]
     target = model.transform.schema.target
-    pairs = ", ".join(f"{p:,.0f} (actual {a:,.0f})" for p, a in zip(predicted, frame[target], strict=True))
+    actual = frame[target].astype(float)
+    pairs = ", ".join(f"{p:,.0f} (actual {a:,.0f})" for p, a in zip(predicted, actual, strict=True))
     return f"{rows} rows of the input: {pairs}"
