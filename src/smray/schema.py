@@ -7,7 +7,10 @@ A schema file is JSON:
 
     {"name": "housing", "target": "PRICE", "record_id": "record_id", "event_time": "event_time",
      "features": [{"name": "YEAR_BUILT", "type": "integral"}, {"name": "SQUARE_FEET", "type": "fractional"}],
-     "rules": [{"column": "PRICE", "min": 0, "policy": "quarantine"}]}
+     "rules": [{"column": "PRICE", "min": 0, "policy": "quarantine"}], "non_finite": "quarantine"}
+
+A value that is not a finite number (`inf`, `nan`, `1e400`) in any value column, and an event time outside
+1970 .. 2262, breaks the implicit rule "finite", whose policy is `non_finite` (default quarantine).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class Schema:
     record_id: str = "record_id"
     event_time: str = "event_time"
     rules: tuple[Rule, ...] = field(default=())
+    non_finite: Policy = Policy.QUARANTINE
 
     @property
     def feature_names(self) -> list[str]:
@@ -95,7 +99,7 @@ class Schema:
 def parse(raw: Any, source: str = "schema") -> Schema:
     if not isinstance(raw, dict):
         raise UserError(f"{source}: expected a JSON object")
-    unknown = set(raw) - {"name", "target", "features", "record_id", "event_time", "rules"}
+    unknown = set(raw) - {"name", "target", "features", "record_id", "event_time", "rules", "non_finite"}
     if unknown:
         raise UserError(f"{source}: unknown keys {', '.join(sorted(unknown))}")
     for key in ("name", "target"):
@@ -112,6 +116,7 @@ def parse(raw: Any, source: str = "schema") -> Schema:
         record_id=str(raw.get("record_id", "record_id")),
         event_time=str(raw.get("event_time", "event_time")),
         rules=tuple(_rule(r, source) for r in raw.get("rules", [])),
+        non_finite=_policy(raw.get("non_finite", "quarantine"), f"{source}: non_finite"),
     )
     names = [schema.record_id, schema.event_time, *schema.value_columns]
     repeated = sorted({n for n in names if names.count(n) > 1})
@@ -146,11 +151,15 @@ def _rule(raw: Any, source: str) -> Rule:
         bounds[key] = value
     if bounds["min"] is None and bounds["max"] is None:
         raise UserError(f"{source}: rule on {raw['column']!r} needs a min or a max")
-    try:
-        policy = Policy(raw.get("policy", "quarantine"))
-    except ValueError:
-        raise UserError(f"{source}: rule on {raw['column']!r}: policy must be quarantine or fail") from None
+    policy = _policy(raw.get("policy", "quarantine"), f"{source}: rule on {raw['column']!r}")
     return Rule(column=raw["column"], min=bounds["min"], max=bounds["max"], policy=policy)
+
+
+def _policy(value: Any, where: str) -> Policy:
+    try:
+        return Policy(value)
+    except ValueError:
+        raise UserError(f"{where}: policy must be quarantine or fail, got {value!r}") from None
 
 
 def load(path: Path) -> Schema:

@@ -20,6 +20,9 @@ from smray.schema import FeatureType, Schema
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".csv", ".parquet")
+# The event times a feature store partition (a nanosecond timestamp) can hold: 1970-01-01 to 2262-01-01.
+EVENT_TIME_RANGE = (0.0, 9_214_646_400.0)
+_NAN_WORDS = ("nan", "+nan", "-nan")
 
 
 def list_files(root: Path, what: str = "input") -> list[Path]:
@@ -62,14 +65,15 @@ def numeric(
     """The schema's value columns as numbers: a non-numeric cell, a fractional value in an integral
     feature or a missing target is an error naming the first offending row. The frame's index holds the
     0-based row position in its file; reported rows count the CSV header as line 1 (row_offset 2).
-    `scaled` data (standardized by preprocess) has no integral columns any more."""
+    `scaled` data (standardized by preprocess) has no integral columns any more. Numbers that are not
+    finite (`inf`, `nan`, `1e400`) come through as inf or NaN: `not_finite` finds them for the rules."""
     require_columns(frame, schema.value_columns, source)
     out = pd.DataFrame(index=frame.index)
     kinds = {f.name: f.type for f in schema.features}
     for column in schema.value_columns:
         raw = frame[column]
         values = pd.to_numeric(raw, errors="coerce").astype("float64")
-        bad = values.isna() & raw.notna()
+        bad = values.isna() & raw.notna() & ~_nan_word(raw)
         if bad.any():
             first = _first(bad)
             raise UserError(
@@ -77,7 +81,7 @@ def numeric(
                 f"{first + row_offset} ({int(bad.sum())} such rows)"
             )
         if kinds.get(column) is FeatureType.INTEGRAL and not scaled:
-            fractional = values.notna() & (values != np.floor(values))
+            fractional = np.isfinite(values) & (values != np.floor(values))
             if fractional.any():
                 first = _first(fractional)
                 raise UserError(
@@ -85,7 +89,7 @@ def numeric(
                     f"{first + row_offset}"
                 )
         out[column] = values
-    missing_target = out[schema.target].isna()
+    missing_target = out[schema.target].isna() & ~_nan_word(frame[schema.target])
     if missing_target.any():
         first = _first(missing_target)
         raise UserError(
@@ -95,10 +99,25 @@ def numeric(
     return out
 
 
+def not_finite(values: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFrame:
+    """Per cell: a number that is not finite (inf, or NaN written as a number: an empty cell is a missing
+    value, not a NaN)."""
+    return pd.DataFrame(
+        {c: np.isinf(values[c]) | (values[c].isna() & _nan_word(raw[c])) for c in values.columns},
+        index=values.index,
+    )
+
+
+def outside_event_time_range(times: pd.Series) -> pd.Series:
+    low, high = EVENT_TIME_RANGE
+    return ~((times >= low) & (times < high))
+
+
 def event_times(raw: pd.Series, source: Path | str, column: str, row_offset: int = 2) -> pd.Series:
-    """Event times as float seconds since the epoch, from numbers or ISO-8601 strings."""
+    """Event times as float seconds since the epoch, from numbers or ISO-8601 strings. Numbers are not
+    range-checked here (`outside_event_time_range`): out of range is a data-quality rule."""
     as_number = pd.to_numeric(raw, errors="coerce")
-    if as_number.notna().all():
+    if (as_number.notna() | _nan_word(raw)).all():
         return as_number.astype("float64")
     parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
     bad = parsed.isna()
@@ -109,6 +128,20 @@ def event_times(raw: pd.Series, source: Path | str, column: str, row_offset: int
             "expected seconds since the epoch or an ISO-8601 time"
         )
     return (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+
+
+def single_event_time(text: str, what: str) -> float:
+    """An event time given as an option (--event-time, --as-of): a number or an ISO-8601 time in range."""
+    value = float(event_times(pd.Series([text]), what, what)[0])
+    if outside_event_time_range(pd.Series([value])).any():
+        raise UserError(f"{what} {text} is outside 1970-01-01 .. 2262-01-01")
+    return value
+
+
+def _nan_word(raw: pd.Series) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
+        return pd.Series(False, index=raw.index)
+    return raw.astype(str).str.strip().str.lower().isin(_NAN_WORDS) & raw.notna()
 
 
 def _first(mask: pd.Series) -> int:

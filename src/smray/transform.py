@@ -5,6 +5,7 @@ same code to raw requests, so training and serving cannot drift apart."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,10 @@ class Transform:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / FILE_NAME
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        bad = [c for c, v in self.scale.items() if not (math.isfinite(v.mean) and math.isfinite(v.std))]
+        if bad:  # an artifact never holds NaN or Infinity: they would poison every prediction
+            raise UserError(f"the scaler of {', '.join(bad)} is not finite: the data has values too large")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
         tmp.replace(path)
         return path
 

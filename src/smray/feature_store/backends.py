@@ -53,14 +53,18 @@ class StoreSpec:
             return self.local().ensure_group(wanted)
         return self.sagemaker().ensure_group(wanted, self.offline_s3_uri, self.role_arn)
 
-    def write(self, group: FeatureGroupDefinition, frame: pd.DataFrame, batch_rows: int) -> dict[str, Any]:
-        """Write in batches; counts of what happened (failed: records lost after every retry)."""
+    def write(
+        self, group: FeatureGroupDefinition, frame: pd.DataFrame, batch_rows: int, times_given: bool
+    ) -> dict[str, Any]:
+        """Write in batches; counts of what happened (failed: records lost after every retry).
+        `times_given`: the event times came from the data (else the run's time, which an unchanged
+        record does not take on the local store)."""
         totals: dict[str, Any] = {"offered": 0, "written": 0, "already_present": 0, "failed": 0, "errors": {}}
         store: Any = self.local() if self.backend == "local" else self.sagemaker()
         for start in range(0, len(frame), batch_rows):
             batch = frame.iloc[start : start + batch_rows]
             if self.backend == "local":
-                result = store.put(group, batch)
+                result = store.put(group, batch, keep_unchanged_times=not times_given)
                 totals["written"] += result.written_offline
                 totals["already_present"] += result.already_present
             else:

@@ -6,7 +6,9 @@
   columns write_time, api_invocation_time and is_deleted.
 - Online store: SQLite, the latest record per id, by SageMaker's rule: a record whose event time is older
   than the stored one goes to the offline store only.
-- Idempotent: a (record id, event time) pair already in the offline store is not written again.
+- Versions by content: a record is written when its (record id, event time, values) is new to the store,
+  so a re-run writes nothing, and a changed record becomes a new version. `delete_absent` deletes the
+  live records an ingest did not bring (the input is the whole table).
 - Atomic and immediately visible: a batch's Parquet files are staged, the batch is committed in one SQLite
   transaction (keys, online rows, file list), then the files are moved into place. Readers list committed
   files from the catalog, never by globbing, so they never see a half-written batch, and a crashed batch
@@ -40,6 +42,16 @@ LOCAL_ACCOUNT = "000000000000"
 LOCAL_REGION = "local"
 _ALNUM = string.ascii_letters + string.digits
 _BUSY_TIMEOUT_S = 120.0
+_DIGEST = "_digest"  # a record's values digest; never a valid SageMaker feature name, so never a column
+_OFFLINE_EXTRAS = ["write_time", "api_invocation_time", "is_deleted"]
+# No column name is ever formatted into SQL: the online store keeps each record's values as one JSON object.
+_CATALOG = """
+CREATE TABLE IF NOT EXISTS record_versions (record_id TEXT, event_time REAL, digest INTEGER,
+    deleted INTEGER, PRIMARY KEY (record_id, event_time, digest, deleted)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS online_records (record_id TEXT PRIMARY KEY, event_time REAL, digest INTEGER,
+    record TEXT);
+CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, staged TEXT, rows INTEGER, committed_at REAL);
+"""
 
 
 @dataclass(frozen=True)
@@ -110,18 +122,9 @@ class LocalFeatureStore:
             # the catalog (shared by every container on the host folder) makes them take turns.
             with _exclusive(self._lock_path(group)):
                 conn.execute("PRAGMA journal_mode=WAL")
-                columns = ", ".join(f'"{c}" {_sql_type(t)}' for c, t in group.value_types().items())
-                conn.executescript(
-                    f"""
-                    CREATE TABLE IF NOT EXISTS offline_keys (record_id TEXT, event_time REAL,
-                        deleted INTEGER, PRIMARY KEY (record_id, event_time, deleted)) WITHOUT ROWID;
-                    CREATE TABLE IF NOT EXISTS online (record_id TEXT PRIMARY KEY, event_time REAL,
-                        {columns});
-                    CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, staged TEXT, rows INTEGER,
-                        committed_at REAL);
-                    """
-                )
+                conn.executescript(_CATALOG)
                 self._recover(conn, group)
+                self._upgrade(conn, group)
             yield conn
         finally:
             conn.close()
@@ -143,8 +146,36 @@ class LocalFeatureStore:
                 if str(leftover) not in committed and leftover.stat().st_mtime < time.time() - 3600:
                     leftover.unlink()  # an hour old and never committed: its batch died
 
-    def put(self, group: FeatureGroupDefinition, frame: pd.DataFrame, deleted: bool = False) -> PutResult:
-        """Write a batch of records (record id, event time and every value column)."""
+    def _upgrade(self, conn: sqlite3.Connection, group: FeatureGroupDefinition) -> None:
+        """A catalog of an earlier smray kept keys without contents: rebuild versions and the online
+        store from the committed offline files, so that unchanged records stay unchanged."""
+        old = conn.execute("SELECT name FROM sqlite_master WHERE name = 'offline_keys'").fetchone()
+        if old is None:
+            return
+        rels = [r for (r,) in conn.execute("SELECT path FROM files")]
+        conn.execute("BEGIN IMMEDIATE")
+        if rels:
+            history = pd.concat(
+                [pd.read_parquet(Path(group.offline_uri) / r) for r in rels], ignore_index=True
+            )
+            for deleted, part in history.groupby("is_deleted"):
+                self._claim(conn, group, part.drop(columns=_OFFLINE_EXTRAS), bool(deleted), False)
+            self._set_online(conn, group, latest_versions(history, group.record_id, group.event_time))
+        conn.execute("DROP TABLE offline_keys")
+        conn.execute("DROP TABLE IF EXISTS online")
+        conn.execute("COMMIT")
+
+    def put(
+        self,
+        group: FeatureGroupDefinition,
+        frame: pd.DataFrame,
+        deleted: bool = False,
+        keep_unchanged_times: bool = False,
+    ) -> PutResult:
+        """Write a batch of records (record id, event time and every value column). A version already
+        stored (same id, event time and values) is not written again. With `keep_unchanged_times` (the
+        event times were given by the run, not by the data), a record whose values equal its online
+        record's keeps that record's event time: it is unchanged, so nothing is written."""
         if frame.empty:
             return PutResult(0, 0, 0, 0)
         now = datetime.now(UTC)
@@ -155,13 +186,11 @@ class LocalFeatureStore:
                 group.event_time: frame[group.event_time].astype(float),
             }
         )
-        ids = frame[group.record_id].to_numpy()
-        times = frame[group.event_time].to_numpy()
+        files: list[tuple[str, Path, int]] = []
         with self._catalog(group) as conn:
             conn.execute("BEGIN IMMEDIATE")  # one writer at a time across processes and hosts
             try:
-                new_mask = self._claim_keys(conn, ids, times, deleted)
-                fresh = frame.loc[new_mask]
+                fresh = self._claim(conn, group, frame, deleted, keep_unchanged_times)
                 files = self._stage(group, fresh, now, deleted)
                 online = self._update_online(conn, group, fresh, deleted)
                 conn.executemany(
@@ -171,35 +200,80 @@ class LocalFeatureStore:
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
-                for _, stage, _ in locals().get("files", []):
+                for _, stage, _ in files:
                     Path(stage).unlink(missing_ok=True)
                 raise
             with _exclusive(self._lock_path(group)):
                 self._recover(conn, group)  # moves this batch's files into place
-        return PutResult(len(frame), int(new_mask.sum()), int((~new_mask).sum()), online)
+        return PutResult(len(frame), len(fresh), len(frame) - len(fresh), online)
 
-    def _claim_keys(
-        self, conn: sqlite3.Connection, ids: np.ndarray, times: np.ndarray, deleted: bool
-    ) -> np.ndarray:
-        """Record the batch's (id, event time) pairs; True where a pair is new to the offline store (a
-        delete is its own row there, beside the record it deletes)."""
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS batch (pos INTEGER, record_id TEXT, event_time REAL)")
+    def delete_absent(self, group: FeatureGroupDefinition, present: np.ndarray, event_time: float) -> int:
+        """Delete (as DeleteRecord does: a deletion row offline, the record gone online) every live record
+        whose id is not in `present`: the input was the whole table, and these rows left it."""
+        with self._catalog(group) as conn:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS present (record_id TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM present")
+            conn.executemany("INSERT OR IGNORE INTO present VALUES (?)", ((i,) for i in present.tolist()))
+            absent = [
+                r
+                for (r,) in conn.execute(
+                    "SELECT record_id FROM online_records o WHERE NOT EXISTS "
+                    "(SELECT 1 FROM present p WHERE p.record_id = o.record_id)"
+                )
+            ]
+        if not absent:
+            return 0
+        gone = pd.DataFrame({group.record_id: absent, group.event_time: event_time})
+        for column, kind in group.value_types().items():
+            gone[column] = pd.Series(np.nan, index=gone.index, dtype=_PANDAS_TYPES[kind])
+        return self.put(group, gone, deleted=True).written_offline
+
+    def _claim(
+        self,
+        conn: sqlite3.Connection,
+        group: FeatureGroupDefinition,
+        frame: pd.DataFrame,
+        deleted: bool,
+        keep_unchanged_times: bool,
+    ) -> pd.DataFrame:
+        """Record the batch's versions; returns the rows that are new versions (a delete is its own
+        version, beside the record it deletes)."""
+        digests = record_digests(frame, list(group.value_types())) if not deleted else np.zeros(len(frame))
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS batch (pos INTEGER PRIMARY KEY, record_id TEXT, "
+            "event_time REAL, digest INTEGER)"
+        )
         conn.execute("DELETE FROM batch")
         conn.executemany(
-            "INSERT INTO batch VALUES (?, ?, ?)",
-            zip(range(len(ids)), ids.tolist(), times.tolist(), strict=True),
+            "INSERT INTO batch VALUES (?, ?, ?, ?)",
+            zip(
+                range(len(frame)),
+                frame[group.record_id].tolist(),
+                frame[group.event_time].tolist(),
+                digests.astype("int64").tolist(),
+                strict=True,
+            ),
         )
-        known = conn.execute(
-            "SELECT b.pos FROM batch b JOIN offline_keys k ON k.record_id = b.record_id "
-            "AND k.event_time = b.event_time AND k.deleted = ?",
+        if keep_unchanged_times:
+            conn.execute(
+                "UPDATE batch SET event_time = o.event_time FROM online_records o "
+                "WHERE o.record_id = batch.record_id AND o.digest = batch.digest"
+            )
+        rows = conn.execute(
+            "SELECT b.pos, b.event_time, EXISTS (SELECT 1 FROM record_versions v WHERE "
+            "v.record_id = b.record_id AND v.event_time = b.event_time AND v.digest = b.digest "
+            "AND v.deleted = ?) FROM batch b ORDER BY b.pos",
             (int(deleted),),
         ).fetchall()
-        mask = np.ones(len(ids), dtype=bool)
-        mask[[p for (p,) in known]] = False
         conn.execute(
-            "INSERT OR IGNORE INTO offline_keys SELECT record_id, event_time, ? FROM batch", (int(deleted),)
+            "INSERT OR IGNORE INTO record_versions SELECT record_id, event_time, digest, ? FROM batch",
+            (int(deleted),),
         )
-        return mask
+        claimed = np.array([known == 0 for _, _, known in rows], dtype=bool)
+        out = frame.assign(**{group.event_time: [t for _, t, _ in rows], _DIGEST: digests})
+        # Two equal rows of one batch are one version.
+        out = out[claimed & ~out.duplicated([group.record_id, group.event_time, _DIGEST]).to_numpy()]
+        return out
 
     def _update_online(
         self, conn: sqlite3.Connection, group: FeatureGroupDefinition, fresh: pd.DataFrame, deleted: bool
@@ -207,29 +281,38 @@ class LocalFeatureStore:
         if fresh.empty:
             return 0
         # Newest per id within the batch, then SageMaker's rule against what the online store holds.
-        latest = fresh.sort_values(group.event_time).drop_duplicates(group.record_id, keep="last")
-        before = conn.total_changes
+        latest = fresh.sort_values(group.event_time, kind="stable").drop_duplicates(
+            group.record_id, keep="last"
+        )
         if deleted:
+            before = conn.total_changes
             conn.executemany(
-                "DELETE FROM online WHERE record_id = ? AND event_time <= ?",
-                zip(latest[group.record_id].astype(str), latest[group.event_time].astype(float), strict=True),
+                "DELETE FROM online_records WHERE record_id = ? AND event_time <= ?",
+                zip(latest[group.record_id], latest[group.event_time].astype(float), strict=True),
             )
-        else:
-            values = list(group.value_types())
-            cols = ", ".join(f'"{c}"' for c in ["record_id", "event_time", *values])
-            marks = ", ".join("?" * (len(values) + 2))
-            updates = ", ".join(f'"{c}" = excluded."{c}"' for c in ["event_time", *values])
-            rows = zip(
+            return conn.total_changes - before
+        return self._set_online(conn, group, latest)
+
+    @staticmethod
+    def _set_online(conn: sqlite3.Connection, group: FeatureGroupDefinition, latest: pd.DataFrame) -> int:
+        """Upsert one row per id (its values as a JSON object): a newer or equal event time wins."""
+        if _DIGEST not in latest:
+            latest = latest.assign(**{_DIGEST: record_digests(latest, list(group.value_types()))})
+        values = latest[list(group.value_types())].to_json(orient="records", lines=True).splitlines()
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT INTO online_records (record_id, event_time, digest, record) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(record_id) DO UPDATE SET event_time = excluded.event_time, "
+            "digest = excluded.digest, record = excluded.record "
+            "WHERE excluded.event_time >= online_records.event_time",
+            zip(
                 latest[group.record_id].astype(str),
                 latest[group.event_time].astype(float),
-                *(latest[c].tolist() for c in values),
+                latest[_DIGEST].astype("int64").tolist(),
+                values,
                 strict=True,
-            )
-            upsert = (
-                f"INSERT INTO online ({cols}) VALUES ({marks}) ON CONFLICT(record_id) "
-                f"DO UPDATE SET {updates} WHERE excluded.event_time >= online.event_time"
-            )
-            conn.executemany(upsert, rows)
+            ),
+        )
         return conn.total_changes - before
 
     def _stage(
@@ -238,7 +321,7 @@ class LocalFeatureStore:
         """Write the rows as Parquet files, one per event-time hour, into the staging folder."""
         if fresh.empty:
             return []
-        table = fresh.copy()
+        table = fresh.drop(columns=[_DIGEST])
         table["write_time"] = pd.Timestamp(now)
         table["api_invocation_time"] = pd.Timestamp(now)
         table["is_deleted"] = deleted
@@ -263,13 +346,31 @@ class LocalFeatureStore:
 
     def online_count(self, group: FeatureGroupDefinition) -> int:
         with self._catalog(group) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM online").fetchone()[0])
+            return int(conn.execute("SELECT COUNT(*) FROM online_records").fetchone()[0])
 
     def get_record(self, group: FeatureGroupDefinition, record_id: str) -> dict | None:
+        """The online record of an id: id, event time and its values (None for a missing value)."""
         with self._catalog(group) as conn:
-            cur = conn.execute("SELECT * FROM online WHERE record_id = ?", (record_id,))
-            row = cur.fetchone()
-            return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+            row = conn.execute(
+                "SELECT event_time, record FROM online_records WHERE record_id = ?", (record_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return {group.record_id: record_id, group.event_time: row[0], **json.loads(row[1])}
+
+
+def record_digests(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """A 64-bit digest of each row's values (as float64): equal values, equal digest."""
+    values = frame[columns].astype("float64")
+    return pd.util.hash_pandas_object(values, index=False).to_numpy().view("int64")
+
+
+def latest_versions(history: pd.DataFrame, record_id: str, event_time: str) -> pd.DataFrame:
+    """Each id's latest row of an offline history (the newest event time, then the latest write, then a
+    delete over a record), live records only."""
+    order = [record_id, event_time, "write_time", "is_deleted"]
+    latest = history.sort_values(order, kind="stable").drop_duplicates(record_id, keep="last")
+    return latest[~latest["is_deleted"].astype(bool)]
 
 
 @contextlib.contextmanager
@@ -282,5 +383,4 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _sql_type(kind: str) -> str:
-    return {"Integral": "INTEGER", "Fractional": "REAL", "String": "TEXT"}[kind]
+_PANDAS_TYPES = {"Integral": "float64", "Fractional": "float64", "String": "object"}

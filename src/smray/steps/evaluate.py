@@ -66,7 +66,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
             "best iteration": str(model.metadata.get("best_iteration", "?")),
         }
         (work / "report.html").write_text(pictures.page("Model evaluation", result, shown, facts))
-        (work / EVALUATION_FILE).write_text(json.dumps(result, indent=2) + "\n")
+        (work / EVALUATION_FILE).write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
         for item in work.iterdir():  # evaluation.json last: its presence means the report is complete
             if item.name != EVALUATION_FILE:
                 shutil.move(item, opts.output / item.name)

@@ -2,9 +2,14 @@
 
 Two phases, so bad input leaves nothing behind: first every host reads and checks its own share of the
 files (disjoint: whole files, or row slices when there are fewer files than hosts); only when every share
-passed, and no (record id, event time) pair appears twice in the whole input, does each host write its
-share in batches. The local store commits each batch atomically and is readable at once, so the next step
-cannot race the writes.
+passed, and no record id appears twice at one event time with different values in the whole input, does
+each host write its share in batches. The local store commits each batch atomically and is readable at
+once, so the next step cannot race the writes.
+
+What the store holds afterwards, in one sentence: every record's latest content. Rows without an
+event-time column take this run's time; a record whose values did not change is not written again (it
+keeps its time); a changed record is a new version; in `snapshot` mode (the input is the whole table) a
+record that is no longer in the input, or whose new row was quarantined, is deleted.
 """
 
 from __future__ import annotations
@@ -24,15 +29,15 @@ from smray import schema as schema_mod
 from smray.errors import UserError
 from smray.feature_store.backends import BACKENDS, StoreSpec
 from smray.feature_store.definition import FeatureGroupDefinition
+from smray.feature_store.local import record_digests
 from smray.quality import check as check_quality
 from smray.ray_bootstrap.resource_config import ResourceConfig, discover
 from smray.schema import Schema
 
 log = logging.getLogger(__name__)
 
-# Data without an event-time column is one snapshot at this time, so that a re-run is idempotent.
-DEFAULT_EVENT_TIME = "2000-01-01T00:00:00Z"
 BATCH_ROWS = 200_000
+MODES = ("snapshot", "upsert")
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", type=Path, help="schema JSON (default: the built-in housing schema)")
     p.add_argument(
         "--event-time",
-        default=DEFAULT_EVENT_TIME,
-        help=f"event time for data without an event-time column (default: {DEFAULT_EVENT_TIME})",
+        help="event time for data without an event-time column (default: the time of this run; an "
+        "unchanged record keeps the time it was stored with)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        help="snapshot: the input is the whole table, records no longer in it are deleted (default on "
+        "the local store); upsert: the input adds and changes records, deletes none (default on SageMaker)",
     )
     p.add_argument("--quarantine", type=Path, default=proc / "quarantine", help="where rule-breaking rows go")
     p.add_argument("--report", type=Path, default=proc / "report" / "ingest.json", help="summary JSON")
@@ -96,13 +107,19 @@ class Prepared:
     records: pd.DataFrame  # record id, event time, value columns: ready to write
     quarantine: pd.DataFrame  # rule-breaking rows as read, with source_file, source_row, violated_rules
     rows_read: int
+    times_given: bool  # the event times came from the data
+    places: pd.DataFrame  # per record: file (index into `files`) and row, to name where a record came from
+    files: list[str]  # input files relative to the input folder
 
 
-def prepare(units: list[Unit], schema: Schema, default_event_time: float) -> Prepared:
+def prepare(units: list[Unit], schema: Schema, default_event_time: float, root: Path) -> Prepared:
     """Read and check a share. Raises UserError on the first bad file."""
-    records, quarantined, rows_read = [], [], 0
+    records, quarantined, places, rows_read = [], [], [], 0
+    files = sorted({Path(u.path).relative_to(root).as_posix() for u in units})
+    times_given = True
     for unit in units:
         path = Path(unit.path)
+        relative = path.relative_to(root).as_posix()
         raw = tables.read(path)
         if unit.parts > 1:
             raw = raw.iloc[unit.part :: unit.parts]
@@ -112,18 +129,26 @@ def prepare(units: list[Unit], schema: Schema, default_event_time: float) -> Pre
             ids = raw[schema.record_id].astype(str)
             if raw[schema.record_id].isna().any():
                 raise UserError(f"{path}: column {schema.record_id} has empty record ids")
-        else:
-            ids = pd.Series(path.name + ":" + raw.index.astype(str), index=raw.index)
+        else:  # the path inside the input and the row: stable while the file's rows keep their order
+            ids = pd.Series(relative + ":" + raw.index.astype(str), index=raw.index)
         if schema.event_time in raw.columns:
             times = tables.event_times(raw[schema.event_time], path, schema.event_time)
         else:
             times = pd.Series(default_event_time, index=raw.index)
-        verdict = check_quality(values, schema, str(path))
+            times_given = False
+        verdict = check_quality(
+            values.assign(**{schema.event_time: times}),
+            schema,
+            str(path),
+            not_finite=tables.not_finite(values, raw),
+        )
         frame = pd.concat([ids.rename(schema.record_id), times.rename(schema.event_time), values], axis=1)
-        records.append(frame[verdict.keep.to_numpy()])
+        keep = verdict.keep.to_numpy()
+        records.append(frame[keep])
+        places.append(pd.DataFrame({"file": files.index(relative), "row": raw.index[keep] + 2}))
         if verdict.quarantined:
-            bad = raw[~verdict.keep.to_numpy()].astype(str).copy()
-            bad["source_file"] = str(path)
+            bad = raw[~keep].astype(str).copy()
+            bad["source_file"] = relative
             bad["source_row"] = bad.index + 2
             bad["violated_rules"] = verdict.reasons[~verdict.keep]
             quarantined.append(bad)
@@ -131,13 +156,29 @@ def prepare(units: list[Unit], schema: Schema, default_event_time: float) -> Pre
         records=pd.concat(records, ignore_index=True),
         quarantine=pd.concat(quarantined, ignore_index=True) if quarantined else pd.DataFrame(),
         rows_read=rows_read,
+        times_given=times_given,
+        places=pd.concat(places, ignore_index=True),
+        files=files,
     )
 
 
-def duplicate_keys(ids: np.ndarray, times: np.ndarray) -> list[tuple[str, float]]:
-    keys = pd.DataFrame({"id": ids, "time": times})
-    dup = keys[keys.duplicated(keep=False)].drop_duplicates()
-    return list(dup.itertuples(index=False, name=None))
+def conflicting_records(keys: pd.DataFrame) -> str | None:
+    """One line naming the first record id that has two different contents at one event time in the
+    input (columns id, time, digest, place), or None."""
+    repeated = keys[keys.duplicated(["id", "time"], keep=False)]
+    if repeated.empty:
+        return None
+    variants = repeated.drop_duplicates(["id", "time", "digest"])
+    clashing = variants[variants.duplicated(["id", "time"], keep=False)]
+    if clashing.empty:
+        return None  # the same row twice: one record
+    first = clashing[clashing["id"] == clashing["id"].iloc[0]]
+    places = sorted(first["place"], key=lambda p: (p.rsplit(" row ", 1)[0], int(p.rsplit(" ", 1)[1])))
+    count = clashing["id"].nunique()
+    return (
+        f"record id {first['id'].iloc[0]} has different values at {places[0]} and at {places[1]} "
+        f"({count} such record id(s)): a record has one content per event time"
+    )
 
 
 class IngestWorker:
@@ -147,23 +188,29 @@ class IngestWorker:
         self._prepared: Prepared | None = None
         self._host = discover().current_host
 
-    def check(self, units: list[Unit], schema_dict: dict, default_event_time: float) -> dict:
+    def check(self, units: list[Unit], schema_dict: dict, default_event_time: float, root: str) -> dict:
         schema = schema_mod.parse(schema_dict)
-        self._prepared = prepare(units, schema, default_event_time)
-        rec = self._prepared.records
+        self._prepared = prepared = prepare(units, schema, default_event_time, Path(root))
+        rec = prepared.records
+        files = np.array(prepared.files, dtype=object)
+        places = files[prepared.places["file"].to_numpy()] + " row " + prepared.places["row"].astype(str)
         return {
             "host": self._host,
-            "rows_read": self._prepared.rows_read,
-            "quarantined": len(self._prepared.quarantine),
+            "rows_read": prepared.rows_read,
+            "quarantined": len(prepared.quarantine),
+            "times_given": prepared.times_given,
             "ids": rec[schema.record_id].to_numpy(),
             "times": rec[schema.event_time].to_numpy(),
+            "digests": record_digests(rec, schema.value_columns),
+            "places": places.to_numpy(),
         }
 
     def write(
         self, spec: StoreSpec, group: FeatureGroupDefinition, quarantine_dir: str, batch_rows: int
     ) -> dict:
-        assert self._prepared is not None, "check() must run first"
-        totals = spec.write(group, self._prepared.records, batch_rows)
+        if self._prepared is None:
+            raise RuntimeError("IngestWorker.write before check")
+        totals = spec.write(group, self._prepared.records, batch_rows, self._prepared.times_given)
         if not self._prepared.quarantine.empty:
             out = Path(quarantine_dir)
             out.mkdir(parents=True, exist_ok=True)
@@ -177,7 +224,11 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
 
     started = time.monotonic()
     schema = schema_mod.load(opts.schema) if opts.schema else schema_mod.housing()
-    default_time = float(tables.event_times(pd.Series([opts.event_time]), "--event-time", "event time")[0])
+    run_time = time.time()
+    default_time = tables.single_event_time(opts.event_time, "--event-time") if opts.event_time else run_time
+    mode = opts.mode or ("snapshot" if opts.backend == "local" else "upsert")
+    if mode == "snapshot" and opts.backend != "local":
+        raise UserError("--mode snapshot needs the local store: SageMaker Feature Store ingests as upsert")
     if opts.batch_rows < 1:
         raise UserError("--batch-rows must be at least 1")
     spec = StoreSpec(opts.backend, opts.store, opts.role_arn, opts.offline_s3_uri)
@@ -193,17 +244,15 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     ]
     busy = [(w, s) for w, s in zip(workers, shares, strict=True) if s]
     log.info("ingest: %d files over %d hosts", len(files), len(busy))
-    checks = ray_tasks.get([w.check.remote(s, schema.to_dict(), default_time) for w, s in busy])
-
-    ids = np.concatenate([c["ids"] for c in checks])
-    times = np.concatenate([c["times"] for c in checks])
-    dups = duplicate_keys(ids, times)
-    if dups:
-        shown = ", ".join(f"{i}@{t:g}" for i, t in dups[:5])
-        raise UserError(
-            f"{len(dups)} (record id, event time) pair(s) appear more than once in the input, e.g. {shown}: "
-            "a feature store keeps one record per id and time"
-        )
+    checks = ray_tasks.get(
+        [w.check.remote(s, schema.to_dict(), default_time, str(opts.input)) for w, s in busy]
+    )
+    keys = pd.DataFrame(
+        {k: np.concatenate([c[k + "s"] for c in checks]) for k in ("id", "time", "digest", "place")}
+    )
+    conflict = conflicting_records(keys)
+    if conflict:
+        raise UserError(conflict)
     group = spec.ensure_group(FeatureGroupDefinition.from_schema(opts.feature_group, schema))
     since_ms = int(time.time() * 1000)
     writes = ray_tasks.get(
@@ -219,11 +268,18 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
             f"{failed} of {sum(w['offered'] for w in writes)} records were not written to feature group "
             f"{group.name} after retries ({', '.join(f'{c}: {n}' for c, n in sorted(codes.items()))})"
         )
+    deleted = spec.local().delete_absent(group, keys["id"].to_numpy(), run_time) if mode == "snapshot" else 0
     if spec.backend == "sagemaker" and opts.wait_offline_s > 0:
         # PutRecord lands in the offline store minutes later: the next step must not read before.
         spec.sagemaker().wait_offline(group, since_ms, sum(w["written"] for w in writes), opts.wait_offline_s)
     elapsed = time.monotonic() - started
-    report = summarize(checks, writes, group, elapsed, files)
+    duplicates = len(keys) - len(keys.drop_duplicates(["id", "time", "digest"]))
+    report = summarize(checks, writes, group, elapsed, files) | {
+        "mode": mode,
+        "deleted": deleted,
+        "duplicates": duplicates,  # the same record twice in the input: written once
+    }
+    report["already_present"] -= duplicates
     opts.report.parent.mkdir(parents=True, exist_ok=True)
     opts.report.write_text(json.dumps(report, indent=2) + "\n")
     print(format_summary(report), flush=True)
@@ -250,8 +306,10 @@ def summarize(
 def format_summary(report: dict) -> str:
     return (
         f"ingest: {report['rows_read']} rows from {report['files']} file(s) into feature group "
-        f"{report['feature_group']}: {report['written']} new, {report['already_present']} already "
-        f"present, {report['quarantined']} quarantined; "
+        f"{report['feature_group']} ({report['mode']}): {report['written']} new or changed, "
+        f"{report['already_present']} unchanged, {report['deleted']} deleted, "
+        f"{report['duplicates']} repeated in the input, "
+        f"{report['quarantined']} quarantined; "
         f"{report['seconds']:.1f} s ({report['rows_per_second']:,.0f} rows/s) on "
         f"{len(report['hosts'])} host(s)"
     )

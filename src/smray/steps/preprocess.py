@@ -26,7 +26,7 @@ from smray import paths, tables
 from smray import schema as schema_mod
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
-from smray.feature_store.local import LocalFeatureStore
+from smray.feature_store.local import LocalFeatureStore, latest_versions
 from smray.ray_bootstrap.resource_config import ResourceConfig
 from smray.schema import Schema
 from smray.schema import parse as parse_schema
@@ -77,20 +77,24 @@ def check_fractions(train: float, validation: float, test: float) -> list[float]
 
 
 def record_keys(batch: pd.DataFrame, record_id: str, event_time: str) -> pd.DataFrame:
-    return batch[[record_id, event_time, "is_deleted"]]
+    return batch[[record_id, event_time, "write_time", "is_deleted"]]
 
 
 def live_keys(keys: pd.DataFrame, record_id: str, event_time: str, as_of: float) -> pd.MultiIndex:
-    """Of every (id, event time, deleted) row: each id's newest row at or before `as_of`, unless that row
-    is a delete (a delete at the same time as a record sorts last, so it wins)."""
-    keys = keys[keys[event_time] <= as_of].sort_values([record_id, event_time, "is_deleted"], kind="stable")
-    latest = keys.drop_duplicates(record_id, keep="last")
-    latest = latest[~latest["is_deleted"].astype(bool)]
-    return _key(latest[record_id], latest[event_time])
+    """Of every version (id, event time, write time, deleted): each id's latest at or before `as_of`
+    (the newest event time, then the latest write), unless that version is a delete."""
+    latest = latest_versions(keys[keys[event_time] <= as_of], record_id, event_time)
+    return _key(latest[record_id], latest[event_time], latest["write_time"])
 
 
-def _key(ids: pd.Series, times: pd.Series) -> pd.MultiIndex:
-    return pd.MultiIndex.from_arrays([ids.to_numpy(dtype=str), times.to_numpy(dtype="float64")])
+def _key(ids: pd.Series, times: pd.Series, written: pd.Series) -> pd.MultiIndex:
+    return pd.MultiIndex.from_arrays(
+        [
+            ids.to_numpy(dtype=str),
+            times.to_numpy(dtype="float64"),
+            pd.to_datetime(written, utc=True).to_numpy(dtype="datetime64[ns]"),
+        ]
+    )
 
 
 def split_of(ids: pd.Series, seed: int, fractions: list[float]) -> pd.Series:
@@ -111,7 +115,7 @@ def keep_live(
     seed: int,
     fractions: list[float],
 ) -> pd.DataFrame:
-    batch = batch[_key(batch[record_id], batch[event_time]).isin(live)]
+    batch = batch[_key(batch[record_id], batch[event_time], batch["write_time"]).isin(live)]
     out = batch[schema.value_columns].astype("float64").reset_index(drop=True)
     out["split"] = split_of(batch[record_id], seed, fractions).to_numpy()
     return out
@@ -121,8 +125,9 @@ def moments(batch: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Per-batch count, mean and sum of squared deviations of each column (merged with Chan's formula)."""
     values = batch[columns].to_numpy(dtype="float64")
     n = np.count_nonzero(~np.isnan(values), axis=0)
-    mean = np.nanmean(values, axis=0) if len(values) else np.zeros(len(columns))
-    m2 = np.nansum((values - mean) ** 2, axis=0)
+    with np.errstate(over="ignore"):  # an overflow shows as inf, which merge_moments refuses by name
+        mean = np.nanmean(values, axis=0) if len(values) else np.zeros(len(columns))
+        m2 = np.nansum((values - mean) ** 2, axis=0)
     return pd.DataFrame({"column": columns, "n": n, "mean": mean, "m2": m2})
 
 
@@ -140,6 +145,8 @@ def merge_moments(parts: pd.DataFrame, columns: list[str]) -> dict[str, Scale]:
             n_total = n_new
         if n_total == 0:
             raise UserError(f"cannot standardize {column}: the training split has no values for it")
+        if not (math.isfinite(mean) and math.isfinite(m2)):
+            raise UserError(f"cannot standardize {column}: its values overflow float64 (not finite)")
         scale[column] = Scale(mean, math.sqrt(m2 / n_total))
     return scale
 
@@ -165,11 +172,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
 
     started = time.monotonic()
     fractions = check_fractions(opts.train_size, opts.validation_size, opts.test_size)
-    as_of = (
-        float(tables.event_times(pd.Series([opts.as_of]), "--as-of", "as-of")[0])
-        if opts.as_of
-        else datetime.now(UTC).timestamp()
-    )
+    as_of = tables.single_event_time(opts.as_of, "--as-of") if opts.as_of else datetime.now(UTC).timestamp()
     group, files = _offline_files(opts)
     if not files:
         raise UserError(f"feature group {group.name} has no records yet: run ingest first")
@@ -225,7 +228,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         "seconds": round(time.monotonic() - started, 3),
     }
     opts.report.parent.mkdir(parents=True, exist_ok=True)
-    opts.report.write_text(json.dumps(report, indent=2) + "\n")
+    opts.report.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     print(
         f"preprocess: {len(live)} live records as of {_iso(as_of)} -> "
         + ", ".join(f"{k} {v}" for k, v in counts.items())

@@ -55,6 +55,13 @@ def load(
             raise UserError(
                 f"channel {folder.name}: column {column} has a non-numeric value {raw.iloc[row]!r}"
             )
+        infinite = np.isinf(numbers.to_numpy())
+        if infinite.any():
+            row = int(np.flatnonzero(infinite)[0])
+            raise UserError(
+                f"channel {folder.name}: column {column} has the value {raw.iloc[row]!r}, which is not a "
+                f"finite number ({int(infinite.sum())} such rows): fix or quarantine them before training"
+            )
         values[column] = numbers
     if values[target].isna().any():
         raise UserError(

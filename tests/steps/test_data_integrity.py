@@ -1,0 +1,232 @@
+"""What a user's own data goes through: edited files ingested again, partitioned folders, numbers that
+are not finite. After any sequence of ingests, the store's latest content and what preprocess sees equal
+the latest input, row by row."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from smray import datagen, transform
+from smray import schema as schema_mod
+from smray.errors import UserError
+from smray.feature_store.local import LocalFeatureStore, latest_versions
+from smray.local_workflow import stage_input
+from smray.ray_bootstrap.resource_config import local
+from smray.steps import ingest, preprocess
+from smray.training import data as channel_data
+from tests.steps.test_ingest import GOOD, HEADER, options, write
+from tests.steps.test_preprocess import options as preprocess_options
+
+FEATURES = list(datagen.housing_frame(1, 0, with_ids=False).columns[1:])
+
+
+def latest_in_store(tmp_path: Path) -> pd.DataFrame:
+    """Each record's latest live content, read from the committed offline files."""
+    store = LocalFeatureStore(tmp_path / "store")
+    group = store.describe("housing")
+    history = pd.concat([pq.read_table(f).to_pandas() for f in store.committed_files(group)])
+    return latest_versions(history, "record_id", "event_time").set_index("record_id").sort_index()
+
+
+def report(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "report.json").read_text())
+
+
+def test_an_edited_file_ingested_again_is_what_the_store_serves(ray_cluster, tmp_path):
+    """The day-1 / day-2 case: no id and no event-time column; a row inserted at the top shifts ids."""
+    rows = GOOD.split(",", 1)[1]
+    write(tmp_path / "raw" / "houses.csv", HEADER + f"100000,{rows}200000,{rows}")
+    ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+    day1 = latest_in_store(tmp_path)
+    write(tmp_path / "raw" / "houses.csv", HEADER + f"555555,{rows}111111,{rows}200000,{rows}")
+    ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+    latest = latest_in_store(tmp_path)
+    assert latest["PRICE"].to_dict() == {
+        "houses.csv:0": 555555,
+        "houses.csv:1": 111111,
+        "houses.csv:2": 200000,
+    }
+    assert (latest["event_time"] > day1["event_time"].max()).all()  # every record changed: a new version
+    store = LocalFeatureStore(tmp_path / "store")
+    assert store.get_record(store.describe("housing"), "houses.csv:0")["PRICE"] == 555555
+    assert report(tmp_path)["written"] == 3
+
+    ingest.run(local(), options(tmp_path, tmp_path / "raw"))  # the same file again: nothing to write
+    assert report(tmp_path)["written"] == 0 and report(tmp_path)["already_present"] == 3
+    pd.testing.assert_frame_equal(latest_in_store(tmp_path), latest)  # unchanged records keep their time
+
+
+def _preprocessed(tmp_path: Path, out: Path) -> pd.DataFrame:
+    """Every row preprocess wrote, the features scaled back to raw values with its own scaler."""
+    preprocess.run(local(), preprocess_options(tmp_path, out))
+    rows = pd.concat([pd.read_parquet(out / "splits" / n) for n in preprocess.SPLITS], ignore_index=True)
+    fitted = transform.load(out / "transform" / transform.FILE_NAME)
+    rows[FEATURES] = fitted.invert_matrix(rows[FEATURES].to_numpy("float64"), FEATURES)
+    return rows
+
+
+def _same_rows(seen: pd.DataFrame, expected: pd.DataFrame) -> None:
+    columns = ["PRICE", *FEATURES]
+    a = seen[columns].round(6).sort_values(columns, ignore_index=True)
+    b = expected[columns].astype("float64").round(6).sort_values(columns, ignore_index=True)
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
+
+
+def test_three_ingests_with_edits_inserts_and_deletes_leave_exactly_the_latest_input(ray_cluster, tmp_path):
+    raw = tmp_path / "raw" / "table.csv"
+    day1 = datagen.housing_frame(60, seed=11).drop(columns=["event_time"])
+    write(raw, day1.to_csv(index=False))
+    ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+
+    day2 = day1.copy()
+    day2.loc[day2.index[:5], "PRICE"] += 1000.0  # edits
+    day2 = pd.concat([day2.drop(day2.index[10:14]), datagen.housing_frame(6, seed=12, first_id=1000)])
+    write(raw, day2.drop(columns=["event_time"], errors="ignore").to_csv(index=False))  # + inserts, deletes
+    ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+    assert (report(tmp_path)["written"], report(tmp_path)["deleted"]) == (11, 4)
+
+    day3 = day2.drop(day2.index[20:30]).copy()
+    day3.loc[day3.index[-3:], "SQUARE_FEET"] *= 2
+    write(raw, day3.drop(columns=["event_time"], errors="ignore").to_csv(index=False))
+    ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+
+    latest = latest_in_store(tmp_path)
+    expected = day3.assign(record_id=day3["record_id"].astype(str)).set_index("record_id").sort_index()
+    assert list(latest.index) == list(expected.index)  # exactly the latest input's records
+    pd.testing.assert_frame_equal(
+        latest[["PRICE", *FEATURES]].astype("float64"), expected[["PRICE", *FEATURES]].astype("float64")
+    )
+    _same_rows(_preprocessed(tmp_path, tmp_path / "pre"), day3)
+
+
+def test_a_partitioned_folder_with_repeated_file_names_loses_nothing(ray_cluster, tmp_path):
+    source = tmp_path / "source"
+    for year, seed in (("2024", 1), ("2025", 2)):
+        frame = datagen.housing_frame(40, seed=seed, with_ids=False)
+        write(source / f"year={year}" / "part-0.csv", frame.to_csv(index=False))
+    staged = stage_input(tmp_path / "home", source)
+    assert sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*.csv")) == [
+        "year=2024/part-0.csv",
+        "year=2025/part-0.csv",
+    ]
+    ingest.run(local(), options(tmp_path, staged))
+    latest = latest_in_store(tmp_path)
+    assert len(latest) == 80
+    assert latest.index.str.startswith("year=2024/part-0.csv:").sum() == 40
+    assert stage_input(tmp_path / "home", source) == staged  # the same input is staged once
+
+
+BAD_NUMBERS = [
+    ("PRICE", "inf"),
+    ("PRICE", "nan"),
+    ("SQUARE_FEET", "1e400"),
+    ("SQUARE_FEET", "-inf"),
+    ("LOT_ACRES", "1" + "0" * 400),
+    ("event_time", "inf"),
+    ("event_time", "1e20"),
+    ("event_time", "NaN"),
+]
+
+
+def _table_with(column: str, value: str) -> str:
+    frame = datagen.housing_frame(30, seed=4)
+    frame["event_time"] = frame["event_time"].astype(str)
+    frame[column] = frame[column].astype(str)
+    frame.loc[7, column] = value
+    return frame.to_csv(index=False)
+
+
+def _fail_policy_schema(tmp_path: Path) -> Path:
+    raw = schema_mod.housing().to_dict() | {"non_finite": "fail"}
+    return write(tmp_path / "schema.json", schema_mod.parse(raw).dumps())
+
+
+@pytest.mark.parametrize(("column", "value"), BAD_NUMBERS)
+def test_a_number_that_is_not_finite_is_quarantined_and_never_stored(ray_cluster, tmp_path, column, value):
+    write(tmp_path / "raw" / "a.csv", _table_with(column, value))
+    ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+    quarantined = pd.read_parquet(tmp_path / "quarantine")
+    assert list(quarantined["source_row"]) == [9] and quarantined[column].iloc[0] == value
+    rule = f"{column} in 1970 .. 2262" if column == "event_time" else f"{column} finite"
+    assert rule in quarantined["violated_rules"].iloc[0]
+    latest = latest_in_store(tmp_path)
+    assert len(latest) == 29 and np.isfinite(latest[["PRICE", "event_time"]].to_numpy()).all()
+    assert not np.isinf(latest[FEATURES].to_numpy()).any()
+
+
+@pytest.mark.parametrize(("column", "value"), BAD_NUMBERS)
+def test_a_number_that_is_not_finite_fails_the_step_under_the_fail_policy(
+    ray_cluster, tmp_path, column, value
+):
+    schema_file = _fail_policy_schema(tmp_path)
+    write(tmp_path / "raw" / "a.csv", _table_with(column, value))
+    with pytest.raises(UserError) as err:
+        ingest.run(local(), options(tmp_path, tmp_path / "raw", schema=schema_file))
+    assert "(policy: fail); first at row 9" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "store").exists()  # checked before anything was written
+
+
+def test_an_event_time_out_of_range_is_caught_before_the_first_batch_is_written(ray_cluster, tmp_path):
+    frame = datagen.housing_frame(30, seed=4)
+    frame.loc[25, "event_time"] = 1e20  # in the last batch of five
+    write(tmp_path / "raw" / "a.csv", frame.to_csv(index=False))
+    schema_file = _fail_policy_schema(tmp_path)
+    with pytest.raises(UserError, match=r"event_time in 1970 \.\. 2262"):
+        ingest.run(local(), options(tmp_path, tmp_path / "raw", schema=schema_file, batch_rows=5))
+    assert not (tmp_path / "store").exists()
+
+
+def test_the_scaler_and_the_training_channels_refuse_what_is_not_finite(tmp_path):
+    huge = pd.DataFrame({"a": [1e308, 1e308, -1e308, 5.0]})
+    with pytest.raises(UserError, match="cannot standardize a: its values overflow float64"):
+        preprocess.merge_moments(preprocess.moments(huge, ["a"]), ["a"])
+    fitted = transform.Transform(schema_mod.housing(), {"SQUARE_FEET": transform.Scale(float("inf"), 1.0)})
+    with pytest.raises(UserError, match="the scaler of SQUARE_FEET is not finite"):
+        fitted.save(tmp_path / "t")
+    assert not (tmp_path / "t" / transform.FILE_NAME).exists()
+    write(tmp_path / "train" / "a.csv", "PRICE,x\n1,2\n3,inf\n")
+    with pytest.raises(UserError, match="column x has the value 'inf', which is not a finite number"):
+        channel_data.load(tmp_path / "train", "PRICE")
+
+
+def test_the_default_event_time_is_the_run_s_time_and_unchanged_records_keep_theirs(ray_cluster, tmp_path):
+    frame = datagen.housing_frame(10, seed=3).drop(columns=["event_time"])
+    write(tmp_path / "raw" / "a.csv", frame.to_csv(index=False))
+    before = time.time()
+    ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+    first = latest_in_store(tmp_path)
+    assert ((first["event_time"] >= before) & (first["event_time"] <= time.time())).all()
+    frame.loc[3, "PRICE"] += 1
+    write(tmp_path / "raw" / "a.csv", frame.to_csv(index=False))
+    ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+    second = latest_in_store(tmp_path)
+    changed = second["event_time"] != first["event_time"]
+    assert list(second.index[changed]) == ["3"] and second.loc["3", "PRICE"] == frame.loc[3, "PRICE"]
+
+
+def test_a_store_of_an_earlier_smray_is_upgraded_and_its_records_stay_unchanged(tmp_path):
+    import sqlite3
+
+    from smray.feature_store.definition import FeatureGroupDefinition
+
+    store = LocalFeatureStore(tmp_path / "store")
+    group = store.ensure_group(FeatureGroupDefinition.from_schema("housing", schema_mod.housing()))
+    frame = datagen.housing_frame(20, seed=8)
+    store.put(group, frame)
+    store.put(group, frame.iloc[[4]].assign(event_time=frame["event_time"].max() + 1), deleted=True)
+    catalog = sqlite3.connect(Path(group.offline_uri) / "catalog.sqlite")  # the earlier catalog's tables
+    catalog.executescript(
+        "DROP TABLE record_versions; DROP TABLE online_records; "
+        "CREATE TABLE offline_keys (record_id TEXT, event_time REAL, deleted INTEGER); "
+        "CREATE TABLE online (record_id TEXT PRIMARY KEY, event_time REAL);"
+    )
+    catalog.close()
+    assert store.online_count(group) == 19  # rebuilt from the offline files, the delete included
+    assert store.get_record(group, "7")["PRICE"] == frame.loc[7, "PRICE"]
+    again = store.put(group, frame.drop(index=4))
+    assert (again.written_offline, again.already_present) == (0, 19)
