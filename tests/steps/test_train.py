@@ -1,5 +1,6 @@
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -58,18 +59,39 @@ def test_defaults_reach_the_quality_bar_on_100k_rows(opt_ml, capsys):
     assert value == pytest.approx(meta["validation_rmse"], rel=1e-4)
 
 
-def test_checkpoints_every_k_rounds_and_a_restart_resumes(opt_ml, caplog):
+def test_checkpoints_every_k_rounds_and_a_restart_resumes(opt_ml, caplog, capsys):
     make_channels(opt_ml, 5_000)
     meta = run_train(opt_ml, num_round=30, early_stopping_rounds=0, checkpoint_every=10)
     saved = json.loads((opt_ml / "checkpoints" / "checkpoint.json").read_text())
     assert saved["rounds"] == 30 and meta["rounds"] == 30
     caplog.set_level("INFO")
+    capsys.readouterr()
     meta = run_train(opt_ml, num_round=45, early_stopping_rounds=0, checkpoint_every=10)
     assert "resuming from a checkpoint after 30 rounds" in caplog.text
     assert meta["rounds"] == 45
+    trained = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert trained == [f"[{i}]" for i in range(30, 45)]  # only the rounds the checkpoint did not have
     caplog.clear()
     run_train(opt_ml, num_round=45, early_stopping_rounds=0, checkpoint_every=10, max_depth=3)
     assert "other hyper-parameters" in caplog.text  # another model: starts afresh
+
+
+def test_a_resumed_run_reports_what_an_uninterrupted_run_reports(opt_ml, tmp_path):
+    """Early stopping across a restart: the best iteration lies before the checkpoint in one case and
+    after it in the other; both end as the run that was never interrupted ends."""
+    make_channels(opt_ml, 4_000)
+    hp = {"num_round": 400, "early_stopping_rounds": 8, "checkpoint_every": 5, "eta": 0.3}
+    whole = run_train(opt_ml, **hp)
+    best, stopped = whole["best_iteration"], whole["rounds"]
+    assert best > 15 and stopped == best + 9, whole  # it did stop early
+    model = (opt_ml / "model" / "model.json").read_bytes()
+    for interrupted_after in (best // 5 * 5 - 5, (best + 5) // 5 * 5):  # before and after the best
+        shutil.rmtree(opt_ml / "checkpoints")
+        run_train(opt_ml, **hp | {"num_round": interrupted_after})  # the job "dies" here
+        resumed = run_train(opt_ml, **hp)
+        for key in ("best_iteration", "rounds", "validation_rmse"):
+            assert resumed[key] == whole[key], (interrupted_after, key, resumed, whole)
+        assert (opt_ml / "model" / "model.json").read_bytes() == model
 
 
 @pytest.mark.parametrize(

@@ -55,28 +55,27 @@ def boost(
     dtrain = xgboost.QuantileDMatrix(train.features, label=train.target, nthread=nthread)
     dvalid = xgboost.QuantileDMatrix(valid.features, label=valid.target, ref=dtrain, nthread=nthread)
     done = resume.rounds if resume else 0
+    patience, metric = job.values["early_stopping_rounds"], job.values["eval_metric"]
+    if patience:
+        callbacks = [*callbacks, checkpoint.EarlyStop(patience, "validation", metric, resume)]
     history: dict = {}
     booster = xgboost.train(
         hyperparameters.xgboost_params(job.values, nthread),
         dtrain,
         num_boost_round=max(job.values["num_round"] - done, 0),
         evals=[(dtrain, "train"), (dvalid, "validation")],
-        early_stopping_rounds=job.values["early_stopping_rounds"] or None,
         evals_result=history,
         verbose_eval=False,
         callbacks=callbacks,
         xgb_model=xgboost.Booster(model_file=resume.model) if resume else None,
     )
-    return booster, history
+    return booster, checkpoint.joined(resume.history if resume else {}, history)
 
 
 def finish(booster: xgboost.Booster, history: dict, engine: str, started: float, metric: str) -> Result:
     scores = history.get("validation", {}).get(metric, [])
-    best = (
-        booster.best_iteration
-        if hasattr(booster, "best_iteration") and scores
-        else booster.num_boosted_rounds() - 1
-    )
+    stopped_at = booster.attr("best_iteration")  # set by early stopping
+    best = int(stopped_at) if stopped_at is not None and scores else booster.num_boosted_rounds() - 1
     trimmed = booster[: best + 1] if best + 1 < booster.num_boosted_rounds() else booster
     return Result(
         model=trimmed.save_raw("ubj"),
@@ -96,10 +95,12 @@ def train_here(job: Job, fingerprint_: str, resume: checkpoint.Saved | None) -> 
     nthread = len(os.sched_getaffinity(0))
     saver = checkpoint.Every(
         job.values["checkpoint_every"],
-        lambda raw, rounds: checkpoint.save(job.checkpoint_dir, raw, rounds, fingerprint_),
-        resume.rounds if resume else 0,
+        lambda raw, rounds, history: checkpoint.save(job.checkpoint_dir, raw, rounds, fingerprint_, history),
+        resume,
     )
-    booster, history = boost(job, train, valid, nthread, [LogMetrics(), saver], resume)
+    booster, history = boost(
+        job, train, valid, nthread, [LogMetrics(first_round=saver.done_before), saver], resume
+    )
     return finish(booster, history, "xgboost", started, job.values["eval_metric"])
 
 
@@ -116,8 +117,8 @@ class ModelSink:
         """Each worker says where it ran and how many rows it trained on."""
         self.workers.append({"rank": rank, "host": host, "rows": rows})
 
-    def checkpoint(self, raw: bytes, rounds: int) -> None:
-        checkpoint.save(self.checkpoint_dir, raw, rounds, self.fingerprint)
+    def checkpoint(self, raw: bytes, rounds: int, history: checkpoint.History) -> None:
+        checkpoint.save(self.checkpoint_dir, raw, rounds, self.fingerprint, history)
 
     def finish(self, raw: bytes, history: dict) -> None:
         self.final = (raw, history)
@@ -140,12 +141,17 @@ def _worker_loop(config: dict[str, Any]) -> None:
     ray.get(sink.worker.remote(rank, discover().current_host, len(train.target)))
     saver = checkpoint.Every(
         job.values["checkpoint_every"],
-        lambda raw, rounds: ray.get(sink.checkpoint.remote(bytes(raw), rounds)),
-        resume.rounds if resume else 0,
+        lambda raw, rounds, history: ray.get(sink.checkpoint.remote(bytes(raw), rounds, history)),
+        resume,
         enabled=rank == 0,
     )
     booster, history = boost(
-        job, train, valid, config["nthread"], [LogMetrics(enabled=rank == 0), saver], resume
+        job,
+        train,
+        valid,
+        config["nthread"],
+        [LogMetrics(enabled=rank == 0, first_round=saver.done_before), saver],
+        resume,
     )
     if rank == 0:
         ray.get(sink.finish.remote(booster.save_raw("ubj"), history))

@@ -34,13 +34,15 @@ def line(iteration: int, evals_log: dict[str, dict[str, list[float]]]) -> str:
 
 
 class LogMetrics(xgboost.callback.TrainingCallback):
-    """Prints one evaluation line per round (only where `enabled`: rank 0 of a distributed run)."""
+    """Prints one evaluation line per round (only where `enabled`: rank 0 of a distributed run),
+    numbered from the model's first round (XGBoost counts a resumed run's epochs from 0)."""
 
-    def __init__(self, enabled: bool = True, stream: TextIO | None = None) -> None:
+    def __init__(self, enabled: bool = True, stream: TextIO | None = None, first_round: int = 0) -> None:
         self.enabled = enabled
         self.stream = stream
+        self.first_round = first_round
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
         if self.enabled:
-            print(line(epoch, evals_log), file=self.stream or sys.stdout, flush=True)
+            print(line(self.first_round + epoch, evals_log), file=self.stream or sys.stdout, flush=True)
         return False
