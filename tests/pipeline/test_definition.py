@@ -9,6 +9,7 @@ import pytest
 from moto import mock_aws
 
 from smray import cli
+from smray.errors import UserError
 from smray.reporting.graph import Edge, pipeline_edges
 from smray.training.metrics import metric_definitions
 
@@ -149,3 +150,26 @@ def test_an_unknown_parameter_is_refused(aws):
     args = cli.build_parser().parse_args(["run", "aws", *ARGS, "--parameter", "RMSEThreshhold=1"])
     with pytest.raises(UserError, match="unknown pipeline parameter"):
         args.func(args)
+
+
+def _training_definition(definition: dict) -> dict:
+    (tuning,) = [s for s in definition["Steps"] if s["Type"] == "Tuning"]
+    return tuning["Arguments"]["TrainingJobDefinition"]
+
+
+def test_every_training_job_checkpoints_under_its_run_and_spot_is_an_option(aws, capsys):
+    training = _training_definition(_definition(capsys))
+    uri = training["CheckpointConfig"]["S3Uri"]["Std:Join"]["Values"]
+    assert uri == [{"Get": "Parameters.OutputUrl"}, {"Get": "Execution.PipelineExecutionId"}, "checkpoints"]
+    assert "EnableManagedSpotTraining" not in training
+
+    spot = ["pipeline", "show", *ARGS, "--spot-max-wait", "90000"]
+    assert cli.build_parser().parse_args(spot).func(cli.build_parser().parse_args(spot)) == 0
+    training = _training_definition(json.loads(capsys.readouterr().out))
+    assert training["EnableManagedSpotTraining"] is True
+    assert training["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400, "MaxWaitTimeInSeconds": 90000}
+    assert "CheckpointConfig" in training  # an interrupted spot job resumes from it
+
+    short = ["pipeline", "show", *ARGS, "--spot-max-wait", "600"]
+    with pytest.raises(UserError, match="shorter than the training job's maximum run of 86400 s"):
+        cli.build_parser().parse_args(short).func(cli.build_parser().parse_args(short))

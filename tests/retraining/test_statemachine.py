@@ -178,3 +178,18 @@ def test_the_example_input_is_complete():
     example = json.loads((SNAPSHOT.parent / "retraining-input.example.json").read_text())
     aws.check_input(example)
     assert set(example) == set(statemachine.REQUIRED_INPUT)
+
+
+def test_training_checkpoints_under_the_execution_and_spot_is_an_option():
+    train = statemachine.build()["States"]["Train"]["Parameters"]
+    assert train["CheckpointConfig"] == {
+        "S3Uri.$": "States.Format('{}/{}/checkpoints', $.OutputUri, $$.Execution.Name)"
+    }
+    assert "EnableManagedSpotTraining" not in train
+    spot = statemachine.build(spot_max_wait_s=20_000)["States"]["Train"]["Parameters"]
+    assert spot["EnableManagedSpotTraining"] is True
+    assert spot["StoppingCondition"] == {"MaxRuntimeInSeconds": 14400, "MaxWaitTimeInSeconds": 20000}
+    problems = Linter.validate(statemachine.build(spot_max_wait_s=20_000))
+    assert all(p.startswith(FILTER_GAP) for p in problems), problems
+    with pytest.raises(UserError, match="shorter than the training job's maximum run of 14400 s"):
+        statemachine.build(spot_max_wait_s=3600)

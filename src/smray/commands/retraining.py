@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     render = inner.add_parser("render", help="print the Amazon States Language definition")
     render.add_argument("--glue-job", default="", help="prepare the data with this Glue job instead")
     render.add_argument("--graph", type=Path, help="also draw the states as a PNG here")
+    _spot(render)
     render.set_defaults(func=cmd_render)
 
     deploy = inner.add_parser("deploy", help="create or update the state machine, its roles and the schedule")
@@ -30,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--input", type=Path, required=True, help="the execution input JSON the schedule sends"
     )
     deploy.add_argument("--glue-job", default="")
+    _spot(deploy)
     _aws(deploy)
     deploy.set_defaults(func=cmd_deploy)
 
@@ -41,6 +43,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     executions = inner.add_parser("executions", help="recent executions, newest first, with failures")
     _aws(executions)
     executions.set_defaults(func=cmd_executions)
+
+
+def _spot(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--spot-max-wait",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="train with managed spot capacity, waiting up to SECONDS (at least the 4 h maximum run); an "
+        "interruption resumes from the last checkpoint",
+    )
 
 
 def _aws(p: argparse.ArgumentParser) -> None:
@@ -68,7 +81,7 @@ def _input(path: Path) -> dict[str, Any]:
 def cmd_render(args: argparse.Namespace) -> int:
     from smray.retraining import statemachine
 
-    definition = statemachine.build(args.glue_job)
+    definition = statemachine.build(args.glue_job, args.spot_max_wait)
     print(json.dumps(definition, indent=2))
     if args.graph:
         from smray.reporting import graph
@@ -85,7 +98,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     session, names = _names(args)
     clients = {s: session.client(s) for s in ("iam", "stepfunctions", "events")}
-    made = aws.deploy(clients, names, args.schedule, _input(args.input), args.glue_job)
+    made = aws.deploy(clients, names, args.schedule, _input(args.input), args.glue_job, args.spot_max_wait)
     for key, arn in made.items():
         print(f"{key:<14} {arn}")
     return 0

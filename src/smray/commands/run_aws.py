@@ -39,6 +39,14 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bucket", required=True, help="S3 bucket for data, runs and the offline store")
     p.add_argument("--region", default=None, help="AWS region (default: from your AWS configuration)")
     p.add_argument("--instance-type", default="ml.m5.xlarge", help="processing and training instances")
+    p.add_argument(
+        "--spot-max-wait",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="train (and tune) with managed spot capacity, waiting up to SECONDS (at least the 24 h maximum "
+        "run); an interruption resumes from the last checkpoint",
+    )
 
 
 def build_pipeline(args: argparse.Namespace) -> Any:
@@ -58,6 +66,7 @@ def build_pipeline(args: argparse.Namespace) -> Any:
             "OutputUrl": f"{base}/runs",
             "FeatureStoreUrl": f"{base}/offline-store",
         },
+        spot_max_wait_s=args.spot_max_wait,
     )
     return definition.build(target, session)
 

@@ -37,6 +37,7 @@ from sagemaker.workflow.properties import PropertyFile
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep, TuningStep
 
 from smray import hyperparameters
+from smray.training import spot
 from smray.training.metrics import metric_definitions
 
 PROC = "/opt/ml/processing"
@@ -68,6 +69,7 @@ class Target:
     training_instance_type: str = "ml.m5.xlarge"
     model_package_group: str = "housing"
     defaults: dict[str, object] = field(default_factory=dict)  # parameter name -> default
+    spot_max_wait_s: int = 0  # aws: managed spot training, waiting up to this long (0: on-demand)
 
     @property
     def local(self) -> bool:
@@ -204,6 +206,21 @@ def _build(target: Target, session: Session) -> Pipeline:
     channels = {
         name: TrainingInput(outputs[name].S3Output.S3Uri) for name in ("train", "validation", "transform")
     }
+    # On AWS every training job syncs /opt/ml/checkpoints under the run's output: a restarted or
+    # spot-interrupted job resumes from its last checkpoint (local mode has no S3 to sync to).
+    resumable = (
+        {}
+        if target.local
+        else {
+            "checkpoint_s3_uri": _under(p.output, spot.CHECKPOINTS),
+            "max_run": spot.MAX_RUN_S,
+            **(
+                {"use_spot_instances": True, "max_wait": spot.check_max_wait(target.spot_max_wait_s)}
+                if target.spot_max_wait_s
+                else {}
+            ),
+        }
+    )
     estimator = Estimator(
         image_uri=target.image,
         role=target.role,
@@ -214,6 +231,7 @@ def _build(target: Target, session: Session) -> Pipeline:
         environment=env,
         hyperparameters={"num_round": p.num_round.to_string()},
         sagemaker_session=session,
+        **resumable,
     )
     if target.local:  # local mode cannot run a TuningStep: Ray Tune tunes inside the training job
         estimator.set_hyperparameters(

@@ -152,6 +152,7 @@ def deploy(
     schedule: str,
     execution_input: dict[str, Any],
     glue_job: str = "",
+    spot_max_wait_s: int = 0,
 ) -> dict[str, str]:
     """Creates or updates the roles, the state machine and the schedule; returns their ARNs."""
     parse_schedule(schedule)  # EventBridge's own rules, checked before anything is created
@@ -160,7 +161,7 @@ def deploy(
     workflow_role = _ensure_role(
         iam, names.workflow_role, "states.amazonaws.com", workflow_policy(names, execution_input, glue_job)
     )
-    definition = statemachine.render(glue_job)
+    definition = statemachine.render(glue_job, spot_max_wait_s)
     existing = {m["name"]: m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
     if names.state_machine in existing:
         arn = existing[names.state_machine]

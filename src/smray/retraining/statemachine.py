@@ -19,7 +19,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from smray.training import spot
+
 METRIC = "validation:rmse"
+TRAINING_MAX_RUN_S = 14_400
 NEGATED_THRESHOLD = "States.StringToJson(States.Format('-{}', $.Threshold))"
 SM = "arn:aws:states:::sagemaker"
 SDK = "arn:aws:states:::aws-sdk:sagemaker"
@@ -113,9 +116,10 @@ def _under(*parts: str) -> str:
     return "States.Format('{}/{}/" + "/".join(parts) + "', $.OutputUri, $$.Execution.Name)"
 
 
-def build(glue_job: str = "") -> dict[str, Any]:
+def build(glue_job: str = "", spot_max_wait_s: int = 0) -> dict[str, Any]:
     """The definition; with `glue_job`, PrepareData runs that Glue job (arguments --data_uri and
-    --output_uri, which must write train/ validation/ test/ and transform/ there) instead."""
+    --output_uri, which must write train/ validation/ test/ and transform/ there) instead. With
+    `spot_max_wait_s`, Train is a managed spot job that waits up to that long for capacity."""
     states: dict[str, Any] = {
         "Names": {
             "Type": "Pass",
@@ -205,7 +209,8 @@ def build(glue_job: str = "") -> dict[str, Any]:
                 "VolumeSizeInGB": 30,
             },
             "Environment": {"SMRAY_RAY_TOKEN.$": "$.names.token"},
-            "StoppingCondition": {"MaxRuntimeInSeconds": 14400},
+            "CheckpointConfig": {"S3Uri.$": _under(spot.CHECKPOINTS)},  # a restarted job resumes
+            **_stopping(spot_max_wait_s),
         },
         "ReadMetric",
         ResultSelector={"ModelDataUrl.$": "$.ModelArtifacts.S3ModelArtifacts"},
@@ -320,11 +325,19 @@ def build(glue_job: str = "") -> dict[str, Any]:
     }
 
 
+def _stopping(spot_max_wait_s: int) -> dict[str, Any]:
+    limits: dict[str, Any] = {"MaxRuntimeInSeconds": TRAINING_MAX_RUN_S}
+    if not spot.check_max_wait(spot_max_wait_s, TRAINING_MAX_RUN_S):
+        return {"StoppingCondition": limits}
+    limits["MaxWaitTimeInSeconds"] = spot_max_wait_s
+    return {"EnableManagedSpotTraining": True, "StoppingCondition": limits}
+
+
 def _metric_definitions() -> list[dict[str, str]]:
     from smray.training.metrics import metric_definitions
 
     return metric_definitions()
 
 
-def render(glue_job: str = "") -> str:
-    return json.dumps(build(glue_job), indent=2) + "\n"
+def render(glue_job: str = "", spot_max_wait_s: int = 0) -> str:
+    return json.dumps(build(glue_job, spot_max_wait_s), indent=2) + "\n"
