@@ -107,7 +107,7 @@ PARAMS: tuple[Param, ...] = (
         "eval_metric", str, "rmse", "validation metric (also the tuning objective)", choices=("rmse", "mae")
     ),
     Param("seed", int, 42, "random seed", 0, 2**31 - 1),
-    Param("target", str, "", "target column (default: the preprocessing artifact's, else PRICE)"),
+    Param("target", str, "", "target column (default: the preprocessing artifact's)"),
     Param("checkpoint_every", int, 50, "save a checkpoint every this many rounds", 1, 100_000),
     Param(
         "engine",

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from smray import datagen, model_artifact, tables, tracking
+from smray import schema as schema_mod
 from smray.endpoints.local import Endpoint, LocalEndpoints
 from smray.errors import UserError
 from smray.pipeline import progress
 from smray.registry.local import LocalRegistry
 from smray.registry.records import Approval, ModelVersion
 from smray.reporting import run_report
+from smray.schema import Schema
 from smray.serving.client import Connection
 
 DEFAULT_INPUT = Path("data/house_pricing.csv")
@@ -33,7 +35,13 @@ class Settings:
     training_hosts: int = 1
     tuning_trials: int = 8
     num_round: int = 3000
-    endpoint: str = "housing"
+    endpoint: str = ""  # default: the table's name
+    schema: Schema = field(default_factory=schema_mod.housing)  # the table: its name names the
+    # feature group, the model package group and the endpoint
+
+    @property
+    def endpoint_name(self) -> str:
+        return self.endpoint or self.schema.name
 
     def parameters(self) -> dict[str, Any]:
         return {
@@ -42,6 +50,7 @@ class Settings:
             "RMSEThreshold": self.threshold,
             "TuningTrials": self.tuning_trials,
             "NumRound": self.num_round,
+            "FeatureGroupName": self.schema.name,
         }
 
 
@@ -67,7 +76,9 @@ def run_pipeline(home: Path, input_dir: Path, settings: Settings) -> Result:
     print(f"input {input_dir}, containers' output in {log_file}", flush=True)
     started = time.time()
     with progress.steps_to_terminal(log_file, STEPS):
-        execution = execute.run(home, home / "runs", input_dir, settings.image, settings.parameters())
+        execution = execute.run(
+            home, home / "runs", input_dir, settings.image, settings.parameters(), settings.schema
+        )
     outcome = Outcome()
     outcome.facts["execution"] = f"{execution.id} {execution.status} in {execution.seconds:.0f} s"
     evaluation = execution.read_json("evaluation", "evaluation.json")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from importlib import resources
@@ -24,6 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from smray.errors import UserError
+
+# SageMaker's rules: FeatureDefinition.FeatureName, and the model package group / endpoint name (the
+# stricter of those the table's name is used for). The offline store adds three columns of its own.
+FEATURE_NAME = re.compile(r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
+TABLE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+RESERVED = ("is_deleted", "write_time", "api_invocation_time")
 
 
 class FeatureType(Enum):
@@ -118,7 +125,19 @@ def parse(raw: Any, source: str = "schema") -> Schema:
         rules=tuple(_rule(r, source) for r in raw.get("rules", [])),
         non_finite=_policy(raw.get("non_finite", "quarantine"), f"{source}: non_finite"),
     )
+    if not TABLE_NAME.match(schema.name):
+        raise UserError(
+            f"{source}: name {schema.name!r} names the feature group, model package group and endpoint: "
+            "letters, digits and '-', starting with a letter or digit, at most 63 characters"
+        )
     names = [schema.record_id, schema.event_time, *schema.value_columns]
+    for name in names:
+        if not FEATURE_NAME.match(name) or name in RESERVED:
+            raise UserError(
+                f"{source}: column name {name!r} is not a valid SageMaker Feature Store feature name "
+                f"(letters, digits, '-' and '_', starting and ending with a letter or digit, at most 64; "
+                f"not {', '.join(RESERVED)})"
+            )
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise UserError(f"{source}: column names used twice: {', '.join(repeated)}")

@@ -9,6 +9,7 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 from smray.errors import UserError
 
 FILE = "experiments.jsonl"
-EXPERIMENT = "smray-housing"
+EXPERIMENT_PREFIX = "smray-"  # + the feature group (the table's name): smray-housing
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,14 @@ class MlflowRest:
             raise UserError(f"MLflow at {self.base} is unreachable: {exc}") from exc
 
     def log(self, run: Run) -> str:
-        found = self._call("GET", f"/experiments/get-by-name?experiment_name={EXPERIMENT}")
+        name = EXPERIMENT_PREFIX + run.params.get("FeatureGroupName", "housing")
+        found = self._call(
+            "GET", f"/experiments/get-by-name?{urllib.parse.urlencode({'experiment_name': name})}"
+        )
         if "experiment" in found:
             experiment = found["experiment"]["experiment_id"]
         else:
-            experiment = self._call("POST", "/experiments/create", {"name": EXPERIMENT})["experiment_id"]
+            experiment = self._call("POST", "/experiments/create", {"name": name})["experiment_id"]
         created = self._call(
             "POST",
             "/runs/create",

@@ -9,6 +9,7 @@ import pytest
 from moto import mock_aws
 
 from smray import cli
+from smray import schema as schema_mod
 from smray.errors import UserError
 from smray.reporting.graph import Edge, pipeline_edges
 from smray.training.metrics import metric_definitions
@@ -142,6 +143,32 @@ def test_upsert_and_start_against_moto(aws, capsys):
     again = cli.build_parser().parse_args(["run", "aws", *ARGS, "--upsert-only"])
     assert again.func(again) == 0  # an update, not a second pipeline
     assert len(client.list_pipelines()["PipelineSummaries"]) == 1
+    stored = boto3.client("s3").get_object(Bucket="smray-example", Key="smray/schemas/housing/schema.json")
+    assert (
+        schema_mod.parse(json.loads(stored["Body"].read())) == schema_mod.housing()
+    )  # where SchemaUrl points
+
+
+def test_a_user_s_own_table_names_its_feature_group_and_model_group(aws, capsys, tmp_path):
+    table = schema_mod.parse(
+        {
+            "name": "churn",
+            "target": "MONTHS",
+            "features": [{"name": "CALLS"}, {"name": "PLAN", "type": "integral"}],
+        }
+    )
+    (tmp_path / "churn.json").write_text(table.dumps())
+    args = cli.build_parser().parse_args(["run", "aws", *ARGS, "--schema", str(tmp_path / "churn.json")])
+    assert args.func(args) == 0
+    import boto3
+
+    definition = json.loads(
+        boto3.client("sagemaker").describe_pipeline(PipelineName="smray-housing")["PipelineDefinition"]
+    )
+    defaults = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
+    assert defaults["SchemaUrl"] == "s3://smray-example/smray/schemas/churn/"
+    assert defaults["FeatureGroupName"] == "churn"
+    assert '"ModelPackageGroupName": "churn"' in json.dumps(definition)  # registered under the table's name
 
 
 def test_an_unknown_parameter_is_refused(aws):

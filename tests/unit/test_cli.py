@@ -1,3 +1,5 @@
+import re
+
 import pandas as pd
 import pytest
 
@@ -61,3 +63,21 @@ def test_build_outside_a_checkout_is_a_clear_error(tmp_path, monkeypatch):
     args = cli.parse(["build"])
     with pytest.raises(UserError, match=r"no build\.sh in"):
         args.func(args)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"name": "house prices"}, "name 'house prices' names the feature group"),
+        ({"name": "houses_v2"}, "name 'houses_v2' names the feature group"),
+        ({"target": "PRICE; DROP TABLE online"}, "column name 'PRICE; DROP TABLE online' is not a valid"),
+        ({"record_id": "is_deleted"}, "column name 'is_deleted' is not a valid"),
+        ({"event_time": "_time"}, "column name '_time' is not a valid"),
+    ],
+)
+def test_schema_names_follow_sagemaker_s_rules(change, message):
+    from smray import schema as schema_mod
+
+    raw = schema_mod.housing().to_dict() | change
+    with pytest.raises(UserError, match=re.escape(message)):
+        schema_mod.parse(raw)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+from pathlib import Path
 from typing import Any
 
+from smray import schema as schema_mod
 from smray.errors import UserError
+from smray.schema import Schema
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +43,12 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--region", default=None, help="AWS region (default: from your AWS configuration)")
     p.add_argument("--instance-type", default="ml.m5.xlarge", help="processing and training instances")
     p.add_argument(
+        "--schema",
+        type=Path,
+        help="your table's schema JSON (default: the built-in housing schema); its name names the feature "
+        "group and the model package group",
+    )
+    p.add_argument(
         "--spot-max-wait",
         type=int,
         default=0,
@@ -54,6 +63,7 @@ def build_pipeline(args: argparse.Namespace) -> Any:
 
     session = definition.aws_session(args.region, args.bucket)
     base = f"s3://{args.bucket}/smray"
+    table = _schema(args)
     target = definition.Target(
         name="aws",
         image=args.image,
@@ -61,18 +71,38 @@ def build_pipeline(args: argparse.Namespace) -> Any:
         ray_token=secrets.token_urlsafe(24),
         processing_instance_type=args.instance_type,
         training_instance_type=args.instance_type,
+        model_package_group=table.name,
         defaults={
             "InputDataUrl": f"{base}/input/",
             "OutputUrl": f"{base}/runs",
             "FeatureStoreUrl": f"{base}/offline-store",
+            "SchemaUrl": f"{base}/schemas/{table.name}/",
+            "FeatureGroupName": table.name,
         },
         spot_max_wait_s=args.spot_max_wait,
     )
     return definition.build(target, session)
 
 
+def _schema(args: argparse.Namespace) -> Schema:
+    return schema_mod.load(args.schema) if args.schema else schema_mod.housing()
+
+
+def upload_schema(args: argparse.Namespace, s3: Any) -> str:
+    """The schema where the pipeline's SchemaUrl default points: s3://BUCKET/smray/schemas/<name>/."""
+    from smray.pipeline.definition import SCHEMA_FILE
+
+    table = _schema(args)
+    key = f"smray/schemas/{table.name}/{SCHEMA_FILE}"
+    s3.put_object(Bucket=args.bucket, Key=key, Body=table.dumps().encode())
+    return f"s3://{args.bucket}/{key}"
+
+
 def run(args: argparse.Namespace) -> int:
+    import boto3
+
     pipeline = build_pipeline(args)
+    print(f"schema: {upload_schema(args, boto3.Session(region_name=args.region).client('s3'))}")
     parameters = dict(_pair(text) for text in args.parameter)
     known = {p.name for p in pipeline.parameters}
     unknown = sorted(set(parameters) - known)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from smray import local_workflow as flow
 from smray import paths
+from smray import schema as schema_mod
 from smray.registry.records import Approval
 
 
@@ -46,8 +47,11 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--training-hosts", type=int, default=d.training_hosts, help="hosts of the training job")
     p.add_argument("--tuning-trials", type=int, default=d.tuning_trials, help="Ray Tune trials")
     p.add_argument("--num-round", type=int, default=d.num_round, help="boosting rounds (early stopping on)")
+    p.add_argument("--endpoint", help="local endpoint to deploy to (default: the table's name)")
     p.add_argument(
-        "--endpoint", default=d.endpoint, help=f"local endpoint to deploy to (default: {d.endpoint})"
+        "--schema",
+        type=Path,
+        help="your table's schema JSON: columns, target, rules (default: the built-in housing schema)",
     )
 
 
@@ -59,7 +63,8 @@ def settings(args: argparse.Namespace) -> flow.Settings:
         training_hosts=args.training_hosts,
         tuning_trials=args.tuning_trials,
         num_round=args.num_round,
-        endpoint=args.endpoint,
+        endpoint=args.endpoint or "",
+        schema=schema_mod.load(args.schema) if args.schema else schema_mod.housing(),
     )
 
 
@@ -75,5 +80,5 @@ def run(args: argparse.Namespace) -> int:
             home, version, Approval.APPROVED, "passed the gate (smray run local)", result.outcome
         )
     if version and version.status is Approval.APPROVED and not args.no_deploy:
-        flow.deploy_and_invoke(home, chosen.endpoint, version, input_dir, result.outcome)
+        flow.deploy_and_invoke(home, chosen.endpoint_name, version, input_dir, result.outcome)
     return flow.finish(result, "smray run local")

@@ -26,7 +26,7 @@ import sqlite3
 import string
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,8 +35,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from smray import schema as schema_mod
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
+from smray.schema import Schema
 
 LOCAL_ACCOUNT = "000000000000"
 LOCAL_REGION = "local"
@@ -77,7 +79,11 @@ class LocalFeatureStore:
         path = self._group_file(name)
         if not path.exists():
             return None
-        return FeatureGroupDefinition.from_description(json.loads(path.read_text()))
+        described = FeatureGroupDefinition.from_description(json.loads(path.read_text()))
+        # The store folder is mounted at other paths in job containers than on the host: the offline
+        # store always lies under this root, whatever path the group was created at.
+        group, epoch = Path(described.offline_uri).name.rsplit("-", 1)
+        return replace(described, offline_uri=self._offline_uri(group, int(epoch)))
 
     def ensure_group(self, wanted: FeatureGroupDefinition) -> FeatureGroupDefinition:
         """Create the group if missing; if present, its definition must match (no silent casts)."""
@@ -99,6 +105,17 @@ class LocalFeatureStore:
             raise UserError(f"feature group {wanted.name} vanished from {path} while it was created")
         winner.check_matches(wanted)
         return winner
+
+    def save_schema(self, group: str, schema: Schema) -> None:
+        """The group's schema (target, rules, policies), so later steps read the data as ingest did."""
+        path = self._group_file(group).with_suffix(".schema.json")
+        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+        tmp.write_text(schema.dumps())
+        tmp.replace(path)
+
+    def schema(self, group: str) -> Schema | None:
+        path = self._group_file(group).with_suffix(".schema.json")
+        return schema_mod.load(path) if path.exists() else None
 
     def _offline_uri(self, name: str, created_epoch: int) -> str:
         return str(

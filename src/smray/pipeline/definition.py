@@ -44,6 +44,7 @@ PROC = "/opt/ml/processing"
 ENTRYPOINT = ["smray-entrypoint"]
 EVALUATION = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
 RMSE_PATH = "regression_metrics.rmse.value"
+SCHEMA_FILE = "schema.json"  # the one file in the SchemaUrl folder
 
 
 def tuning_ranges() -> dict[str, IntegerParameter | ContinuousParameter]:
@@ -89,6 +90,8 @@ class Parameters:
         self.input_data = make(ParameterString, "InputDataUrl", "s3://my-bucket/housing/raw/")
         self.output = make(ParameterString, "OutputUrl", "s3://my-bucket/smray/runs")
         self.store = make(ParameterString, "FeatureStoreUrl", "s3://my-bucket/smray/offline-store")
+        # A folder holding schema.json: the table's columns, target and rules (smray.schema)
+        self.schema = make(ParameterString, "SchemaUrl", "s3://my-bucket/smray/schemas/housing/")
         self.threshold = make(ParameterFloat, "RMSEThreshold", 15000.0)
         self.train_size = make(ParameterFloat, "TrainSize", 0.6)
         self.validation_size = make(ParameterFloat, "ValidationSize", 0.2)
@@ -138,20 +141,30 @@ def _build(target: Target, session: Session) -> Pipeline:
             sagemaker_session=session,
         )
 
+    store_in = [ProcessingInput(source=p.store, destination=f"{PROC}/store", input_name="store")]
+    schema_in = ProcessingInput(source=p.schema, destination=f"{PROC}/input/schema", input_name="schema")
+    schema_args = ["--schema", f"{PROC}/input/schema/{SCHEMA_FILE}"]
     if target.local:
-        store_in = [ProcessingInput(source=p.store, destination=f"{PROC}/store", input_name="store")]
-        store_args = ["--store", f"{PROC}/store"]
+        store_args = ["--store", f"{PROC}/store", *schema_args]
         ingest_args = store_args
     else:
-        store_in = [ProcessingInput(source=p.store, destination=f"{PROC}/store", input_name="store")]
-        store_args = ["--offline-files", f"{PROC}/store"]
-        ingest_args = ["--backend", "sagemaker", "--role-arn", target.role, "--offline-s3-uri", p.store]
+        store_args = ["--offline-files", f"{PROC}/store", *schema_args]
+        ingest_args = [
+            "--backend",
+            "sagemaker",
+            "--role-arn",
+            target.role,
+            "--offline-s3-uri",
+            p.store,
+            *schema_args,
+        ]
 
     ingest = ProcessingStep(
         name="FeatureStoreIngestion",
         step_args=processor(p.processing_count, "ingest").run(
             inputs=[
                 ProcessingInput(source=p.input_data, destination=f"{PROC}/input/raw", input_name="raw"),
+                schema_in,
                 *(store_in if target.local else []),
             ],
             outputs=[
@@ -175,7 +188,7 @@ def _build(target: Target, session: Session) -> Pipeline:
     preprocess = ProcessingStep(
         name="PreprocessData",
         step_args=processor(p.processing_count, "preprocess").run(
-            inputs=store_in,
+            inputs=[*store_in, schema_in],
             outputs=[
                 *split_outputs,
                 ProcessingOutput(

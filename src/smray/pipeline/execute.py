@@ -3,6 +3,7 @@ and failure reason, and the files its steps wrote under the execution's own fold
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from smray.pipeline import definition, local_mode
+from smray.schema import Schema
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +51,18 @@ def run(
     input_dir: Path,
     image: str,
     parameters: dict[str, Any],
+    schema: Schema,
     shm_size: str = "256m",
 ) -> Execution:
-    """Runs the whole pipeline once; `parameters` overrides pipeline parameters by name."""
+    """Runs the whole pipeline once on the table `schema` declares; `parameters` overrides pipeline
+    parameters by name."""
     local_mode.prepare_environment(home)
     defaults = {
         "InputDataUrl": input_dir.resolve().as_uri(),
         "OutputUrl": runs.resolve().as_uri(),
         "FeatureStoreUrl": (home / "feature-store").resolve().as_uri(),
         "RegistryUrl": (home / "registry").resolve().as_uri(),
+        "SchemaUrl": _schema_folder(home, schema).resolve().as_uri(),
     }
     for key in ("feature-store", "registry"):
         (home / key).mkdir(parents=True, exist_ok=True)
@@ -69,6 +74,7 @@ def run(
         ray_token=secrets.token_urlsafe(24),
         processing_instance_type="local",
         training_instance_type="local",
+        model_package_group=schema.name,
         defaults=defaults,
     )
     session = local_mode.session(shm_size)
@@ -89,6 +95,15 @@ def run(
         parameters={**defaults, **parameters},
         definition=json.loads(pipeline.definition()),
     )
+
+
+def _schema_folder(home: Path, schema: Schema) -> Path:
+    """A folder holding only the schema (local mode mounts a file input's whole folder)."""
+    text = schema.dumps()
+    folder = home / "schemas" / f"{schema.name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / definition.SCHEMA_FILE).write_text(text)
+    return folder
 
 
 STEP_ORDER = (

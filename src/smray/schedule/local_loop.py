@@ -33,6 +33,7 @@ import pandas as pd
 
 from smray import local_workflow as flow
 from smray import metrics, model_artifact, tables, transform
+from smray import schema as schema_mod
 from smray.endpoints.local import LocalEndpoints
 from smray.errors import UserError
 from smray.registry.local import LocalRegistry
@@ -77,6 +78,7 @@ def read_input(path: Path) -> tuple[Path | None, flow.Settings]:
             tuning_trials=int(given.get("TuningTrials", d.tuning_trials)),
             num_round=int(given.get("NumRound", d.num_round)),
             endpoint=str(given.get("EndpointName", d.endpoint)),
+            schema=schema_mod.load(Path(given["Schema"])) if given.get("Schema") else d.schema,
         )
     except (TypeError, ValueError) as exc:
         raise UserError(f"{path}: {exc}") from exc
@@ -158,7 +160,7 @@ class Scheduler:
         started = datetime.now(UTC).isoformat(timespec="seconds")
         endpoints = LocalEndpoints(self.home)
         source, settings = read_input(self.input_file)
-        served = self._served(endpoints, settings.endpoint)
+        served = self._served(endpoints, settings.endpoint_name)
         record = Record(started, "", "", "Error", "", None, _name(served), None, "", _name(served))
         self.in_run = True
         try:
@@ -166,7 +168,7 @@ class Scheduler:
             result = flow.run_pipeline(self.home, input_dir, settings)
             record.execution, record.status = result.execution.id, result.execution.status
             record.decision = self._decide(result, served, settings, input_dir, record)
-            record.served_after = _name(self._served(endpoints, settings.endpoint))
+            record.served_after = _name(self._served(endpoints, settings.endpoint_name))
             result.outcome.facts["schedule"] = record.decision
             flow.finish(result, "smray schedule")
         except KeyboardInterrupt:
@@ -219,7 +221,7 @@ class Scheduler:
                 "passed the gate, not worse than the served model",
                 result.outcome,
             )
-            flow.deploy_and_invoke(self.home, settings.endpoint, approved, input_dir, result.outcome)
+            flow.deploy_and_invoke(self.home, settings.endpoint_name, approved, input_dir, result.outcome)
         finally:
             self.in_deploy = False
         before = f" (served {_name(served)}: RMSE {record.served_rmse:,.0f})" if served else ""

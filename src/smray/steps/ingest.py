@@ -254,6 +254,8 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     if conflict:
         raise UserError(conflict)
     group = spec.ensure_group(FeatureGroupDefinition.from_schema(opts.feature_group, schema))
+    if spec.backend == "local":
+        spec.local().save_schema(group.name, schema)
     since_ms = int(time.time() * 1000)
     writes = ray_tasks.get(
         [w.write.remote(spec, group, str(opts.quarantine), opts.batch_rows) for w, _ in busy]

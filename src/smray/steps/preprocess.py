@@ -29,7 +29,6 @@ from smray.feature_store.definition import FeatureGroupDefinition
 from smray.feature_store.local import LocalFeatureStore, latest_versions
 from smray.ray_bootstrap.resource_config import ResourceConfig
 from smray.schema import Schema
-from smray.schema import parse as parse_schema
 from smray.transform import Scale, Transform
 
 log = logging.getLogger(__name__)
@@ -45,6 +44,7 @@ def parser() -> argparse.ArgumentParser:
         "--store", default=str(proc / "feature-store"), help="local feature store root (or file://)"
     )
     p.add_argument("--feature-group", default="housing")
+    p.add_argument("--schema", type=Path, help="schema JSON (default: the one ingest kept with the group)")
     p.add_argument(
         "--offline-files", type=Path, help="a downloaded SageMaker offline store (instead of --store)"
     )
@@ -151,19 +151,27 @@ def merge_moments(parts: pd.DataFrame, columns: list[str]) -> dict[str, Scale]:
     return scale
 
 
-def _offline_files(opts: argparse.Namespace) -> tuple[FeatureGroupDefinition, list[Path]]:
+def _offline_files(opts: argparse.Namespace) -> tuple[FeatureGroupDefinition, Schema, list[Path]]:
     """The local store's committed files, or every Parquet file of a SageMaker offline store that the
-    job downloaded (--offline-files: on AWS, S3 is the offline store and has no catalog)."""
+    job downloaded (--offline-files: on AWS, S3 is the offline store and has no catalog); and the schema
+    the data was ingested with: --schema, else the one the local store keeps with the group."""
+    given = schema_mod.load(opts.schema) if opts.schema else None
     if opts.offline_files:
-        group = FeatureGroupDefinition.from_schema(opts.feature_group, schema_mod.housing())
-        return group, sorted(opts.offline_files.rglob("*.parquet"))
+        if given is None:
+            raise UserError("--offline-files needs --schema: a SageMaker offline store keeps no target")
+        group = FeatureGroupDefinition.from_schema(opts.feature_group, given)
+        return group, given, sorted(opts.offline_files.rglob("*.parquet"))
     store = LocalFeatureStore(Path(str(opts.store).removeprefix("file://")))
     group = store.describe(opts.feature_group)
     if group is None:
         raise UserError(
             f"feature group {opts.feature_group} does not exist in {store.root}: run ingest first"
         )
-    return group, store.committed_files(group)
+    schema = given or store.schema(group.name)
+    if schema is None:
+        raise UserError(f"feature group {group.name} keeps no schema (an older smray made it): use --schema")
+    group.check_matches(FeatureGroupDefinition.from_schema(group.name, schema))
+    return group, schema, store.committed_files(group)
 
 
 def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
@@ -173,10 +181,9 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     started = time.monotonic()
     fractions = check_fractions(opts.train_size, opts.validation_size, opts.test_size)
     as_of = tables.single_event_time(opts.as_of, "--as-of") if opts.as_of else datetime.now(UTC).timestamp()
-    group, files = _offline_files(opts)
+    group, schema, files = _offline_files(opts)
     if not files:
         raise UserError(f"feature group {group.name} has no records yet: run ingest first")
-    schema = schema_of(group)
 
     rid, etime = group.record_id, group.event_time
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # same input, same files
@@ -241,21 +248,6 @@ def _scale(batch: pd.DataFrame, transform: Transform) -> pd.DataFrame:
     features = transform.schema.feature_names
     batch[features] = transform.apply(batch[features])
     return batch
-
-
-def schema_of(group: FeatureGroupDefinition) -> Schema:
-    """The schema as the feature group records it: the target is the first value column."""
-    (target, _), *features = group.values
-    return parse_schema(
-        {
-            "name": group.name,
-            "target": target,
-            "record_id": group.record_id,
-            "event_time": group.event_time,
-            "features": [{"name": n, "type": t.lower()} for n, t in features],
-        },
-        source=f"feature group {group.name}",
-    )
 
 
 def _iso(epoch: float) -> str:

@@ -28,8 +28,6 @@ from smray.training import checkpoint, engines, tuning
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TARGET = "PRICE"
-
 
 def parser() -> argparse.ArgumentParser:
     root = paths.ml_root()
@@ -44,7 +42,11 @@ def parser() -> argparse.ArgumentParser:
 def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     values = hyperparameters.load(opts.hyperparameters)
     artifact = _transform(opts.channels / "transform")
-    target = values["target"] or (artifact.schema.target if artifact else DEFAULT_TARGET)
+    target = values["target"] or (artifact.schema.target if artifact else "")
+    if not target:
+        raise UserError(
+            "no target: give the transform channel (preprocessing.json) or the hyper-parameter target"
+        )
     job = engines.Job(
         train_dir=opts.channels / "train",
         validation_dir=opts.channels / "validation",
