@@ -21,13 +21,14 @@ FILTER_GAP = 'Field "values.$" of ResultSelector at "State Machine.States.ReadMe
 INPUT = {
     "JobNamePrefix": "smray-housing",
     "DataUri": "s3://smray-example/input/",
+    "SchemaUri": "s3://smray-example/schemas/housing/",
     "OutputUri": "s3://smray-example/retraining",
     "Threshold": 8000,
     "EndpointName": "housing",
     "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/smray:0.1.0",
     "RoleArn": "arn:aws:iam::123456789012:role/smray-sagemaker",
     "ProcessingInstanceType": "ml.m5.xlarge",
-    "ProcessingInstanceCount": 2,
+    "ProcessingInstanceCount": 1,
     "TrainingInstanceType": "ml.m5.xlarge",
     "TrainingInstanceCount": 2,
     "EndpointInstanceType": "ml.m5.large",
@@ -139,6 +140,7 @@ def test_deploy_creates_then_updates_roles_state_machine_and_schedule(clients):
     [
         ("rate(5 minute)", {}, "singular exactly for 1"),
         ("rate(1 day)", {"Threshold": "low"}, "Threshold must be a number"),
+        ("rate(1 day)", {"ProcessingInstanceCount": 2}, "ProcessingInstanceCount must be 1"),
     ],
 )
 def test_bad_deploys_are_refused_before_anything_is_created(clients, schedule, bad_input, message):

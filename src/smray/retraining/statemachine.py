@@ -44,6 +44,7 @@ CATCH = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Workf
 REQUIRED_INPUT = (
     "JobNamePrefix",
     "DataUri",
+    "SchemaUri",
     "OutputUri",
     "Threshold",
     "EndpointName",
@@ -144,16 +145,19 @@ def build(glue_job: str = "", spot_max_wait_s: int = 0) -> dict[str, Any]:
         )
     else:
         store = _under("store")
+        # SchemaUri: an S3 folder holding schema.json, the table's declaration (smray.schema)
+        schema_in = _s3_input("schema", "$.SchemaUri", f"{PROC}/input/schema")
+        schema_args = ["--schema", f"{PROC}/input/schema/schema.json"]
         states["Ingest"] = _task(
             f"{SM}:createProcessingJob.sync",
             _processing(
                 "ingest",
-                [_s3_input("raw", "$.DataUri", f"{PROC}/input/raw")],
+                [_s3_input("raw", "$.DataUri", f"{PROC}/input/raw"), schema_in],
                 [
                     _s3_output("store", store, f"{PROC}/store"),
                     _s3_output("report", _under("ingest"), f"{PROC}/report"),
                 ],
-                ["--store", f"{PROC}/store"],
+                ["--store", f"{PROC}/store", *schema_args],
             ),
             "Preprocess",
             ResultPath=None,
@@ -162,7 +166,7 @@ def build(glue_job: str = "", spot_max_wait_s: int = 0) -> dict[str, Any]:
             f"{SM}:createProcessingJob.sync",
             _processing(
                 "preprocess",
-                [_s3_input("store", store, f"{PROC}/store")],
+                [_s3_input("store", store, f"{PROC}/store"), schema_in],
                 [
                     _s3_output(name, _under("prepared", name), f"{PROC}/{where}")
                     for name, where in (
@@ -172,7 +176,7 @@ def build(glue_job: str = "", spot_max_wait_s: int = 0) -> dict[str, Any]:
                         ("transform", "transform"),
                     )
                 ],
-                ["--store", f"{PROC}/store"],
+                ["--store", f"{PROC}/store", *schema_args],
             ),
             "Train",
             ResultPath=None,
