@@ -230,3 +230,19 @@ def test_a_store_of_an_earlier_smray_is_upgraded_and_its_records_stay_unchanged(
     assert store.get_record(group, "7")["PRICE"] == frame.loc[7, "PRICE"]
     again = store.put(group, frame.drop(index=4))
     assert (again.written_offline, again.already_present) == (0, 19)
+
+
+def test_a_reader_never_lists_a_file_whose_batch_is_still_moving_into_place(tmp_path, monkeypatch):
+    from smray.feature_store.definition import FeatureGroupDefinition
+
+    store = LocalFeatureStore(tmp_path / "store")
+    group = store.ensure_group(FeatureGroupDefinition.from_schema("housing", schema_mod.housing()))
+    store.put(group, datagen.housing_frame(5, seed=1))
+    landed = store.committed_files(group)
+    # The writer has committed its next batch but not yet moved its files (it is paused right there).
+    monkeypatch.setattr(LocalFeatureStore, "_recover", lambda self, conn, group: None)
+    store.put(group, datagen.housing_frame(5, seed=2, first_id=100))
+    listed = store.committed_files(group)
+    assert listed == landed and all(f.exists() for f in listed)
+    monkeypatch.undo()  # the next open finishes the move: then the batch is listed
+    assert len(store.committed_files(group)) > len(landed)

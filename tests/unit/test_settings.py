@@ -17,6 +17,10 @@ def test_defaults_and_overrides_from_env():
         ({"SMRAY_GCS_PORT": "abc"}, "SMRAY_GCS_PORT must be an integer"),
         ({"SMRAY_JOIN_TIMEOUT_S": "-1"}, "must not be negative"),
         ({"SMRAY_INCLUDE_DASHBOARD": "maybe"}, "true or false"),
+        ({"SMRAY_JOIN_TIMEOUT_S": "nan"}, "SMRAY_JOIN_TIMEOUT_S must be a finite number, got 'nan'"),
+        ({"SMRAY_LIFELINE_SILENCE_S": "inf"}, "must be a finite number"),
+        ({"SMRAY_GCS_PORT": "70000"}, "SMRAY_GCS_PORT must be a port between 1 and 65535"),
+        ({"SMRAY_LIFELINE_PORT": "0"}, "must be a port between 1 and 65535"),
     ],
 )
 def test_bad_values_are_clear_errors(env, message):

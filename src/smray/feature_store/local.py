@@ -356,9 +356,10 @@ class LocalFeatureStore:
         return out
 
     def committed_files(self, group: FeatureGroupDefinition) -> list[Path]:
-        """Every offline Parquet file of committed batches: what a reader may read, nothing more."""
+        """Every offline Parquet file of committed batches that is in place: what a reader may read,
+        nothing more (a batch committed a moment ago may still be moving its files from staging)."""
         with self._catalog(group) as conn:
-            rels = [r for (r,) in conn.execute("SELECT path FROM files ORDER BY path")]
+            rels = [r for (r,) in conn.execute("SELECT path FROM files WHERE staged IS NULL ORDER BY path")]
         return [Path(group.offline_uri) / r for r in rels]
 
     def online_count(self, group: FeatureGroupDefinition) -> int:

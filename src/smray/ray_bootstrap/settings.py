@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
@@ -45,6 +46,10 @@ def _convert(name: str, raw: str, kind: type) -> object:
     except ValueError:
         noun = "an integer" if kind is int else "a number"
         raise UserError(f"{name} must be {noun}, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise UserError(f"{name} must be a finite number, got {raw!r}")
     if value < 0:
         raise UserError(f"{name} must not be negative, got {raw!r}")
+    if name.endswith("_PORT") and not 1 <= value <= 65535:
+        raise UserError(f"{name} must be a port between 1 and 65535, got {raw!r}")
     return value
