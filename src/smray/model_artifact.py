@@ -21,6 +21,7 @@ from smray.errors import UserError
 MODEL_FILE = "model.json"
 METADATA_FILE = "metadata.json"
 ARCHIVE = "model.tar.gz"
+MAX_UNPACKED_BYTES = 4 * 1024**3  # a model of smray's is megabytes; this stops an archive bomb
 
 
 @dataclass
@@ -51,9 +52,10 @@ def load(location: Path) -> Model:
     return _load_dir(location)
 
 
-def extract(archive: Path, into: Path) -> None:
-    """Unpacks a model archive, refusing absolute paths, '..', links and devices. (The image's Python,
-    Debian's 3.11.2, predates tarfile's extraction filters.)"""
+def extract(archive: Path, into: Path, max_bytes: int = MAX_UNPACKED_BYTES) -> None:
+    """Unpacks a model archive, refusing absolute paths, '..', links, devices and more than `max_bytes`
+    unpacked; no file keeps a setuid, setgid or sticky bit or write access for others. (The image's
+    Python, Debian's 3.11.2, predates tarfile's extraction filters.)"""
     try:
         with tarfile.open(archive, "r:gz") as tar:
             members = tar.getmembers()
@@ -61,6 +63,12 @@ def extract(archive: Path, into: Path) -> None:
                 name = Path(m.name)
                 if name.is_absolute() or ".." in name.parts or not (m.isfile() or m.isdir()):
                     raise UserError(f"model archive {archive} holds an unsafe entry: {m.name}")
+                m.mode &= 0o755
+            unpacked = sum(m.size for m in members)
+            if unpacked > max_bytes:
+                raise UserError(
+                    f"model archive {archive} unpacks to {unpacked:,} bytes, over the limit of {max_bytes:,}"
+                )
             tar.extractall(into, members=members)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise UserError(f"cannot unpack model archive {archive}: {exc}") from exc

@@ -109,3 +109,33 @@ def test_a_writer_killed_mid_write_leaves_the_registry_readable(tmp_path, model_
     after = LocalRegistry(root).register("housing", model_dir, "smray:1", {})
     assert after.version > highest_listed
     assert after.version not in {v.version for v in LocalRegistry(root).versions("housing")[1:]}
+
+
+def test_the_artifact_s_rename_is_made_durable_by_syncing_its_folder(tmp_path, model_dir, monkeypatch):
+    import stat
+
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    LocalRegistry(tmp_path / "registry").register("housing", model_dir, "smray:latest", METRICS)
+    assert synced[-2:] == [False, True]  # the artifact, then (after its rename) the folder holding it
+
+
+def test_a_model_archive_is_bounded_and_loses_special_permission_bits(tmp_path):
+    from smray import model_artifact
+
+    payload = tmp_path / "payload"
+    payload.write_bytes(b"x" * 5000)
+    os.chmod(payload, 0o6777)  # setuid, setgid, world-writable
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(payload, arcname="model.json")
+    with pytest.raises(UserError, match="unpacks to 5,000 bytes, over the limit of 4,096"):
+        model_artifact.extract(archive, tmp_path / "small", max_bytes=4096)
+    model_artifact.extract(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "model.json").stat().st_mode & 0o7777 == 0o755

@@ -184,3 +184,8 @@ def _place(source: Path, target: Path) -> None:
     with open(partial, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(partial, target)
+    folder = os.open(target.parent, os.O_RDONLY)  # the rename itself survives a crash only once its
+    try:  # folder is synced too
+        os.fsync(folder)
+    finally:
+        os.close(folder)
