@@ -23,7 +23,7 @@ from .test_statemachine import INPUT
 FAKE_MODEL = "s3://smray-example/retraining/model/model.tar.gz"
 
 
-def with_fakes(metric: float, train_fails: bool = False) -> dict:
+def with_fakes(metric: float | None, train_fails: bool = False) -> dict:
     d = copy.deepcopy(statemachine.build())
     states = d["States"]
     for name in ("Ingest", "Preprocess"):  # fake: the processing jobs succeed
@@ -42,9 +42,9 @@ def with_fakes(metric: float, train_fails: bool = False) -> dict:
     # fake: DescribeTrainingJob's metric, as the ResultSelector's filter leaves it
     states["ReadMetric"] = {
         "Type": "Pass",
-        "Result": {"values": [metric]},
+        "Result": {"values": [] if metric is None else [metric]},
         "ResultPath": "$.metric",
-        "Next": "PickMetric",
+        "Next": states["ReadMetric"]["Next"],
     }
     # fake: moto has no UpdateEndpoint
     states["UpdateEndpoint"] = {
@@ -141,6 +141,16 @@ def test_a_failed_training_job_fails_the_execution_with_its_cause(aws):
     assert entered[-2:] == ["Train", "WorkflowFailed"]
     assert described["error"] == "RetrainingFailed"
     assert "smray-training-that-failed" in described["cause"]
+
+
+def test_a_job_that_reported_no_metric_fails_the_execution_with_a_cause(aws):
+    described, entered = execute(with_fakes(metric=None), INPUT)
+    assert described["status"] == "FAILED"
+    assert entered[-3:] == ["MetricReported", "NoMetric", "WorkflowFailed"]
+    assert described["error"] == "RetrainingFailed"
+    assert described["cause"] == (
+        "training job smray-housing-scheduled-1 reported no validation:rmse: the endpoint was not changed"
+    )
 
 
 def test_the_metric_is_picked_by_name_whatever_the_order(aws):

@@ -223,10 +223,26 @@ def build(glue_job: str = "", spot_max_wait_s: int = 0) -> dict[str, Any]:
     states["ReadMetric"] = _task(
         f"{SDK}:describeTrainingJob",
         {"TrainingJobName.$": "$.names.base"},
-        "PickMetric",
+        "MetricReported",
         ResultSelector={"values.$": f"$.FinalMetricDataList[?(@.MetricName == '{METRIC}')].Value"},
         ResultPath="$.metric",
     )
+    states["MetricReported"] = {
+        "Type": "Choice",
+        "Comment": f"a job that printed no {METRIC} line has none: that fails the workflow, with a cause",
+        "Choices": [{"Variable": "$.metric.values[0]", "IsPresent": True, "Next": "PickMetric"}],
+        "Default": "NoMetric",
+    }
+    states["NoMetric"] = {
+        "Type": "Pass",
+        "Parameters": {
+            "Error": "MetricMissing",
+            "Cause.$": f"States.Format('training job {{}} reported no {METRIC}: the endpoint was not "
+            "changed', $.names.base)",
+        },
+        "ResultPath": "$.error",
+        "Next": "WorkflowFailed",
+    }
     states["PickMetric"] = {
         "Type": "Pass",
         "Comment": f"the filter yields a list: its one element is {METRIC}",
