@@ -132,3 +132,19 @@ def test_a_model_that_passed_the_gate_but_is_worse_than_the_served_one_is_reject
     rejected = registry.describe("housing", 2)
     assert rejected.status is Approval.REJECTED and "worse than the served housing/1" in rejected.description
     assert registry.describe("housing", 1).status is Approval.PENDING  # the served one is left alone
+
+
+def test_a_run_that_dies_of_an_unexpected_error_is_in_the_history(tmp_path, monkeypatch):
+    from smray import local_workflow as flow
+
+    (tmp_path / "input.json").write_text(json.dumps({"DataUri": str(tmp_path)}))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("docker vanished")
+
+    monkeypatch.setattr(flow, "stage_input", broken)
+    scheduler = local_loop.Scheduler(tmp_path, parse("rate(1 day)"), tmp_path / "input.json", run_now=True)
+    with pytest.raises(RuntimeError, match="docker vanished"):
+        scheduler.run()
+    (run,) = local_loop.history(tmp_path)
+    assert run["decision"] == "run failed unexpectedly: RuntimeError: docker vanished" and run["finished"]

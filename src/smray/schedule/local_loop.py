@@ -125,9 +125,7 @@ class Scheduler:
                 )
                 if self.stop.wait(max(0.0, (due - datetime.now(UTC)).total_seconds())):
                     break
-                record = self._one_run()
-                with open(self.home / HISTORY, "a") as history:
-                    history.write(json.dumps(asdict(record)) + "\n")
+                self._remember(self._one_run())
                 runs += 1
                 if self.max_runs and runs >= self.max_runs:
                     break
@@ -178,11 +176,20 @@ class Scheduler:
             )
         except UserError as exc:
             record.decision = f"run failed: {exc}"
+        except Exception as exc:  # a defect: recorded like any run, then it stops the scheduler loudly
+            record.decision = f"run failed unexpectedly: {type(exc).__name__}: {exc}"
+            record.finished = datetime.now(UTC).isoformat(timespec="seconds")
+            self._remember(record)
+            raise
         finally:
             self.in_run = False
             record.finished = datetime.now(UTC).isoformat(timespec="seconds")
         print(f"smray schedule: {record.decision}", flush=True)
         return record
+
+    def _remember(self, record: Record) -> None:
+        with open(self.home / HISTORY, "a") as history:
+            history.write(json.dumps(asdict(record)) + "\n")
 
     def _decide(
         self,
