@@ -178,6 +178,56 @@ def test_shares_are_disjoint_and_cover_everything(tmp_path):
     assert [(u.part, u.parts) for s in one for u in s] == [(0, 3), (1, 3), (2, 3)]
 
 
+def _open_while_another_host_sets_up(tmp_path, monkeypatch, with_lock: bool):
+    """Another host is half-way through creating the catalog (a write transaction in rollback-journal
+    mode, under the store's lock file) when this host opens the store."""
+    import contextlib
+    import fcntl
+    import sqlite3
+    import threading
+
+    from smray.feature_store import local as local_store
+
+    store = LocalFeatureStore(tmp_path / "store")
+    group = store.ensure_group(FeatureGroupDefinition.from_schema("housing", schema_mod.housing()))
+    Path(group.offline_uri).mkdir(parents=True)
+    other = sqlite3.connect(Path(group.offline_uri) / "catalog.sqlite", isolation_level=None)
+    lock = open(Path(group.offline_uri) / "catalog.lock", "a")  # noqa: SIM115
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE setting_up (x)")
+    if not with_lock:
+        monkeypatch.setattr(local_store, "_exclusive", lambda path: contextlib.nullcontext())
+    outcome = {}
+
+    def open_store():
+        try:
+            outcome["files"] = store.committed_files(group)
+        except sqlite3.OperationalError as exc:
+            outcome["error"] = str(exc)
+
+    opener = threading.Thread(target=open_store)
+    opener.start()
+    opener.join(1.0)  # the other host takes a moment to finish its set-up
+    other.execute("COMMIT")
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    lock.close()
+    opener.join(10)
+    other.close()
+    return outcome
+
+
+def test_hosts_opening_a_new_store_at_once_take_turns(tmp_path, monkeypatch):
+    """The race seen in a 2-host run: switching a new catalog to WAL while another host holds a write
+    transaction fails at once with "database is locked" (SQLite's busy timeout does not apply to it).
+    Without the store's lock file it happens; with it, the second host waits its turn."""
+    assert _open_while_another_host_sets_up(tmp_path / "a", monkeypatch, with_lock=False) == {
+        "error": "database is locked"
+    }
+    monkeypatch.undo()
+    assert _open_while_another_host_sets_up(tmp_path / "b", monkeypatch, with_lock=True) == {"files": []}
+
+
 def _write_share(root: str, first: int) -> int:
     store = LocalFeatureStore(Path(root))
     group = store.ensure_group(FeatureGroupDefinition.from_schema("housing", schema_mod.housing()))
@@ -187,8 +237,7 @@ def _write_share(root: str, first: int) -> int:
 
 def test_several_processes_create_and_write_one_new_store(tmp_path):
     """Several hosts (here processes) create and write one new store at about the same moment: nothing is
-    lost. (The race this guards, "database is locked" while switching a new catalog to WAL, showed up in a
-    2-host container run; this test has not reproduced it without the lock here.)"""
+    lost."""
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(4) as pool:
