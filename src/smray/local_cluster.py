@@ -48,6 +48,8 @@ class LocalCluster:
     project: str = ""
     # Host folder -> container path, mounted in every host (as SageMaker local mode shares its folders).
     volumes: dict[str, str] = field(default_factory=dict)
+    # Host -> its own folders (host folder -> container path): the instance-local disks of an AWS job.
+    host_volumes: dict[str, dict[str, str]] = field(default_factory=dict)
     # Fault drills: a host's resourceconfig.json replaced by this text; hosts listed but never started.
     raw_configs: dict[str, str] = field(default_factory=dict)
     absent_hosts: tuple[str, ...] = ()
@@ -94,7 +96,10 @@ class LocalCluster:
                 "volumes": [
                     f"{config_dir.resolve()}:{CONFIG_DIRS[self.kind]}",
                     f"{output_dir.resolve()}:/opt/ml/output",
-                    *(f"{Path(src).resolve()}:{dst}" for src, dst in self.volumes.items()),
+                    *(
+                        f"{Path(src).resolve()}:{dst}"
+                        for src, dst in {**self.volumes, **self.host_volumes.get(host, {})}.items()
+                    ),
                 ],
                 "shm_size": self.shm_size,
                 "labels": {LABEL: self.project},

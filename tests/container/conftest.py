@@ -6,6 +6,7 @@ import time
 import pytest
 
 import docker
+from smray.endpoints.local import LocalEndpoints
 from smray.local_cluster import LABEL, LocalCluster, host_names, new_token
 
 IMAGE = os.environ.get("SMRAY_IMAGE", "smray:latest")
@@ -70,6 +71,15 @@ class Cluster:
     def logs(self, host: str | None = None) -> str:
         hosts = [host] if host else sorted(self.containers())
         return "\n".join(f"--- {h}\n" + self.containers()[h].logs().decode(errors="replace") for h in hosts)
+
+
+@pytest.fixture
+def home(docker_client, tmp_path):
+    """An smray home for a test that runs the workflow: its endpoints are deleted afterwards."""
+    home = tmp_path / "home"
+    yield home
+    for endpoint in LocalEndpoints(home).list():
+        LocalEndpoints(home).delete(endpoint.name)
 
 
 @pytest.fixture

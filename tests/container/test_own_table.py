@@ -45,14 +45,6 @@ def _table(rows: int, seed: int, first: int) -> pd.DataFrame:
     )
 
 
-@pytest.fixture
-def home(docker_client, tmp_path):
-    home = tmp_path / "home"
-    yield home
-    for endpoint in LocalEndpoints(home).list():
-        LocalEndpoints(home).delete(endpoint.name)
-
-
 @pytest.mark.timeout(900)
 def test_a_user_s_own_table_goes_end_to_end(home, tmp_path):
     data = tmp_path / "customers"

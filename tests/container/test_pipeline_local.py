@@ -41,14 +41,6 @@ def _report(stdout: str) -> Path:
     return Path(re.search(r"report\s+(\S+report\.html)", stdout)[1])
 
 
-@pytest.fixture
-def home(docker_client, tmp_path):
-    home = tmp_path / "home"
-    yield home
-    for endpoint in LocalEndpoints(home).list():
-        LocalEndpoints(home).delete(endpoint.name)
-
-
 @pytest.mark.timeout(1500)
 def test_the_pass_branch_end_to_end_on_two_hosts(home, tmp_path):
     passed = _run(home, "--processing-hosts", "2", "--training-hosts", "2", "--threshold", "30000")

@@ -28,7 +28,7 @@ INPUT = {
     "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/smray:0.1.0",
     "RoleArn": "arn:aws:iam::123456789012:role/smray-sagemaker",
     "ProcessingInstanceType": "ml.m5.xlarge",
-    "ProcessingInstanceCount": 1,
+    "ProcessingInstanceCount": 2,
     "TrainingInstanceType": "ml.m5.xlarge",
     "TrainingInstanceCount": 2,
     "EndpointInstanceType": "ml.m5.large",
@@ -140,7 +140,6 @@ def test_deploy_creates_then_updates_roles_state_machine_and_schedule(clients):
     [
         ("rate(5 minute)", {}, "singular exactly for 1"),
         ("rate(1 day)", {"Threshold": "low"}, "Threshold must be a number"),
-        ("rate(1 day)", {"ProcessingInstanceCount": 2}, "ProcessingInstanceCount must be 1"),
     ],
 )
 def test_bad_deploys_are_refused_before_anything_is_created(clients, schedule, bad_input, message):

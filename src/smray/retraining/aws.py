@@ -129,13 +129,6 @@ def check_input(execution_input: dict[str, Any]) -> None:
     missing = [k for k in statemachine.REQUIRED_INPUT if k not in execution_input]
     if missing:
         raise UserError(f"the execution input lacks {', '.join(missing)}")
-    if execution_input["ProcessingInstanceCount"] != 1:
-        # Each processing host keeps its own local store and all hosts upload it to one S3 prefix:
-        # the last upload would win and the other hosts' records would be lost.
-        raise UserError(
-            "ProcessingInstanceCount must be 1 in the retraining workflow: with more hosts, each one's "
-            "feature-store upload would overwrite the others' (training may still use several)"
-        )
     threshold = execution_input["Threshold"]
     if isinstance(threshold, bool) or not isinstance(threshold, int | float):
         raise UserError(f"Threshold must be a number, got {threshold!r}")

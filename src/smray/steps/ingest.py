@@ -2,9 +2,11 @@
 
 Two phases, so bad input leaves nothing behind: first every host reads and checks its own share of the
 files (disjoint: whole files, or row slices when there are fewer files than hosts); only when every share
-passed, and no record id appears twice at one event time with different values in the whole input, does
-each host write its share in batches. The local store commits each batch atomically and is readable at
-once, so the next step cannot race the writes.
+passed, and no record id appears twice at one event time with different values in the whole input, is
+anything written, in batches: into the local store by the head alone (on AWS each host has a disk of its
+own, whose upload would overwrite the others'), into SageMaker Feature Store by every host for its share.
+The local store commits each batch atomically and is readable at once, so the next step cannot race the
+writes.
 
 What the store holds afterwards, in one sentence: every record's latest content. Rows without an
 event-time column take this run's time; a record whose values did not change is not written again (it
@@ -205,17 +207,24 @@ class IngestWorker:
             "places": places.to_numpy(),
         }
 
-    def write(
-        self, spec: StoreSpec, group: FeatureGroupDefinition, quarantine_dir: str, batch_rows: int
-    ) -> dict:
-        if self._prepared is None:
-            raise RuntimeError("IngestWorker.write before check")
-        totals = spec.write(group, self._prepared.records, batch_rows, self._prepared.times_given)
-        if not self._prepared.quarantine.empty:
+    def keep_quarantine(self, quarantine_dir: str) -> None:
+        """The share's rule-breaking rows, in this host's own file (hosts may not share a disk)."""
+        if self._prepared is not None and not self._prepared.quarantine.empty:
             out = Path(quarantine_dir)
             out.mkdir(parents=True, exist_ok=True)
             self._prepared.quarantine.to_parquet(out / f"quarantine-{self._host}.parquet", index=False)
-        return {"host": self._host, **totals}
+
+    def records(self) -> pd.DataFrame:
+        return self._checked().records
+
+    def write(self, spec: StoreSpec, group: FeatureGroupDefinition, batch_rows: int) -> dict:
+        prepared = self._checked()
+        return {"host": self._host, **spec.write(group, prepared.records, batch_rows, prepared.times_given)}
+
+    def _checked(self) -> Prepared:
+        if self._prepared is None:
+            raise RuntimeError("IngestWorker used before check")
+        return self._prepared
 
 
 def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
@@ -254,12 +263,22 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     if conflict:
         raise UserError(conflict)
     group = spec.ensure_group(FeatureGroupDefinition.from_schema(opts.feature_group, schema))
+    since_ms = int(time.time() * 1000)
+    ray_tasks.get([w.keep_quarantine.remote(str(opts.quarantine)) for w, _ in busy])
     if spec.backend == "local":
         spec.local().save_schema(group.name, schema)
-    since_ms = int(time.time() * 1000)
-    writes = ray_tasks.get(
-        [w.write.remote(spec, group, str(opts.quarantine), opts.batch_rows) for w, _ in busy]
-    )
+        # One writer, here on the head: on AWS every host has a disk of its own, and all hosts upload
+        # their store folder to one S3 prefix, where the last upload would win. (The store takes one
+        # writer at a time anyway; reading and checking stay spread over the hosts.)
+        writes = [
+            {
+                "host": c["host"],
+                **spec.write(group, ray_tasks.get(w.records.remote()), opts.batch_rows, c["times_given"]),
+            }
+            for (w, _), c in zip(busy, checks, strict=True)
+        ]
+    else:
+        writes = ray_tasks.get([w.write.remote(spec, group, opts.batch_rows) for w, _ in busy])
     failed = sum(w["failed"] for w in writes)
     if failed:
         codes: dict[str, int] = {}
