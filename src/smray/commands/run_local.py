@@ -2,9 +2,9 @@
 
 ingest -> preprocess -> train with tuning -> evaluate -> gate -> register (the SageMaker Pipeline, in
 SageMaker local mode on the local Docker engine), then approve -> deploy -> invoke, a summary and an
-HTML report. Everything lives under SMRAY_HOME (default ~/.smray): the feature store and the registry
-persist between runs (a second run re-ingests nothing it already has); each execution writes its own
-folder under runs/.
+HTML report. Everything lives under SMRAY_HOME (default ~/.smray, /var/opt/smray for root): the feature
+store and the registry persist between runs (a second run writes only the records that changed); each
+execution writes its own folder under runs/.
 """
 
 from __future__ import annotations
