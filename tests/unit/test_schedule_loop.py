@@ -148,3 +148,15 @@ def test_a_run_that_dies_of_an_unexpected_error_is_in_the_history(tmp_path, monk
         scheduler.run()
     (run,) = local_loop.history(tmp_path)
     assert run["decision"] == "run failed unexpectedly: RuntimeError: docker vanished" and run["finished"]
+
+
+def test_the_schedule_s_input_names_the_user_s_table(tmp_path):
+    table = schema.parse({"name": "churn", "target": "MONTHS", "features": [{"name": "CALLS"}]})
+    (tmp_path / "churn.json").write_text(table.dumps())
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps({"DataUri": str(tmp_path), "Schema": str(tmp_path / "churn.json")}))
+    _, settings = local_loop.read_input(path)
+    assert settings.schema == table and settings.endpoint_name == "churn"
+    assert settings.parameters()["FeatureGroupName"] == "churn"
+    path.write_text(json.dumps({"DataUri": str(tmp_path)}))
+    assert local_loop.read_input(path)[1].schema == schema.housing()  # the default table
