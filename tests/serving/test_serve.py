@@ -85,6 +85,17 @@ BAD_REQUESTS = {
         "unknown feature(s) ['NOPE']",
     ),
     "infinite value": (None, "application/json", "", 400, "not a finite number"),
+    # Bodies that used to get no answer at all (the connection just closed):
+    "a 400-digit JSON integer": (
+        b"[[" + b"9" * 400 + b",1,1,1,1,1,1,1]]",
+        "application/json",
+        "",
+        400,
+        "finite",
+    ),
+    "a 5000-digit JSON integer": (b"[[" + b"9" * 5000 + b"]]", "application/json", "", 400, "invalid JSON"),
+    "deeply nested JSON": (b"[" * 100_000 + b"]" * 100_000, "application/json", "", 400, "nested too deeply"),
+    "a CSV field over 128 KiB": (b'"' + b"1" * 200_000 + b'"\n', "text/csv", "", 400, "CSV field"),
 }
 
 
@@ -102,6 +113,19 @@ def test_bad_requests_get_a_clear_4xx(server, case):
     answer = Connection(url).invoke(body, content_type, accept)
     assert answer.status == status, answer.body
     assert message in answer.body.decode()
+
+
+def test_a_negative_content_length_is_refused_not_read_to_the_end(server):
+    import socket
+
+    url, _ = server
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: -1\r\n\r\n"
+        )
+        answer = raw.recv(4096).decode()  # answered while the client keeps the connection open
+    assert answer.startswith("HTTP/1.1 400") and "Content-Length must be a whole number of bytes" in answer
 
 
 def test_unknown_paths_are_404(server):

@@ -101,7 +101,9 @@ def render(predictions: np.ndarray, kind: str) -> bytes:
 def _load_json(text: str, where: str) -> Any:
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
+    except RecursionError:
+        raise RequestError(400, f"invalid JSON in {where}: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and integers of more digits than Python converts
         raise RequestError(400, f"invalid JSON in {where}: {exc}") from exc
 
 
@@ -118,7 +120,10 @@ def _csv_numbers(text: str, width: int) -> np.ndarray | None:
 
 
 def _csv_rows(text: str, features: list[str]) -> list[list[Any] | dict[str, Any]]:
-    rows = [r for r in csv.reader(io.StringIO(text)) if r]
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text)) if r]
+    except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
+        raise RequestError(400, f"invalid CSV field: {exc}") from exc
     if [c.strip() for c in rows[0]] and set(c.strip() for c in rows[0]) == set(features):
         header = [c.strip() for c in rows[0]]
         return [dict(zip(header, r, strict=False)) if len(r) == len(header) else r for r in rows[1:]]
@@ -176,6 +181,10 @@ def _number(value: Any, row: int, feature: str) -> float:
         raise RequestError(400, f"row {row}, {feature}: {value!r} is not a number")
     try:
         number = float(value)
+    except OverflowError:  # a JSON integer beyond float64
+        raise RequestError(
+            400, f"row {row}, {feature}: {str(value)[:40]}... is not a finite number"
+        ) from None
     except (TypeError, ValueError):
         raise RequestError(400, f"row {row}, {feature}: {value!r:.40} is not a number") from None
     if math.isinf(number):

@@ -77,6 +77,10 @@ class Handler(BaseHTTPRequestHandler):
         except payload.RequestError as exc:
             self._error(HTTPStatus(exc.status), exc.message)
             return
+        except Exception as exc:  # the model's own failure: an answer with a reason, the details logged
+            log.exception("prediction failed")
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"prediction failed: {type(exc).__name__}: {exc}")
+            return
         self._send(HTTPStatus.OK, payload.render(predictions, answer_type), answer_type)
 
     def _body(self) -> bytes:
@@ -85,7 +89,10 @@ class Handler(BaseHTTPRequestHandler):
         try:
             length = int(self.headers.get("Content-Length", "0"))
         except ValueError:
-            raise payload.RequestError(400, "Content-Length is not a number") from None
+            length = -1
+        if length < 0:  # read(-1) would read until the client closes
+            self.close_connection = True
+            raise payload.RequestError(400, "Content-Length must be a whole number of bytes")
         if length > payload.MAX_PAYLOAD_BYTES:
             self._discard(length)
             raise payload.RequestError(
