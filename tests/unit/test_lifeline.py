@@ -88,7 +88,7 @@ def test_a_worker_without_the_token_is_refused(server, caplog):
     client = connect(server, "algo-2", token="wrong" * 8)
     started = time.monotonic()
     assert client.wait() is None  # the head closed the connection: no "done", no beats
-    assert time.monotonic() - started < 0.5  # refused at once, not a silence of 1 s
+    assert time.monotonic() - started < 0.9  # refused at once: a silence would take 1 s
     assert "refused a connection from 127.0.0.1 without a valid hello" in caplog.text
     with pytest.raises(ClusterError):
         server.wait_for({"algo-2"}, timeout_s=0.5)
