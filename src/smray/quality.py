@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from smray.errors import UserError
@@ -30,8 +29,8 @@ def check(
     values: pd.DataFrame,
     schema: Schema,
     source: str,
+    not_finite: pd.DataFrame,
     row_offset: int = 2,
-    not_finite: pd.DataFrame | None = None,
 ) -> Verdict:
     """`values`: the value columns (and the event time, if the data has one); `not_finite`: per cell, a
     number that is not finite (tables.not_finite)."""
@@ -50,12 +49,9 @@ def check(
 
 
 def _broken(
-    values: pd.DataFrame, schema: Schema, not_finite: pd.DataFrame | None
+    values: pd.DataFrame, schema: Schema, not_finite: pd.DataFrame
 ) -> list[tuple[str, str, pd.Series, Policy]]:
-    found = []
-    for column in schema.value_columns:
-        mask = not_finite[column] if not_finite is not None else pd.Series(np.isinf(values[column]))
-        found.append((column, f"{column} finite", mask, schema.non_finite))
+    found = [(c, f"{c} finite", not_finite[c], schema.non_finite) for c in schema.value_columns]
     if schema.event_time in values.columns:
         found.append(
             (

@@ -106,15 +106,18 @@ class LocalFeatureStore:
         winner.check_matches(wanted)
         return winner
 
+    def _schema_file(self, group: str) -> Path:
+        return self._group_file(group).with_suffix(".schema.json")
+
     def save_schema(self, group: str, schema: Schema) -> None:
         """The group's schema (target, rules, policies), so later steps read the data as ingest did."""
-        path = self._group_file(group).with_suffix(".schema.json")
+        path = self._schema_file(group)
         tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
         tmp.write_text(schema.dumps())
         tmp.replace(path)
 
     def schema(self, group: str) -> Schema | None:
-        path = self._group_file(group).with_suffix(".schema.json")
+        path = self._schema_file(group)
         return schema_mod.load(path) if path.exists() else None
 
     def _offline_uri(self, name: str, created_epoch: int) -> str:
