@@ -149,13 +149,13 @@ def stage_input(home: Path, source: Path | None = None, generate: int | None = N
         raise UserError(f"input {source} does not exist (the example table ships as {DEFAULT_INPUT})")
     # Each file keeps its path relative to the input: year=2024/part-0.csv and year=2025/part-0.csv are
     # two files (ingest's default record ids are built from that path too).
-    root = source if source.is_dir() else source.parent
-    files = sorted(source.rglob("*")) if source.is_dir() else [source]
-    relative = [
-        f.relative_to(root) for f in files if f.is_file() and f.suffix.lower() in (".csv", ".parquet")
-    ]
-    if not relative:
-        raise UserError(f"no .csv or .parquet files in {source}")
+    if source.is_dir():
+        root, files = source, tables.list_files(source)
+    elif source.suffix.lower() in tables.SUFFIXES:
+        root, files = source.parent, [source]
+    else:
+        raise UserError(f"input {source} is not a .csv or .parquet file")
+    relative = [f.relative_to(root) for f in files]
     digest = hashlib.sha256()
     for rel in relative:
         content = (root / rel).read_bytes()

@@ -58,12 +58,11 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_pipeline(args: argparse.Namespace) -> Any:
+def build_pipeline(args: argparse.Namespace, table: Schema) -> Any:
     from smray.pipeline import definition
 
     session = definition.aws_session(args.region, args.bucket)
     base = f"s3://{args.bucket}/smray"
-    table = _schema(args)
     target = definition.Target(
         name="aws",
         image=args.image,
@@ -76,7 +75,7 @@ def build_pipeline(args: argparse.Namespace) -> Any:
             "InputDataUrl": f"{base}/input/",
             "OutputUrl": f"{base}/runs",
             "FeatureStoreUrl": f"{base}/offline-store",
-            "SchemaUrl": f"{base}/schemas/{table.name}/",
+            "SchemaUrl": f"s3://{args.bucket}/{_schema_prefix(table)}",
             "FeatureGroupName": table.name,
         },
         spot_max_wait_s=args.spot_max_wait,
@@ -88,21 +87,26 @@ def _schema(args: argparse.Namespace) -> Schema:
     return schema_mod.load(args.schema) if args.schema else schema_mod.housing()
 
 
-def upload_schema(args: argparse.Namespace, s3: Any) -> str:
-    """The schema where the pipeline's SchemaUrl default points: s3://BUCKET/smray/schemas/<name>/."""
+def _schema_prefix(table: Schema) -> str:
+    """Where the pipeline's SchemaUrl default points, under the bucket: smray/schemas/<name>/."""
+    return f"smray/schemas/{table.name}/"
+
+
+def upload_schema(bucket: str, table: Schema, s3: Any) -> str:
     from smray.pipeline.definition import SCHEMA_FILE
 
-    table = _schema(args)
-    key = f"smray/schemas/{table.name}/{SCHEMA_FILE}"
-    s3.put_object(Bucket=args.bucket, Key=key, Body=table.dumps().encode())
-    return f"s3://{args.bucket}/{key}"
+    key = _schema_prefix(table) + SCHEMA_FILE
+    s3.put_object(Bucket=bucket, Key=key, Body=table.dumps().encode())
+    return f"s3://{bucket}/{key}"
 
 
 def run(args: argparse.Namespace) -> int:
     import boto3
 
-    pipeline = build_pipeline(args)
-    print(f"schema: {upload_schema(args, boto3.Session(region_name=args.region).client('s3'))}")
+    table = _schema(args)
+    pipeline = build_pipeline(args, table)
+    s3 = boto3.Session(region_name=args.region).client("s3")
+    print(f"schema: {upload_schema(args.bucket, table, s3)}")
     parameters = dict(_pair(text) for text in args.parameter)
     known = {p.name for p in pipeline.parameters}
     unknown = sorted(set(parameters) - known)
@@ -125,5 +129,5 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 def show(args: argparse.Namespace) -> int:
-    print(json.dumps(json.loads(build_pipeline(args).definition()), indent=2))
+    print(json.dumps(json.loads(build_pipeline(args, _schema(args)).definition()), indent=2))
     return 0
