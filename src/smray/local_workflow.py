@@ -75,7 +75,7 @@ def run_pipeline(home: Path, input_dir: Path, settings: Settings) -> Result:
     log_file = home / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     print(f"input {input_dir}, containers' output in {log_file}", flush=True)
     started = time.time()
-    with progress.steps_to_terminal(log_file, STEPS):
+    with progress.steps_to_terminal(log_file, STEPS) as output:
         execution = execute.run(
             home, home / "runs", input_dir, settings.image, settings.parameters(), settings.schema
         )
@@ -88,7 +88,7 @@ def run_pipeline(home: Path, input_dir: Path, settings: Settings) -> Result:
             f"RMSE {m['rmse']['value']:,.0f} (± {m['rmse']['standard_deviation']:,.0f}), "
             f"MAE {m['mae']['value']:,.0f}, R² {m['r2']['value']:.3f}"
         )
-    version = _gate(execution, settings.threshold, home, outcome)
+    version = _gate(execution, settings.threshold, home, outcome, output.last_failure)
     _track(home, execution, started, evaluation, outcome)
     return Result(execution, evaluation, version, outcome)
 
@@ -171,7 +171,9 @@ def stage_input(home: Path, source: Path | None = None, generate: int | None = N
     return folder
 
 
-def _gate(execution: Any, threshold: float, home: Path, outcome: Outcome) -> ModelVersion | None:
+def _gate(
+    execution: Any, threshold: float, home: Path, outcome: Outcome, job_failure: str
+) -> ModelVersion | None:
     registered = execution.step("RegisterTrainedModel")
     failed = execution.step("RMSEFail")
     if registered and registered.status == "Succeeded":
@@ -186,7 +188,8 @@ def _gate(execution: Any, threshold: float, home: Path, outcome: Outcome) -> Mod
         outcome.facts["gate"] = f"FAILED: {failed.failure or execution.failure}"
     else:
         broken = next((s for s in execution.steps if s.status == "Failed"), None)
-        where = f"step {broken.name} failed: {broken.failure}" if broken else execution.failure
+        # The job's own reason, where it wrote one; local mode's is only that docker-compose exited.
+        where = f"step {broken.name} failed: {job_failure or broken.failure}" if broken else execution.failure
         outcome.facts["failure"] = where
     return None
 

@@ -104,6 +104,22 @@ def test_three_ingests_with_edits_inserts_and_deletes_leave_exactly_the_latest_i
     _same_rows(_preprocessed(tmp_path, tmp_path / "pre"), day3)
 
 
+def test_a_table_ingested_again_after_another_replaced_it_is_live_again(ray_cluster, tmp_path):
+    """Snapshot A, then B (A's records deleted as of that run), then A again: A's rows carry their own,
+    older event times, and still A is the table."""
+    raw = tmp_path / "raw" / "table.csv"
+    first, other = datagen.housing_frame(30, seed=21), datagen.housing_frame(20, seed=22, first_id=500)
+    for table in (first, other, first):
+        write(raw, table.to_csv(index=False))
+        ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+    assert (report(tmp_path)["written"], report(tmp_path)["deleted"]) == (30, 20)
+    latest = latest_in_store(tmp_path)
+    assert sorted(latest.index) == sorted(first["record_id"].astype(str))
+    _same_rows(_preprocessed(tmp_path, tmp_path / "pre"), first)
+    ingest.run(local(), options(tmp_path, tmp_path / "raw"))  # and once more: nothing changed
+    assert (report(tmp_path)["written"], report(tmp_path)["already_present"]) == (0, 30)
+
+
 def test_a_partitioned_folder_with_repeated_file_names_loses_nothing(ray_cluster, tmp_path):
     source = tmp_path / "source"
     for year, seed in (("2024", 1), ("2025", 2)):

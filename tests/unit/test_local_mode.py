@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 
 from smray.pipeline import local_mode
-from smray.pipeline.progress import StepProgress
+from smray.pipeline.progress import ContainerOutput, StepProgress
 
 
 def test_telemetry_is_opted_out_in_the_sdk_s_own_config(tmp_path, monkeypatch):
@@ -42,6 +42,20 @@ def test_progress_shows_each_step_once_and_a_fail_step_as_failed():
         "[2/3] RMSEFail ...",
         "      RMSEFail failed in 0 s",
     ]
+
+
+def test_a_failed_job_s_reason_is_kept_from_its_coloured_output_even_when_written_in_pieces():
+    log = io.StringIO()
+    output = ContainerOutput(log)
+    line = (
+        "\x1b[33mgun8-algo-1-ks3ij |\x1b[0m 2026-11-23 02:02:23,756 ERROR smray: FAILED: feature group "
+        "housing has no live records as of 2026-11-23T02:01:21Z\n"
+    )
+    output.write("\x1b[36malgo-2 |\x1b[0m 2026-11-23 02:02:24,123 ERROR smray.lifeline: broke\n")
+    for piece in (line[:40], line[40:90], line[90:]):
+        output.write(piece)
+    assert output.last_failure == "feature group housing has no live records as of 2026-11-23T02:01:21Z"
+    assert log.getvalue().endswith(line)
 
 
 def test_the_default_home_is_one_local_mode_mounts_for_root_and_for_users(monkeypatch):

@@ -178,8 +178,8 @@ class LocalFeatureStore:
             history = pd.concat(
                 [pd.read_parquet(Path(group.offline_uri) / r) for r in rels], ignore_index=True
             )
-            for deleted, part in history.groupby("is_deleted"):
-                self._claim(conn, group, part.drop(columns=_OFFLINE_EXTRAS), bool(deleted), False)
+            for deleted, part in history.groupby("is_deleted"):  # live rows first: none is revived
+                self._claim(conn, group, part.drop(columns=_OFFLINE_EXTRAS), bool(deleted), False, 0.0)
             self._set_online(conn, group, latest_versions(history, group.record_id, group.event_time))
         conn.execute("DROP TABLE offline_keys")
         conn.execute("DROP TABLE IF EXISTS online")
@@ -210,7 +210,7 @@ class LocalFeatureStore:
         with self._catalog(group) as conn:
             conn.execute("BEGIN IMMEDIATE")  # one writer at a time across processes and hosts
             try:
-                fresh = self._claim(conn, group, frame, deleted, keep_unchanged_times)
+                fresh = self._claim(conn, group, frame, deleted, keep_unchanged_times, now.timestamp())
                 files = self._stage(group, fresh, now, deleted)
                 online = self._update_online(conn, group, fresh, deleted)
                 conn.executemany(
@@ -255,6 +255,7 @@ class LocalFeatureStore:
         frame: pd.DataFrame,
         deleted: bool,
         keep_unchanged_times: bool,
+        now: float,
     ) -> pd.DataFrame:
         """Record the batch's versions; returns the rows that are new versions (a delete is its own
         version, beside the record it deletes)."""
@@ -263,6 +264,7 @@ class LocalFeatureStore:
             "CREATE TEMP TABLE IF NOT EXISTS batch (pos INTEGER PRIMARY KEY, record_id TEXT, "
             "event_time REAL, digest INTEGER)"
         )
+        conn.execute("CREATE INDEX IF NOT EXISTS batch_ids ON batch (record_id, event_time)")
         conn.execute("DELETE FROM batch")
         conn.executemany(
             "INSERT INTO batch VALUES (?, ?, ?, ?)",
@@ -278,6 +280,18 @@ class LocalFeatureStore:
             conn.execute(
                 "UPDATE batch SET event_time = o.event_time FROM online_records o "
                 "WHERE o.record_id = batch.record_id AND o.digest = batch.digest"
+            )
+        if not deleted:
+            # A row no newer than its record's deletion is history the deletion overrules; the input says
+            # the record is live (a snapshot is the whole table), so its newest row comes back as of now.
+            conn.execute(
+                "UPDATE batch SET event_time = MAX(?, last.t + 0.001) FROM (SELECT b.pos, "
+                "(SELECT MAX(v.event_time) FROM record_versions v WHERE v.record_id = b.record_id) AS t "
+                "FROM batch b) last WHERE last.pos = batch.pos AND last.t >= batch.event_time "
+                "AND EXISTS (SELECT 1 FROM record_versions d WHERE d.record_id = batch.record_id "
+                "AND d.event_time = last.t AND d.deleted = 1) AND batch.event_time = "
+                "(SELECT MAX(n.event_time) FROM batch n WHERE n.record_id = batch.record_id)",
+                (now,),
             )
         rows = conn.execute(
             "SELECT b.pos, b.event_time, EXISTS (SELECT 1 FROM record_versions v WHERE "

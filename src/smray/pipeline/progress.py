@@ -4,6 +4,7 @@ containers' own output going to a log file instead of the terminal."""
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import re
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import TextIO
 
 _STARTED = re.compile(r"Starting pipeline step: '(.+)'")
+_FAILED_JOB = re.compile(r" ERROR smray[\w.]*: FAILED: (.+)")  # entrypoints.failure's line, in a job's log
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 _ENDED = re.compile(r"Pipeline step '(.+)' (SUCCEEDED|FAILED)")
 
 
@@ -53,8 +56,29 @@ class StepProgress(logging.Handler):
         self.out.flush()
 
 
+class ContainerOutput(io.TextIOBase):
+    """The containers' output on its way to the log file. It keeps the last failure reason a job wrote:
+    local mode itself says only that docker-compose exited with 1."""
+
+    def __init__(self, file: TextIO) -> None:
+        self.file = file
+        self.last_failure = ""
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self.file.write(text)
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            if match := _FAILED_JOB.search(_COLOUR.sub("", line)):
+                self.last_failure = match[1].strip()
+        return len(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 @contextlib.contextmanager
-def steps_to_terminal(log_file: Path, total: int) -> Iterator[None]:
+def steps_to_terminal(log_file: Path, total: int) -> Iterator[ContainerOutput]:
     """Container output (local mode writes it to sys.stdout) goes to `log_file`; step lines to the
     terminal."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -66,8 +90,8 @@ def steps_to_terminal(log_file: Path, total: int) -> Iterator[None]:
     sdk_log.propagate = False  # its INFO lines are for the log file, not the terminal
     sdk_log.addHandler(handler)
     try:
-        with open(log_file, "a") as log, contextlib.redirect_stdout(log):
-            yield
+        with open(log_file, "a") as log, contextlib.redirect_stdout(ContainerOutput(log)) as output:
+            yield output
     finally:
         handler.flush_pending()
         sdk_log.removeHandler(handler)
