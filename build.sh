@@ -84,7 +84,7 @@ log "built $ref ($(docker image inspect -f '{{.Size}}' "$ref" | awk '{printf "%.
 
 # 4. Push.
 if [[ "$ecr" == true ]]; then
-  push=$("$PYTHON" -m smray.ecr --repository "$name")  # creates the repository, logs docker in
+  push=$("$PYTHON" -m smray.workstation.ecr --repository "$name")  # creates the repository, logs docker in
 fi
 if [[ -n "$push" ]]; then
   remote="$push/$name:$version$suffix"

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from smray.local_cluster import LocalCluster, host_names, new_token
+from smray.workstation.local_cluster import LocalCluster, host_names, new_token
 
 
 def measure(image: str, count: int, workdir: Path) -> tuple[float, float]:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from smray import datagen
+from smray.contracts.resource_config import local
+from smray.entrypoints.modes import ingest
 from smray.ray_bootstrap import auth
-from smray.ray_bootstrap.resource_config import local
-from smray.steps import ingest
+from smray.workstation import datagen
 
 
 def main() -> None:

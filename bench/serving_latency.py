@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from smray import model_artifact  # noqa: E402
-from smray.serving.client import Connection  # noqa: E402
+from smray.workstation.endpoints.client import Connection  # noqa: E402
 from tests.support.models import build_model, free_port, sample_rows  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
@@ -79,7 +79,15 @@ def measure(url: str, body: bytes, seconds: float) -> dict:
         f.write(body)
         f.flush()
         out = subprocess.run(
-            [sys.executable, "-m", "smray.serving.client", url, f.name, "text/csv", str(seconds)],
+            [
+                sys.executable,
+                "-m",
+                "smray.workstation.endpoints.client",
+                url,
+                f.name,
+                "text/csv",
+                str(seconds),
+            ],
             capture_output=True,
             text=True,
             check=True,

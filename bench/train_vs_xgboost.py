@@ -3,9 +3,10 @@ data, rounds and cores, measured side by side in one run, at 100k and 1M rows.
 
     .venv/bin/python bench/train_vs_xgboost.py [--rows 100000 1000000] [--rounds 100]
 
-Rows: plain = read the Parquet files + xgboost.train; train mode = `smray.steps.train.run` (reads the
-channel, checks it, trains, logs metrics, checkpoints, writes the model) with the plain engine (what a
-single-host job uses), and with Ray Train forced on the same host (what a multi-host job pays per host).
+Rows: plain = read the Parquet files + xgboost.train; train mode = `smray.entrypoints.modes.train.run`
+(reads the channel, checks it, trains, logs metrics, checkpoints, writes the model) with the plain engine
+(what a single-host job uses), and with Ray Train forced on the same host (what a multi-host job pays
+per host).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from pathlib import Path
 import pandas as pd
 import xgboost
 
-from smray import datagen, paths
+from smray import paths
+from smray.contracts.resource_config import local
+from smray.entrypoints.modes import train
 from smray.ray_bootstrap import auth
-from smray.ray_bootstrap.resource_config import local
-from smray.steps import train
+from smray.workstation import datagen
 
 
 def channels(root: Path, rows: int) -> Path:

@@ -52,7 +52,8 @@ if [ ! -x "$VENV/bin/python" ] || ! cmp -s requirements/dev.lock "$VENV/.smray-l
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade uv
   VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip sync -q --require-hashes requirements/dev.lock
-  VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip install -q --no-deps -e .
   cp requirements/dev.lock "$VENV/.smray-lock"
 fi
+# smray itself, every time: its console scripts follow pyproject.toml, which changes without the lock.
+VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip install -q --no-deps -e .
 log "ready: engine $(docker version -f '{{.Server.Version}}'), base image $BASE_IMAGE, venv $VENV"

@@ -11,4 +11,4 @@ compile() {  # compile OUT EXTRAS...
 }
 compile requirements/image-cpu.lock cpu
 compile requirements/image-gpu.lock gpu
-compile requirements/dev.lock cpu dev
+compile requirements/dev.lock dev

@@ -6,8 +6,8 @@ import time
 import pytest
 
 import docker
-from smray.endpoints.local import LocalEndpoints
-from smray.local_cluster import LABEL, LocalCluster, host_names, new_token
+from smray.workstation.endpoints.local import LocalEndpoints
+from smray.workstation.local_cluster import LABEL, LocalCluster, host_names, new_token
 
 IMAGE = os.environ.get("SMRAY_IMAGE", "smray:latest")
 _PROJECTS: set[str] = set()  # the clusters these tests made: a user's own clusters are not ours to count

@@ -4,7 +4,7 @@ import re
 import time
 from datetime import datetime
 
-from smray.ray_bootstrap.resource_config import JobKind
+from smray.contracts.resource_config import JobKind
 
 
 def finished_at(state: dict) -> datetime:

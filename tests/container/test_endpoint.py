@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from smray import model_artifact
-from smray.endpoints.local import HOME_LABEL, LocalEndpoints
 from smray.errors import UserError
 from smray.registry.local import LocalRegistry
-from smray.serving.client import Connection
+from smray.workstation.endpoints.client import Connection
+from smray.workstation.endpoints.local import HOME_LABEL, LocalEndpoints
 from tests.support.models import build_model, sample_rows
 
 from .conftest import IMAGE
@@ -55,7 +55,7 @@ def test_deploy_update_under_load_and_a_failed_update(endpoints, tmp_path):
         [
             sys.executable,
             "-m",
-            "smray.serving.client",
+            "smray.workstation.endpoints.client",
             first.url,
             str(body),
             "text/csv",

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smray.endpoints.local import LocalEndpoints
 from smray.feature_store.local import LocalFeatureStore
 from smray.registry.local import LocalRegistry
-from smray.serving.client import Connection
+from smray.workstation.endpoints.client import Connection
+from smray.workstation.endpoints.local import LocalEndpoints
 
 from .conftest import IMAGE
 

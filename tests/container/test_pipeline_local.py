@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from smray import model_artifact
-from smray.endpoints.local import LocalEndpoints
 from smray.registry.local import LocalRegistry
 from smray.registry.records import Approval
-from smray.serving.client import Connection
+from smray.workstation.endpoints.client import Connection
+from smray.workstation.endpoints.local import LocalEndpoints
 from tests.support.report import GREEN, RED, has_colour, screenshot
 
 from .conftest import IMAGE

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from smray import datagen
 from smray import schema as schema_mod
-from smray.local_cluster import host_names
-from smray.ray_bootstrap.resource_config import JobKind
-from smray.retraining import statemachine
+from smray.contracts.resource_config import JobKind
+from smray.workstation import datagen
+from smray.workstation.local_cluster import host_names
+from smray.workstation.retraining import statemachine
 
 
 def _job(state: str) -> tuple[list[str], dict[str, str], dict[str, str]]:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from smray.endpoints.local import LocalEndpoints
 from smray.registry.local import LocalRegistry
 from smray.registry.records import Approval
-from smray.schedule import local_loop
-from smray.serving.client import Connection
+from smray.workstation.endpoints.client import Connection
+from smray.workstation.endpoints.local import LocalEndpoints
+from smray.workstation.schedule import local_loop
 from tests.support.models import build_model, sample_rows
 from tests.support.report import RED, has_colour, screenshot
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from moto import mock_aws
 
-from smray import cli
 from smray import schema as schema_mod
+from smray.contracts.train import metric_definitions
 from smray.errors import UserError
 from smray.reporting.graph import Edge, pipeline_edges
-from smray.training.metrics import metric_definitions
+from smray.workstation import cli
 
 SNAPSHOT = Path(__file__).parents[2] / "pipeline" / "housing-aws.json"
 ARGS = [

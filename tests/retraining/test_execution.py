@@ -16,7 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from smray.retraining import statemachine
+from smray.workstation.retraining import statemachine
 
 from .test_statemachine import INPUT
 

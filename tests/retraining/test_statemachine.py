@@ -12,7 +12,7 @@ from statelint.linter import Linter
 
 from smray.errors import UserError
 from smray.reporting.graph import state_machine_edges
-from smray.retraining import aws, statemachine
+from smray.workstation.retraining import aws, statemachine
 
 SNAPSHOT = Path(__file__).parents[2] / "pipeline" / "retraining-statemachine.json"
 # statelint's path grammar has no filter expressions; Step Functions' JSONPath does. Only this one
@@ -150,7 +150,7 @@ def test_bad_deploys_are_refused_before_anything_is_created(clients, schedule, b
 
 
 def test_the_cli_deploys_starts_and_lists_against_moto(clients, tmp_path, capsys):
-    from smray import cli
+    from smray.workstation import cli
 
     (tmp_path / "input.json").write_text(json.dumps(INPUT))
     for argv in (
@@ -167,7 +167,7 @@ def test_the_cli_deploys_starts_and_lists_against_moto(clients, tmp_path, capsys
 
 
 def test_render_draws_the_graph(tmp_path, capsys):
-    from smray import cli
+    from smray.workstation import cli
 
     args = cli.parse(["retraining", "render", "--graph", str(tmp_path / "states.png")])
     assert args.func(args) == 0

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from smray import model_artifact
-from smray.serving import payload
-from smray.serving.client import Connection
+from smray.contracts import payload
+from smray.workstation.endpoints.client import Connection
 from tests.support.models import free_port, sample_rows, start_serve, wait_ping
 
 
@@ -174,7 +174,7 @@ def test_a_60_second_load_from_another_process_has_no_errors(server, tmp_path):
     body_file = tmp_path / "body.csv"
     body_file.write_bytes(_csv(sample_rows(1)))
     out = subprocess.run(
-        [sys.executable, "-m", "smray.serving.client", url, str(body_file), payload.CSV, "60"],
+        [sys.executable, "-m", "smray.workstation.endpoints.client", url, str(body_file), payload.CSV, "60"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -11,14 +11,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from smray import datagen, transform
 from smray import schema as schema_mod
+from smray import transform
+from smray.contracts.resource_config import local
+from smray.entrypoints.modes import ingest, preprocess
+from smray.entrypoints.training import data as channel_data
 from smray.errors import UserError
 from smray.feature_store.local import LocalFeatureStore, latest_versions
-from smray.local_workflow import stage_input
-from smray.ray_bootstrap.resource_config import local
-from smray.steps import ingest, preprocess
-from smray.training import data as channel_data
+from smray.workstation import datagen
+from smray.workstation.local_workflow import stage_input
 from tests.steps.test_ingest import GOOD, HEADER, options, write
 from tests.steps.test_preprocess import options as preprocess_options
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from smray import metrics
+from smray.contracts.resource_config import local
+from smray.entrypoints.modes import evaluate
 from smray.errors import UserError
-from smray.ray_bootstrap.resource_config import local
-from smray.steps import evaluate
 from tests.steps.test_train import make_channels, run_train
 
 

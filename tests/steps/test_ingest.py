@@ -8,13 +8,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from smray import datagen
 from smray import schema as schema_mod
+from smray.contracts.resource_config import local
+from smray.entrypoints.modes import ingest
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
 from smray.feature_store.local import LocalFeatureStore
-from smray.ray_bootstrap.resource_config import local
-from smray.steps import ingest
+from smray.workstation import datagen
 
 REFERENCE = Path(__file__).resolve().parents[2] / "data" / "house_pricing.csv"
 OFFLINE_FILE = re.compile(

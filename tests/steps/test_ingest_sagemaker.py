@@ -11,11 +11,12 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from smray import datagen, schema
+from smray import schema
+from smray.contracts.resource_config import local
+from smray.entrypoints.modes import ingest
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
-from smray.ray_bootstrap.resource_config import local
-from smray.steps import ingest
+from smray.workstation import datagen
 from tests.unit.test_feature_store_sagemaker import ROLE, FakeRuntime
 
 

@@ -5,11 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smray import datagen, transform
+from smray import transform
+from smray.contracts.resource_config import local
+from smray.entrypoints.modes import ingest, preprocess
 from smray.errors import UserError
 from smray.feature_store.local import LocalFeatureStore
-from smray.ray_bootstrap.resource_config import local
-from smray.steps import ingest, preprocess
+from smray.workstation import datagen
 from tests.steps.test_ingest import options as ingest_options
 
 

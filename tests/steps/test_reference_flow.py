@@ -5,8 +5,8 @@ import json
 import shutil
 from pathlib import Path
 
-from smray.ray_bootstrap.resource_config import local
-from smray.steps import evaluate, ingest, preprocess, train
+from smray.contracts.resource_config import local
+from smray.entrypoints.modes import evaluate, ingest, preprocess, train
 
 REFERENCE = Path(__file__).resolve().parents[2] / "data" / "house_pricing.csv"
 

@@ -6,11 +6,12 @@ from pathlib import Path
 import pytest
 import xgboost
 
-from smray import datagen, hyperparameters, model_artifact
+from smray import hyperparameters, model_artifact
+from smray.contracts import train as train_contract
+from smray.contracts.resource_config import local
+from smray.entrypoints.modes import train
 from smray.errors import UserError
-from smray.ray_bootstrap.resource_config import local
-from smray.steps import train
-from smray.training import metrics
+from smray.workstation import datagen
 
 
 def make_channels(root: Path, rows: int, seed: int = 1) -> Path:
@@ -51,12 +52,14 @@ def test_defaults_reach_the_quality_bar_on_100k_rows(opt_ml, capsys):
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("[")]
     assert len(lines) == meta["rounds"]
-    rmse_definitions = [d for d in metrics.metric_definitions() if d["Name"].endswith(":rmse")]
+    rmse_definitions = [d for d in train_contract.metric_definitions() if d["Name"].endswith(":rmse")]
     assert len(rmse_definitions) == 2
     for definition in rmse_definitions:
         assert re.match(definition["Regex"], lines[-1]), definition
         assert re.match(definition["Regex"], lines[-1].replace("\t", "#011")), definition
-    value = float(re.match(metrics.metric_definitions()[2]["Regex"], lines[meta["best_iteration"]]).group(1))
+    value = float(
+        re.match(train_contract.metric_definitions()[2]["Regex"], lines[meta["best_iteration"]]).group(1)
+    )
     assert value == pytest.approx(meta["validation_rmse"], rel=1e-4)
 
 

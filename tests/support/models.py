@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import xgboost
 
-from smray import datagen, schema, transform
+from smray import schema, transform
+from smray.workstation import datagen
 
 ENTRYPOINT = str(Path(sys.executable).with_name("smray-entrypoint"))
 
@@ -44,7 +45,7 @@ def free_port() -> int:
 
 
 def wait_ping(port: int, process: subprocess.Popen, timeout_s: float = 30.0) -> None:
-    from smray.serving.client import Connection
+    from smray.workstation.endpoints.client import Connection
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

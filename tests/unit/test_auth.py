@@ -1,7 +1,8 @@
 import pytest
 
+from smray.contracts.cluster import TOKEN_ENV
 from smray.errors import UserError
-from smray.ray_bootstrap.auth import TOKEN_ENV, cluster_token, ray_env
+from smray.ray_bootstrap.auth import cluster_token, ray_env
 
 
 def test_token_comes_from_the_job_environment():

@@ -3,8 +3,8 @@ import re
 import pandas as pd
 import pytest
 
-from smray import cli
 from smray.errors import UserError
+from smray.workstation import cli
 
 
 def test_data_generate_writes_the_files_it_says(tmp_path, capsys):
@@ -33,7 +33,7 @@ def test_data_generate_writes_the_files_it_says(tmp_path, capsys):
 
 
 def test_generated_data_is_seeded():
-    from smray import datagen
+    from smray.workstation import datagen
 
     a, b = datagen.housing_frame(100, seed=1), datagen.housing_frame(100, seed=1)
     pd.testing.assert_frame_equal(a, b)

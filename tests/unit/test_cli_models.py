@@ -2,9 +2,9 @@
 
 import pytest
 
-from smray import cli, tracking
 from smray.errors import UserError
 from smray.registry.local import LocalRegistry
+from smray.workstation import cli, tracking
 
 
 def _run(argv):

@@ -2,7 +2,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from smray.ecr import credentials, ensure_repository
+from smray.workstation.ecr import credentials, ensure_repository
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from smray.endpoints import sagemaker
 from smray.errors import UserError
 from smray.registry.records import Approval, ModelVersion
+from smray.workstation.endpoints import sagemaker
 
 
 def _version(n: int) -> ModelVersion:

@@ -16,10 +16,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from smray import datagen, schema
+from smray import schema
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
 from smray.feature_store.sagemaker import SageMakerFeatureStore
+from smray.workstation import datagen
 
 ROLE = "arn:aws:iam::123456789012:role/feature-store"
 

@@ -4,8 +4,8 @@ import io
 import logging
 from pathlib import Path
 
-from smray.pipeline import local_mode
-from smray.pipeline.progress import ContainerOutput, StepProgress
+from smray.workstation.pipeline import local_mode
+from smray.workstation.pipeline.progress import ContainerOutput, StepProgress
 
 
 def test_telemetry_is_opted_out_in_the_sdk_s_own_config(tmp_path, monkeypatch):

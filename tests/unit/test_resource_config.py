@@ -1,8 +1,8 @@
 import pytest
 
 from smray import paths
+from smray.contracts.resource_config import JobKind, discover, job_kind, parse
 from smray.errors import UserError
-from smray.ray_bootstrap.resource_config import JobKind, discover, job_kind, parse
 from tests.conftest import write_json
 
 LOCAL_MODE = {

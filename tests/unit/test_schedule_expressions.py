@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from smray.errors import UserError
-from smray.schedule.expressions import Cron, Rate, parse
+from smray.workstation.schedule.expressions import Cron, Rate, parse
 
 T0 = datetime(2026, 11, 22, 10, 17, 30, tzinfo=UTC)  # a Sunday
 

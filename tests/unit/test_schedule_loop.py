@@ -8,8 +8,8 @@ import pytest
 
 from smray import model_artifact, schema
 from smray.errors import UserError
-from smray.schedule import local_loop
-from smray.schedule.expressions import parse
+from smray.workstation.schedule import local_loop
+from smray.workstation.schedule.expressions import parse
 from tests.support.models import build_model, sample_rows
 
 
@@ -45,7 +45,7 @@ def test_two_models_with_different_scalers_are_scored_on_the_same_rows(tmp_path)
     weak = model_artifact.load(build_model(tmp_path / "weak", rounds=2, seed=2))  # its own scaler
     rows = sample_rows(400, seed=11)
     target = schema.housing().target
-    from smray import datagen
+    from smray.workstation import datagen
 
     frame = datagen.housing_frame(400, seed=11, with_ids=False)
     test = good.transform.apply(frame[[target, *good.features]])  # scaled as preprocess writes it
@@ -104,10 +104,10 @@ def test_a_second_scheduler_on_the_same_home_is_refused(tmp_path):
 def test_a_model_that_passed_the_gate_but_is_worse_than_the_served_one_is_rejected(tmp_path):
     from types import SimpleNamespace
 
-    from smray import datagen
-    from smray import local_workflow as flow
     from smray.registry.local import LocalRegistry
     from smray.registry.records import Approval
+    from smray.workstation import datagen
+    from smray.workstation import local_workflow as flow
 
     registry = LocalRegistry(tmp_path / "registry")
     served = registry.register("housing", build_model(tmp_path / "good", rounds=60), "smray:1", {})
@@ -135,7 +135,7 @@ def test_a_model_that_passed_the_gate_but_is_worse_than_the_served_one_is_reject
 
 
 def test_a_run_that_dies_of_an_unexpected_error_is_in_the_history(tmp_path, monkeypatch):
-    from smray import local_workflow as flow
+    from smray.workstation import local_workflow as flow
 
     (tmp_path / "input.json").write_text(json.dumps({"DataUri": str(tmp_path)}))
 

@@ -6,8 +6,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from smray import tracking
 from smray.errors import UserError
+from smray.workstation import tracking
 
 RUN = tracking.Run("abc123", 1_700_000_000.0, "Succeeded", {"hp_eta": "0.1"}, {"test_rmse": 4500.0})
 

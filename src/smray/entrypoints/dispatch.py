@@ -16,13 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from smray import __version__
-from smray.entrypoints import cluster_check
+from smray.contracts.resource_config import ResourceConfig, discover, job_kind
 from smray.entrypoints.failure import report_and_exit, write_failure
+from smray.entrypoints.modes import cluster_check, evaluate, ingest, preprocess, register, route, serve, train
 from smray.errors import UserError
 from smray.ray_bootstrap import cluster
-from smray.ray_bootstrap.resource_config import ResourceConfig, discover, job_kind
-from smray.serving import router, server
-from smray.steps import evaluate, ingest, preprocess, register, train
 
 log = logging.getLogger("smray")
 
@@ -61,15 +59,15 @@ MODES = {
         Mode(
             "serve",
             "SageMaker's inference contract on port 8080",
-            server.parser,
-            server.run,
+            serve.parser,
+            serve.run,
             on_cluster=False,
         ),
         Mode(
             "route",
             "a local endpoint's front: forwards each request to its current model container",
-            router.parser,
-            router.run,
+            route.parser,
+            route.run,
             on_cluster=False,
         ),
         Mode(

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from smray import paths
+from smray.contracts.resource_config import JobKind
+from smray.entrypoints.ray_tasks import original
 from smray.errors import UserError
-from smray.ray_bootstrap.resource_config import JobKind
-from smray.ray_tasks import original
 
 log = logging.getLogger(__name__)
 

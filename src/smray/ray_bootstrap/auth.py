@@ -11,9 +11,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 
+from smray.contracts.cluster import TOKEN_ENV
 from smray.errors import UserError
 
-TOKEN_ENV = "SMRAY_RAY_TOKEN"
 MIN_TOKEN_LENGTH = 16
 
 

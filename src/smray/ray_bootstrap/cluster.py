@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import NoReturn
 
+from smray.contracts.resource_config import ResourceConfig
 from smray.errors import ClusterError
 from smray.ray_bootstrap import auth, object_store
 from smray.ray_bootstrap.lifeline import LifelineClient, LifelineServer
 from smray.ray_bootstrap.resolve import resolve, wait_for_port
-from smray.ray_bootstrap.resource_config import ResourceConfig
 from smray.ray_bootstrap.settings import ClusterSettings
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,37 @@
+"""The train mode's contract with the workflows that define its jobs.
+
+Metrics: XGBoost's own log line is `[12]\ttrain-rmse:...\tvalidation-rmse:...` (written by
+smray.entrypoints.training.metrics); CloudWatch shows the tab as `#011`, which is what the built-in XGBoost
+container's regexes match. Ours match both, so the same definitions work on AWS and on a local log.
+
+Checkpoints and managed spot training: every training job smray defines on AWS (the pipeline's training
+or tuning jobs and the retraining workflow's) syncs /opt/ml/checkpoints to a `checkpoints/` prefix under
+its run's output, so a restarted job resumes (smray.entrypoints.training.checkpoint); with managed spot
+training, an interrupted job is restarted on new capacity and resumes there."""
+
+from __future__ import annotations
+
+from smray.errors import UserError
+
+CHECKPOINTS = "checkpoints"  # the prefix under a run's output
+MAX_RUN_S = 86_400  # a training job's MaxRuntimeInSeconds (the SDK's default)
+METRICS = ("rmse", "mae")
+SETS = ("train", "validation")
+
+
+def metric_definitions() -> list[dict[str, str]]:
+    """For an Estimator's or a tuning job's metric_definitions."""
+    return [
+        {"Name": f"{s}:{m}", "Regex": rf".*\[[0-9]+\].*(?:#011|\t){s}-{m}:(\S+)"}
+        for s in SETS
+        for m in METRICS
+    ]
+
+
+def check_max_wait(max_wait_s: int, max_run_s: int = MAX_RUN_S) -> int:
+    """SageMaker's rule: a spot job waits at least as long as it may run."""
+    if max_wait_s and max_wait_s < max_run_s:
+        raise UserError(
+            f"--spot-max-wait {max_wait_s} s is shorter than the training job's maximum run of {max_run_s} s"
+        )
+    return max_wait_s

@@ -1,0 +1,337 @@
+"""`ingest`: raw CSV/Parquet files -> a feature group, in parallel on every host of the job.
+
+Two phases, so bad input leaves nothing behind: first every host reads and checks its own share of the
+files (disjoint: whole files, or row slices when there are fewer files than hosts); only when every share
+passed, and no record id appears twice at one event time with different values in the whole input, is
+anything written, in batches: into the local store by the head alone (on AWS each host has a disk of its
+own, whose upload would overwrite the others'), into SageMaker Feature Store by every host for its share.
+The local store commits each batch atomically and is readable at once, so the next step cannot race the
+writes.
+
+What the store holds afterwards, in one sentence: every record's latest content. Rows without an
+event-time column take this run's time; a record whose values did not change is not written again (it
+keeps its time); a changed record is a new version; in `snapshot` mode (the input is the whole table) a
+record that is no longer in the input, or whose new row was quarantined, is deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from smray import paths, tables
+from smray import schema as schema_mod
+from smray.contracts.resource_config import ResourceConfig, discover
+from smray.entrypoints import ray_tasks
+from smray.errors import UserError
+from smray.feature_store.backends import BACKENDS, StoreSpec
+from smray.feature_store.definition import FeatureGroupDefinition
+from smray.feature_store.local import record_digests
+from smray.quality import check as check_quality
+from smray.schema import Schema
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 200_000
+MODES = ("snapshot", "upsert")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A share of the input: the whole file (parts 1) or its rows part, part+parts, part+2*parts, ..."""
+
+    path: str
+    part: int = 0
+    parts: int = 1
+
+
+def parser() -> argparse.ArgumentParser:
+    proc = paths.ml_root() / "processing"
+    p = argparse.ArgumentParser(prog="smray-entrypoint ingest", description=__doc__)
+    p.add_argument("--input", type=Path, default=proc / "input" / "raw", help="folder of CSV/Parquet files")
+    p.add_argument(
+        "--store", default=str(proc / "feature-store"), help="local feature store root (or file://)"
+    )
+    p.add_argument("--feature-group", default="housing", help="feature group name")
+    p.add_argument("--schema", type=Path, help="schema JSON (default: the built-in housing schema)")
+    p.add_argument(
+        "--event-time",
+        help="event time for data without an event-time column (default: the time of this run; an "
+        "unchanged record keeps the time it was stored with)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        help="snapshot: the input is the whole table, records no longer in it are deleted (default on "
+        "the local store); upsert: the input adds and changes records, deletes none (default on SageMaker)",
+    )
+    p.add_argument("--quarantine", type=Path, default=proc / "quarantine", help="where rule-breaking rows go")
+    p.add_argument("--report", type=Path, default=proc / "report" / "ingest.json", help="summary JSON")
+    p.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help="rows per committed batch")
+    p.add_argument("--backend", choices=BACKENDS, default="local", help="feature store (default: local)")
+    p.add_argument("--role-arn", default="", help="sagemaker: role for a new group's offline store")
+    p.add_argument(
+        "--offline-s3-uri", default="", help="sagemaker: s3:// prefix for a new group's offline store"
+    )
+    p.add_argument(
+        "--wait-offline-s",
+        type=float,
+        default=1800,
+        help="sagemaker: wait up to this long until the records are in the offline store (0: do not wait)",
+    )
+    return p
+
+
+def plan_units(files: list[Path], hosts: int) -> list[list[Unit]]:
+    """Disjoint shares, one per host, balanced by file size (largest first onto the lightest host)."""
+    if len(files) >= hosts:
+        units = [Unit(str(f)) for f in files]
+    else:
+        units = [Unit(str(f), k, hosts) for f in files for k in range(hosts)]
+    sizes = {u: Path(u.path).stat().st_size / u.parts for u in units}
+    shares: list[list[Unit]] = [[] for _ in range(hosts)]
+    load = [0.0] * hosts
+    for unit in sorted(units, key=lambda u: (-sizes[u], u.path, u.part)):
+        lightest = load.index(min(load))
+        shares[lightest].append(unit)
+        load[lightest] += sizes[unit]
+    return shares
+
+
+@dataclass
+class Prepared:
+    records: pd.DataFrame  # record id, event time, value columns: ready to write
+    quarantine: pd.DataFrame  # rule-breaking rows as read, with source_file, source_row, violated_rules
+    rows_read: int
+    times_given: bool  # the event times came from the data
+    places: pd.DataFrame  # per record: file (index into `files`) and row, to name where a record came from
+    files: list[str]  # input files relative to the input folder
+
+
+def prepare(units: list[Unit], schema: Schema, default_event_time: float, root: Path) -> Prepared:
+    """Read and check a share. Raises UserError on the first bad file."""
+    records, quarantined, places, rows_read = [], [], [], 0
+    files = sorted({Path(u.path).relative_to(root).as_posix() for u in units})
+    times_given = True
+    for unit in units:
+        path = Path(unit.path)
+        relative = path.relative_to(root).as_posix()
+        raw = tables.read(path)
+        if unit.parts > 1:
+            raw = raw.iloc[unit.part :: unit.parts]
+        rows_read += len(raw)
+        values = tables.numeric(raw, schema, path)
+        if schema.record_id in raw.columns:
+            ids = raw[schema.record_id].astype(str)
+            if raw[schema.record_id].isna().any():
+                raise UserError(f"{path}: column {schema.record_id} has empty record ids")
+        else:  # the path inside the input and the row: stable while the file's rows keep their order
+            ids = pd.Series(relative + ":" + raw.index.astype(str), index=raw.index)
+        if schema.event_time in raw.columns:
+            times = tables.event_times(raw[schema.event_time], path, schema.event_time)
+        else:
+            times = pd.Series(default_event_time, index=raw.index)
+            times_given = False
+        verdict = check_quality(
+            values.assign(**{schema.event_time: times}),
+            schema,
+            str(path),
+            not_finite=tables.not_finite(values, raw),
+        )
+        frame = pd.concat([ids.rename(schema.record_id), times.rename(schema.event_time), values], axis=1)
+        keep = verdict.keep.to_numpy()
+        records.append(frame[keep])
+        places.append(pd.DataFrame({"file": files.index(relative), "row": raw.index[keep] + 2}))
+        if verdict.quarantined:
+            bad = raw[~keep].astype(str).copy()
+            bad["source_file"] = relative
+            bad["source_row"] = bad.index + 2
+            bad["violated_rules"] = verdict.reasons[~verdict.keep]
+            quarantined.append(bad)
+    return Prepared(
+        records=pd.concat(records, ignore_index=True),
+        quarantine=pd.concat(quarantined, ignore_index=True) if quarantined else pd.DataFrame(),
+        rows_read=rows_read,
+        times_given=times_given,
+        places=pd.concat(places, ignore_index=True),
+        files=files,
+    )
+
+
+def conflicting_records(keys: pd.DataFrame) -> str | None:
+    """One line naming the first record id that has two different contents at one event time in the
+    input (columns id, time, digest, place), or None."""
+    repeated = keys[keys.duplicated(["id", "time"], keep=False)]
+    if repeated.empty:
+        return None
+    variants = repeated.drop_duplicates(["id", "time", "digest"])
+    clashing = variants[variants.duplicated(["id", "time"], keep=False)]
+    if clashing.empty:
+        return None  # the same row twice: one record
+    first = clashing[clashing["id"] == clashing["id"].iloc[0]]
+    places = sorted(first["place"], key=lambda p: (p.rsplit(" row ", 1)[0], int(p.rsplit(" ", 1)[1])))
+    count = clashing["id"].nunique()
+    return (
+        f"record id {first['id'].iloc[0]} has different values at {places[0]} and at {places[1]} "
+        f"({count} such record id(s)): a record has one content per event time"
+    )
+
+
+class IngestWorker:
+    """One per host (a Ray actor pinned to it): holds its checked share between the two phases."""
+
+    def __init__(self) -> None:
+        self._prepared: Prepared | None = None
+        self._host = discover().current_host
+
+    def check(self, units: list[Unit], schema_dict: dict, default_event_time: float, root: str) -> dict:
+        schema = schema_mod.parse(schema_dict)
+        self._prepared = prepared = prepare(units, schema, default_event_time, Path(root))
+        rec = prepared.records
+        files = np.array(prepared.files, dtype=object)
+        places = files[prepared.places["file"].to_numpy()] + " row " + prepared.places["row"].astype(str)
+        return {
+            "host": self._host,
+            "rows_read": prepared.rows_read,
+            "quarantined": len(prepared.quarantine),
+            "times_given": prepared.times_given,
+            "ids": rec[schema.record_id].to_numpy(),
+            "times": rec[schema.event_time].to_numpy(),
+            "digests": record_digests(rec, schema.value_columns),
+            "places": places.to_numpy(),
+        }
+
+    def keep_quarantine(self, quarantine_dir: str) -> None:
+        """The share's rule-breaking rows, in this host's own file (hosts may not share a disk)."""
+        if self._prepared is not None and not self._prepared.quarantine.empty:
+            out = Path(quarantine_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            self._prepared.quarantine.to_parquet(out / f"quarantine-{self._host}.parquet", index=False)
+
+    def records(self) -> pd.DataFrame:
+        return self._checked().records
+
+    def write(self, spec: StoreSpec, group: FeatureGroupDefinition, batch_rows: int) -> dict:
+        prepared = self._checked()
+        return {"host": self._host, **spec.write(group, prepared.records, batch_rows, prepared.times_given)}
+
+    def _checked(self) -> Prepared:
+        if self._prepared is None:
+            raise RuntimeError("IngestWorker used before check")
+        return self._prepared
+
+
+def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    started = time.monotonic()
+    schema = schema_mod.load(opts.schema) if opts.schema else schema_mod.housing()
+    run_time = time.time()
+    default_time = tables.single_event_time(opts.event_time, "--event-time") if opts.event_time else run_time
+    mode = opts.mode or ("snapshot" if opts.backend == "local" else "upsert")
+    if mode == "snapshot" and opts.backend != "local":
+        raise UserError("--mode snapshot needs the local store: SageMaker Feature Store ingests as upsert")
+    if opts.batch_rows < 1:
+        raise UserError("--batch-rows must be at least 1")
+    spec = StoreSpec(opts.backend, opts.store, opts.role_arn, opts.offline_s3_uri)
+    files = tables.list_files(opts.input)
+    nodes = sorted((n for n in ray.nodes() if n.get("Alive")), key=lambda n: n["NodeManagerAddress"])
+    shares = plan_units(files, len(nodes))
+    actor_class = ray.remote(num_cpus=0)(IngestWorker)
+    workers = [
+        actor_class.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote()
+        for n in nodes
+    ]
+    busy = [(w, s) for w, s in zip(workers, shares, strict=True) if s]
+    log.info("ingest: %d files over %d hosts", len(files), len(busy))
+    checks = ray_tasks.get(
+        [w.check.remote(s, schema.to_dict(), default_time, str(opts.input)) for w, s in busy]
+    )
+    keys = pd.DataFrame(
+        {k: np.concatenate([c[k + "s"] for c in checks]) for k in ("id", "time", "digest", "place")}
+    )
+    conflict = conflicting_records(keys)
+    if conflict:
+        raise UserError(conflict)
+    group = spec.ensure_group(FeatureGroupDefinition.from_schema(opts.feature_group, schema))
+    since_ms = int(time.time() * 1000)
+    ray_tasks.get([w.keep_quarantine.remote(str(opts.quarantine)) for w, _ in busy])
+    if spec.backend == "local":
+        spec.local().save_schema(group.name, schema)
+        # One writer, here on the head: on AWS every host has a disk of its own, and all hosts upload
+        # their store folder to one S3 prefix, where the last upload would win. (The store takes one
+        # writer at a time anyway; reading and checking stay spread over the hosts.)
+        writes = [
+            {
+                "host": c["host"],
+                **spec.write(group, ray_tasks.get(w.records.remote()), opts.batch_rows, c["times_given"]),
+            }
+            for (w, _), c in zip(busy, checks, strict=True)
+        ]
+    else:
+        writes = ray_tasks.get([w.write.remote(spec, group, opts.batch_rows) for w, _ in busy])
+    failed = sum(w["failed"] for w in writes)
+    if failed:
+        codes: dict[str, int] = {}
+        for w in writes:
+            for code, n in w["errors"].items():
+                codes[code] = codes.get(code, 0) + n
+        raise UserError(
+            f"{failed} of {sum(w['offered'] for w in writes)} records were not written to feature group "
+            f"{group.name} after retries ({', '.join(f'{c}: {n}' for c, n in sorted(codes.items()))})"
+        )
+    deleted = spec.local().delete_absent(group, keys["id"].to_numpy(), run_time) if mode == "snapshot" else 0
+    if spec.backend == "sagemaker" and opts.wait_offline_s > 0:
+        # PutRecord lands in the offline store minutes later: the next step must not read before.
+        spec.sagemaker().wait_offline(group, since_ms, sum(w["written"] for w in writes), opts.wait_offline_s)
+    elapsed = time.monotonic() - started
+    duplicates = len(keys) - len(keys.drop_duplicates(["id", "time", "digest"]))
+    report = summarize(checks, writes, group, elapsed, files) | {
+        "mode": mode,
+        "deleted": deleted,
+        "duplicates": duplicates,  # the same record twice in the input: written once
+    }
+    report["already_present"] -= duplicates
+    opts.report.parent.mkdir(parents=True, exist_ok=True)
+    opts.report.write_text(json.dumps(report, indent=2) + "\n")
+    print(format_summary(report), flush=True)
+
+
+def summarize(
+    checks: list[dict], writes: list[dict], group: FeatureGroupDefinition, elapsed: float, files: list[Path]
+) -> dict:
+    rows_read = sum(c["rows_read"] for c in checks)
+    return {
+        "feature_group": group.name,
+        "offline_store": group.offline_uri,
+        "files": len(files),
+        "rows_read": rows_read,
+        "quarantined": sum(c["quarantined"] for c in checks),
+        "written": sum(w["written"] for w in writes),
+        "already_present": sum(w["already_present"] for w in writes),
+        "seconds": round(elapsed, 3),
+        "rows_per_second": round(rows_read / elapsed, 1) if elapsed > 0 else None,
+        "hosts": {w["host"]: w["offered"] for w in writes},
+    }
+
+
+def format_summary(report: dict) -> str:
+    return (
+        f"ingest: {report['rows_read']} rows from {report['files']} file(s) into feature group "
+        f"{report['feature_group']} ({report['mode']}): {report['written']} new or changed, "
+        f"{report['already_present']} unchanged, {report['deleted']} deleted, "
+        f"{report['duplicates']} repeated in the input, "
+        f"{report['quarantined']} quarantined; "
+        f"{report['seconds']:.1f} s ({report['rows_per_second']:,.0f} rows/s) on "
+        f"{len(report['hosts'])} host(s)"
+    )

@@ -1,1 +1,0 @@
-"""Distributed XGBoost training: data channels, engines, checkpoints, metrics and tuning."""

@@ -1,0 +1,196 @@
+"""`smray`: the host-side command line."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from smray import __version__, paths
+from smray.contracts.resource_config import JobKind
+from smray.errors import UserError
+from smray.hyperparameters import PARAMS
+from smray.workstation import datagen, tracking
+from smray.workstation.commands import endpoints, models, retraining, run_aws, run_local, schedule
+from smray.workstation.local_cluster import LocalCluster, host_names, new_token
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smray", description="Ray ML workflows on SageMaker and locally.")
+    parser.add_argument("--version", action="version", version=f"smray {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cluster = sub.add_parser(
+        "cluster",
+        help="run one image mode on a local N-host cluster of containers",
+        description="Runs the smray image as an N-host SageMaker-style job with docker compose: each host "
+        "its own container and resourceconfig.json, hosts named algo-<i>-<suffix> on one network. Waits "
+        "for every host to exit, prints a summary and removes the containers.",
+    )
+    cluster.add_argument("--hosts", type=int, default=3, help="number of hosts (default: 3)")
+    cluster.add_argument("--image", default="smray:latest", help="image to run (default: smray:latest)")
+    cluster.add_argument(
+        "--kind", choices=["training", "processing"], default="training", help="job kind (default: training)"
+    )
+    cluster.add_argument("--shm-size", default="256m", help="each container's /dev/shm (default: 256m)")
+    cluster.add_argument(
+        "--object-store-mib", type=int, default=128, help="Ray object store per host (default: 128)"
+    )
+    cluster.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go")
+    cluster.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="HOST_DIR:CONTAINER_DIR",
+        help="a host folder mounted in every host's container (repeatable)",
+    )
+    cluster.add_argument("mode", help="image mode, e.g. cluster-check")
+    cluster.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the mode")
+    cluster.set_defaults(func=cmd_cluster)
+
+    data = sub.add_parser("data", help="example and synthetic data sets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    gen = data_sub.add_parser(
+        "generate",
+        help="synthetic housing data (seeded, any size, CSV or Parquet, split into files)",
+        description="Writes ROWS synthetic houses with the reference table's columns plus record_id and "
+        "event_time, generated file by file (10 million rows never sit in memory at once).",
+    )
+    gen.add_argument("--rows", type=int, default=100_000)
+    gen.add_argument("--files", type=int, default=4)
+    gen.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument(
+        "--no-ids", action="store_true", help="omit record_id and event_time, as the reference table"
+    )
+    gen.add_argument("--out", type=Path, default=Path("data/generated"))
+    gen.set_defaults(func=cmd_data_generate)
+
+    build = sub.add_parser(
+        "build",
+        help="build (and push) the smray image: runs the checkout's build.sh",
+        description="Runs build.sh of the smray checkout this command is started in (or under): wheelhouse "
+        "from the lock file, image tagged smray:<version>, :latest and :<git revision>. Arguments go to "
+        "build.sh: --gpu, --push REGISTRY, --ecr, --base-image IMAGE, --refresh-wheels, --help.",
+    )
+    build.add_argument("args", nargs=argparse.REMAINDER, help="arguments for build.sh")
+    build.set_defaults(func=cmd_build)
+
+    run = sub.add_parser("run", help="run the whole workflow: locally, or as a SageMaker Pipeline on AWS")
+    run_sub = run.add_subparsers(dest="run_command", required=True)
+    run_local.add_parser(run_sub)
+    run_aws.add_parser(run_sub)
+
+    pipeline = sub.add_parser("pipeline", help="the SageMaker Pipeline definition")
+    pipeline_sub = pipeline.add_subparsers(dest="pipeline_command", required=True)
+    show = pipeline_sub.add_parser("show", help="print the AWS definition JSON")
+    run_aws.add_target_arguments(show)
+    show.set_defaults(func=run_aws.show)
+
+    models.add_parser(sub)
+    endpoints.add_parsers(sub)
+    retraining.add_parser(sub)
+    schedule.add_parser(sub)
+
+    runs = sub.add_parser("runs", help="every recorded run's parameters and metrics, oldest first")
+    runs.set_defaults(func=cmd_runs)
+    return parser
+
+
+TUNED = {p.name for p in PARAMS if p.tune}
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    here = Path.cwd().resolve()
+    script = next((d / "build.sh" for d in (here, *here.parents) if (d / "build.sh").is_file()), None)
+    if script is None:
+        raise UserError(f"no build.sh in {here} or above: run `smray build` inside the smray checkout")
+    return subprocess.run(["bash", str(script), *args.args], cwd=script.parent).returncode
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    history = tracking.history(paths.home())
+    if not history:
+        print(f"no runs recorded in {paths.home() / tracking.FILE}")
+    for r in history:
+        when = datetime.fromtimestamp(r.started).strftime("%Y-%m-%d %H:%M")
+        shown = ", ".join(f"{k} {v:,.4g}" for k, v in sorted(r.metrics.items()))
+        tuned = ", ".join(
+            f"{k[3:]}={v}" for k, v in sorted(r.params.items()) if k.startswith("hp_") and k[3:] in TUNED
+        )
+        print(f"{when}  {r.execution}  {r.status:<9} {shown}  [{tuned}]")
+    return 0
+
+
+def cmd_data_generate(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    result = datagen.generate(
+        args.out, rows=args.rows, files=args.files, fmt=args.format, seed=args.seed, with_ids=not args.no_ids
+    )
+    size = sum(f.stat().st_size for f in result.files)
+    print(
+        f"smray data generate: {result.rows:,} rows in {len(result.files)} {args.format} file(s) "
+        f"under {args.out} ({size / 1e6:.1f} MB, {time.monotonic() - started:.1f} s)"
+    )
+    return 0
+
+
+def _mount(text: str) -> tuple[str, str]:
+    source, sep, target = text.partition(":")
+    if not sep or not source or not target.startswith("/"):
+        raise UserError(f"--mount expects HOST_DIR:/CONTAINER_DIR, got {text!r}")
+    if not Path(source).is_dir():
+        raise UserError(f"--mount: {source} is not a folder")
+    return source, target
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    hosts = host_names(args.hosts)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    local = LocalCluster(
+        workdir=args.runs_dir / f"cluster-{stamp}-{hosts[0].rsplit('-', 1)[-1]}",
+        image=args.image,
+        command=[args.mode, *args.args],
+        hosts=hosts,
+        kind=JobKind(args.kind),
+        env=new_token(),
+        shm_size=args.shm_size,
+        object_store_mib=args.object_store_mib,
+        volumes=dict(_mount(m) for m in args.mount),
+    )
+    started = time.monotonic()
+    try:
+        local.start()
+        local.follow()
+        codes = local.exit_codes()
+    finally:
+        local.down()
+    elapsed = time.monotonic() - started
+    print(
+        f"\nsmray cluster: {len(hosts)} hosts, mode {args.mode}, {elapsed:.1f} s, run folder {local.workdir}"
+    )
+    for host in hosts:
+        role = "head" if host == local.head else "worker"
+        reason = local.failure(host)
+        print(f"  {host}  {role:<6}  exit {codes.get(host, '?')}" + (f"  {reason}" if reason else ""))
+    ok = codes.get(local.head) == 0 and all(codes.get(h) == 0 for h in hosts)
+    print("result: OK" if ok else "result: FAILED")
+    return 0 if ok else 1
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    # `smray build --push R`: argparse's REMAINDER will not take an option first, so build.sh gets the rest
+    if argv[:1] == ["build"] and argv[1:2] not in (["-h"], ["--help"]):
+        return argparse.Namespace(command="build", func=cmd_build, args=argv[1:])
+    return build_parser().parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    try:
+        sys.exit(args.func(args))
+    except UserError as exc:
+        sys.exit(f"smray: {exc}")

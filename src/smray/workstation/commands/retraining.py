@@ -1,0 +1,128 @@
+"""`smray retraining`: the scheduled retraining workflow on AWS Step Functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from smray.errors import UserError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "retraining",
+        help="the scheduled retraining workflow on AWS Step Functions",
+        description="Prepare data -> train -> read the validation metric -> deploy when it is within the "
+        "threshold (create or update the endpoint), started by an EventBridge schedule.",
+    )
+    inner = p.add_subparsers(dest="retraining_command", required=True)
+    render = inner.add_parser("render", help="print the Amazon States Language definition")
+    render.add_argument("--glue-job", default="", help="prepare the data with this Glue job instead")
+    render.add_argument("--graph", type=Path, help="also draw the states as a PNG here")
+    _spot(render)
+    render.set_defaults(func=cmd_render)
+
+    deploy = inner.add_parser("deploy", help="create or update the state machine, its roles and the schedule")
+    deploy.add_argument("--schedule", required=True, help="rate(1 day) or cron(0 3 ? * MON-FRI *)")
+    deploy.add_argument(
+        "--input", type=Path, required=True, help="the execution input JSON the schedule sends"
+    )
+    deploy.add_argument("--glue-job", default="")
+    _spot(deploy)
+    _aws(deploy)
+    deploy.set_defaults(func=cmd_deploy)
+
+    start = inner.add_parser("start", help="start an execution now")
+    start.add_argument("--input", type=Path, required=True)
+    _aws(start)
+    start.set_defaults(func=cmd_start)
+
+    executions = inner.add_parser("executions", help="recent executions, newest first, with failures")
+    _aws(executions)
+    executions.set_defaults(func=cmd_executions)
+
+
+def _spot(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--spot-max-wait",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="train with managed spot capacity, waiting up to SECONDS (at least the 4 h maximum run); an "
+        "interruption resumes from the last checkpoint",
+    )
+
+
+def _aws(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", default="smray-retraining", help="state machine name")
+    p.add_argument("--region", default=None)
+
+
+def _names(args: argparse.Namespace) -> Any:
+    import boto3
+
+    from smray.workstation.retraining.aws import Names
+
+    session = boto3.Session(region_name=args.region)
+    account = session.client("sts").get_caller_identity()["Account"]
+    return session, Names(account=account, region=session.region_name, state_machine=args.name)
+
+
+def _input(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read the execution input {path}: {exc}") from exc
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from smray.workstation.retraining import statemachine
+
+    definition = statemachine.build(args.glue_job, args.spot_max_wait)
+    print(json.dumps(definition, indent=2))
+    if args.graph:
+        from smray.reporting import graph
+
+        edges = [e for e in graph.state_machine_edges(definition) if e.label != "catch"]
+        nodes = {name: ("NotRun", state["Type"]) for name, state in definition["States"].items()}
+        nodes["WorkflowFailed"] = ("NotRun", "Fail: any task's error")
+        graph.draw(nodes, edges, args.graph, "smray retraining state machine")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from smray.workstation.retraining import aws
+
+    session, names = _names(args)
+    clients = {s: session.client(s) for s in ("iam", "stepfunctions", "events")}
+    made = aws.deploy(clients, names, args.schedule, _input(args.input), args.glue_job, args.spot_max_wait)
+    for key, arn in made.items():
+        print(f"{key:<14} {arn}")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from smray.workstation.retraining import aws
+
+    session, names = _names(args)
+    arn = aws.start(
+        session.client("stepfunctions"),
+        names.state_machine_arn,
+        _input(args.input),
+        f"manual-{time.strftime('%Y%m%d-%H%M%S')}",
+    )
+    print(f"execution started: {arn}")
+    return 0
+
+
+def cmd_executions(args: argparse.Namespace) -> int:
+    from smray.workstation.retraining import aws
+
+    session, names = _names(args)
+    for e in aws.executions(session.client("stepfunctions"), names.state_machine_arn):
+        failure = f"  {e['error']}: {e['cause']}" if e["error"] else ""
+        print(f"{e['started']}  {e['name']:<32} {e['status']}{failure}")
+    return 0

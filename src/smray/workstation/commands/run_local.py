@@ -1,0 +1,84 @@
+"""`smray run local`: the whole workflow on this machine, with no AWS account.
+
+ingest -> preprocess -> train with tuning -> evaluate -> gate -> register (the SageMaker Pipeline, in
+SageMaker local mode on the local Docker engine), then approve -> deploy -> invoke, a summary and an
+HTML report. Everything lives under SMRAY_HOME (default ~/.smray, /var/opt/smray for root): the feature
+store and the registry persist between runs (a second run writes only the records that changed); each
+execution writes its own folder under runs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from smray import paths
+from smray import schema as schema_mod
+from smray.registry.records import Approval
+from smray.workstation import local_workflow as flow
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("local", help="the whole workflow locally (SageMaker local mode)", description=__doc__)
+    add_input_arguments(p)
+    add_settings_arguments(p)
+    p.add_argument("--no-approve", action="store_true", help="register only; leave approval to a person")
+    p.add_argument("--no-deploy", action="store_true", help="stop after registration (and approval)")
+    p.set_defaults(func=run)
+
+
+def add_input_arguments(p: argparse.ArgumentParser) -> None:
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--input", type=Path, help=f"a CSV/Parquet file or folder (default: {flow.DEFAULT_INPUT})"
+    )
+    source.add_argument("--generate", type=int, metavar="ROWS", help="use ROWS synthetic houses instead")
+
+
+def add_settings_arguments(p: argparse.ArgumentParser) -> None:
+    d = flow.Settings()
+    p.add_argument("--image", default=d.image, help=f"the smray image (default: {d.image})")
+    p.add_argument(
+        "--threshold", type=float, default=d.threshold, help=f"RMSE gate (default: {d.threshold:g})"
+    )
+    p.add_argument(
+        "--processing-hosts", type=int, default=d.processing_hosts, help="hosts of ingest and preprocess"
+    )
+    p.add_argument("--training-hosts", type=int, default=d.training_hosts, help="hosts of the training job")
+    p.add_argument("--tuning-trials", type=int, default=d.tuning_trials, help="Ray Tune trials")
+    p.add_argument("--num-round", type=int, default=d.num_round, help="boosting rounds (early stopping on)")
+    p.add_argument("--endpoint", help="local endpoint to deploy to (default: the table's name)")
+    p.add_argument(
+        "--schema",
+        type=Path,
+        help="your table's schema JSON: columns, target, rules (default: the built-in housing schema)",
+    )
+
+
+def settings(args: argparse.Namespace) -> flow.Settings:
+    return flow.Settings(
+        image=args.image,
+        threshold=args.threshold,
+        processing_hosts=args.processing_hosts,
+        training_hosts=args.training_hosts,
+        tuning_trials=args.tuning_trials,
+        num_round=args.num_round,
+        endpoint=args.endpoint or "",
+        schema=schema_mod.load(args.schema) if args.schema else schema_mod.housing(),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    home = paths.home()
+    chosen = settings(args)
+    input_dir = flow.stage_input(home, args.input, args.generate)
+    print("smray run local: ", end="")
+    result = flow.run_pipeline(home, input_dir, chosen)
+    version = result.version
+    if version and not args.no_approve:
+        version = flow.decide(
+            home, version, Approval.APPROVED, "passed the gate (smray run local)", result.outcome
+        )
+    if version and version.status is Approval.APPROVED and not args.no_deploy:
+        flow.deploy_and_invoke(home, chosen.endpoint_name, version, input_dir, result.outcome)
+    return flow.finish(result, "smray run local")

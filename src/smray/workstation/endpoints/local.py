@@ -1,0 +1,232 @@
+"""Local endpoints: the approved model's `serve` container behind a `route` container that holds the
+endpoint's port, so that deploying a new version never drops a request:
+
+1. start the new model container and wait until it answers /ping (a failure leaves the endpoint as it
+   was, and removes the new container);
+2. point the router at it (an atomic rename of the upstream file the router reads per request);
+3. after a grace period for requests already sent to the old container, stop it (SIGTERM: it finishes
+   what it is answering) and remove it.
+
+State lives under `<home>/endpoints/<name>/`: endpoint.json, the upstream file, the unpacked models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from smray import model_artifact
+from smray.errors import UserError
+from smray.registry.records import ModelVersion
+from smray.workstation.endpoints.client import Connection
+
+NETWORK = "smray-endpoints"
+LABEL = "io.smray.endpoint"
+HOME_LABEL = "io.smray.endpoints-root"  # the home an endpoint belongs to: names are per home
+SERVE_PORT = 8080
+_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's endpoint name rule
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    url: str
+    port: int
+    model: str  # group/version
+    image: str
+    container: str  # the model container serving now
+    router: str
+    updated: str
+
+
+def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise UserError(f"docker {args[0]} failed: {result.stderr.strip().splitlines()[-1:]}")
+    return result
+
+
+class LocalEndpoints:
+    def __init__(self, home: Path, grace_s: float = 2.0, health_timeout_s: float = 90.0) -> None:
+        self.root = home / "endpoints"
+        self.grace_s = grace_s
+        self.health_timeout_s = health_timeout_s
+
+    def _dir(self, name: str) -> Path:
+        return self.root / name
+
+    def describe(self, name: str) -> Endpoint | None:
+        state = self._dir(name) / "endpoint.json"
+        return Endpoint(**json.loads(state.read_text())) if state.is_file() else None
+
+    def list(self) -> list[Endpoint]:
+        if not self.root.is_dir():
+            return []
+        found = (self.describe(d.name) for d in sorted(self.root.iterdir()))
+        return [e for e in found if e]
+
+    def deploy(self, name: str, version: ModelVersion, image: str = "", port: int = 0) -> Endpoint:
+        """Creates the endpoint, or moves an existing one to `version` without dropping requests."""
+        if not _NAME.match(name):
+            raise UserError(f"invalid endpoint name {name!r}: letters, digits and '-', 1-63 characters")
+        image = image or version.image
+        current = self.describe(name)
+        if current and not _running(current.router):
+            raise UserError(f"endpoint {name}'s router {current.router} is not running: delete the endpoint")
+        folder = self._dir(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        _ensure_network()
+        container, model_dir = self._start_model(name, version, image, folder)
+        try:
+            _wait_ping(container, _published_port(container), self.health_timeout_s)
+            if current is None:
+                router, port = self._start_router(name, image, folder, port, container)
+            else:
+                _write_atomic(folder / "upstream", f"{container}:{SERVE_PORT}\n")
+                router, port = current.router, current.port
+        except BaseException:  # the endpoint stays as it was: nothing of this deploy is left running
+            _remove(container)
+            shutil.rmtree(model_dir, ignore_errors=True)
+            raise
+        endpoint = Endpoint(
+            name=name,
+            url=f"http://127.0.0.1:{port}",
+            port=port,
+            model=f"{version.group}/{version.version}",
+            image=image,
+            container=container,
+            router=router,
+            updated=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        _write_atomic(folder / "endpoint.json", json.dumps(asdict(endpoint), indent=2))
+        if current is not None:
+            time.sleep(self.grace_s)  # requests the router already sent to the old container
+            _docker("stop", "-t", "30", current.container, check=False)
+            _remove(current.container)
+            shutil.rmtree(folder / "models" / current.container, ignore_errors=True)
+        return endpoint
+
+    def delete(self, name: str) -> None:
+        current = self.describe(name)
+        if current is None:
+            raise UserError(f"no local endpoint named {name}")
+        for container in (current.router, current.container):
+            _docker("stop", "-t", "30", container, check=False)
+            _remove(container)
+        shutil.rmtree(self._dir(name))
+
+    def _start_model(self, name: str, version: ModelVersion, image: str, folder: Path) -> tuple[str, Path]:
+        container = f"smray-{name}-v{version.version}-{secrets.token_hex(3)}"
+        model_dir = folder / "models" / container
+        model_dir.mkdir(parents=True)
+        try:  # SageMaker unpacks model.tar.gz into /opt/ml/model
+            model_artifact.extract(Path(version.artifact), model_dir)
+        except UserError:
+            shutil.rmtree(model_dir)
+            raise
+        workers = os.environ.get("SMRAY_SERVE_WORKERS", "2")
+        _run(
+            container,
+            self._labels(name),
+            f"{model_dir.resolve()}:/opt/ml/model:ro",
+            f"127.0.0.1::{SERVE_PORT}",
+            image,
+            ["serve"],
+            env={"SMRAY_SERVE_WORKERS": workers},
+        )
+        return container, model_dir
+
+    def _start_router(self, name: str, image: str, folder: Path, port: int, upstream: str) -> tuple[str, int]:
+        # Endpoint names are per smray home: two homes may both have an endpoint "housing".
+        home_key = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
+        router = f"smray-endpoint-{name}-{home_key}"
+        _remove(router)  # a stale router of this home's endpoint (its state was deleted by hand)
+        _write_atomic(folder / "upstream", f"{upstream}:{SERVE_PORT}\n")
+        _run(
+            router,
+            self._labels(name),
+            f"{folder.resolve()}:/endpoint:ro",
+            f"127.0.0.1:{port or ''}:{SERVE_PORT}",
+            image,
+            ["route", "--upstream-file", "/endpoint/upstream"],
+        )
+        try:
+            port = _published_port(router)
+            _wait_ping(router, port, self.health_timeout_s)
+        except BaseException:
+            _remove(router)
+            raise
+        return router, port
+
+    def _labels(self, name: str) -> dict[str, str]:
+        return {LABEL: name, HOME_LABEL: str(self.root.resolve())}
+
+
+def _run(
+    container: str,
+    labels: dict[str, str],
+    volume: str,
+    publish: str,
+    image: str,
+    command: list[str],
+    env: dict[str, str] | None = None,
+) -> None:
+    """A detached container on the endpoints' network, labelled with its endpoint and home."""
+    options = ["--name", container, "--network", NETWORK, "-v", volume, "-p", publish]
+    for key, value in labels.items():
+        options += ["--label", f"{key}={value}"]
+    for key, value in (env or {}).items():
+        options += ["-e", f"{key}={value}"]
+    _docker("run", "-d", *options, image, *command)
+
+
+def _ensure_network() -> None:
+    if _docker("network", "inspect", NETWORK, check=False).returncode != 0:
+        _docker("network", "create", NETWORK)
+
+
+def _published_port(container: str) -> int:
+    out = _docker("port", container, f"{SERVE_PORT}/tcp").stdout.split()
+    if not out:
+        raise UserError(f"container {container} publishes no port")
+    return int(out[0].rsplit(":", 1)[1])
+
+
+def _running(container: str) -> bool:
+    out = _docker("inspect", "-f", "{{.State.Running}}", container, check=False)
+    return out.returncode == 0 and out.stdout.strip() == "true"
+
+
+def _wait_ping(container: str, port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _running(container):
+            logs = _docker("logs", "--tail", "5", container, check=False)
+            tail = " | ".join((logs.stdout + logs.stderr).strip().splitlines()[-3:])
+            raise UserError(f"container {container} stopped before answering /ping: {tail}")
+        try:
+            if Connection(f"http://127.0.0.1:{port}", timeout_s=5).request("GET", "/ping").status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise UserError(f"container {container} did not answer /ping within {timeout_s:.0f} s")
+
+
+def _remove(container: str) -> None:
+    _docker("rm", "-f", container, check=False)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)

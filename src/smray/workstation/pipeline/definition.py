@@ -1,0 +1,370 @@
+"""The housing pipeline, built by the SageMaker Python SDK, every step running the one smray image:
+
+FeatureStoreIngestion -> PreprocessData -> HPTuning (aws) / TrainWithTuning (local) -> EvaluateModel
+-> CheckEvaluation (test RMSE <= RMSEThreshold) -> RegisterTrainedModel, else RMSEFail.
+
+The two targets differ only where SageMaker local mode cannot follow AWS (docs/pipeline.md):
+- tuning: a TuningStep over training jobs on AWS; Ray Tune inside one training step locally;
+- registration: a ModelStep into SageMaker Model Registry on AWS; the image's `register` mode into the
+  local registry (a folder mounted into the job) locally;
+- the feature store: SageMaker Feature Store on AWS; the local store (a mounted folder) locally.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sagemaker.estimator import Estimator
+from sagemaker.inputs import TrainingInput
+from sagemaker.model import Model
+from sagemaker.model_metrics import MetricsSource, ModelMetrics
+from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
+from sagemaker.session import Session
+from sagemaker.tuner import ContinuousParameter, HyperparameterTuner, IntegerParameter
+from sagemaker.workflow.condition_step import ConditionStep
+from sagemaker.workflow.conditions import ConditionLessThanOrEqualTo
+from sagemaker.workflow.entities import PipelineVariable
+from sagemaker.workflow.execution_variables import ExecutionVariables
+from sagemaker.workflow.fail_step import FailStep
+from sagemaker.workflow.functions import Join, JsonGet
+from sagemaker.workflow.model_step import ModelStep
+from sagemaker.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+from sagemaker.workflow.pipeline import Pipeline
+from sagemaker.workflow.pipeline_context import PipelineSession
+from sagemaker.workflow.properties import PropertyFile
+from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep, TuningStep
+
+from smray import hyperparameters
+from smray.contracts import train as train_contract
+
+PROC = "/opt/ml/processing"
+ENTRYPOINT = ["smray-entrypoint"]
+EVALUATION = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
+RMSE_PATH = "regression_metrics.rmse.value"
+SCHEMA_FILE = "schema.json"  # the one file in the SchemaUrl folder
+
+
+def tuning_ranges() -> dict[str, IntegerParameter | ContinuousParameter]:
+    """The same search space Ray Tune uses locally (smray.hyperparameters), for SageMaker's tuner."""
+    ranges: dict[str, IntegerParameter | ContinuousParameter] = {}
+    for param in hyperparameters.PARAMS:
+        if param.tune:
+            kind = IntegerParameter if param.kind is int else ContinuousParameter
+            ranges[param.name] = kind(*param.tune, scaling_type="Logarithmic" if param.log_scale else "Auto")
+    return ranges
+
+
+@dataclass(frozen=True)
+class Target:
+    """What differs between a pipeline on AWS and the same pipeline in SageMaker local mode."""
+
+    name: str  # "aws" or "local"
+    image: str
+    role: str
+    ray_token: str  # SMRAY_RAY_TOKEN for multi-host jobs (smray refuses a cluster without one)
+    pipeline_name: str = "smray-housing"
+    processing_instance_type: str = "ml.m5.xlarge"
+    training_instance_type: str = "ml.m5.xlarge"
+    model_package_group: str = "housing"
+    defaults: dict[str, object] = field(default_factory=dict)  # parameter name -> default
+    spot_max_wait_s: int = 0  # aws: managed spot training, waiting up to this long (0: on-demand)
+
+    @property
+    def local(self) -> bool:
+        return self.name == "local"
+
+
+class Parameters:
+    """The pipeline's parameters; `overrides` replaces defaults (the local target's file:// folders)."""
+
+    def __init__(self, target: Target) -> None:
+        def make(kind: type, name: str, default: object) -> ParameterString:
+            return kind(name, default_value=target.defaults.get(name, default))
+
+        self.processing_count = make(ParameterInteger, "ProcessingInstanceCount", 1)
+        self.training_count = make(ParameterInteger, "TrainingInstanceCount", 1)
+        self.feature_group = make(ParameterString, "FeatureGroupName", "housing")
+        self.input_data = make(ParameterString, "InputDataUrl", "s3://my-bucket/housing/raw/")
+        self.output = make(ParameterString, "OutputUrl", "s3://my-bucket/smray/runs")
+        self.store = make(ParameterString, "FeatureStoreUrl", "s3://my-bucket/smray/offline-store")
+        # A folder holding schema.json: the table's columns, target and rules (smray.schema)
+        self.schema = make(ParameterString, "SchemaUrl", "s3://my-bucket/smray/schemas/housing/")
+        self.threshold = make(ParameterFloat, "RMSEThreshold", 15000.0)
+        self.train_size = make(ParameterFloat, "TrainSize", 0.6)
+        self.validation_size = make(ParameterFloat, "ValidationSize", 0.2)
+        self.test_size = make(ParameterFloat, "TestSize", 0.2)
+        self.num_round = make(ParameterInteger, "NumRound", 3000)
+        self.tuning_trials = make(ParameterInteger, "TuningTrials", 8)
+        if target.local:
+            self.registry = make(ParameterString, "RegistryUrl", "")
+        else:
+            self.tuning_parallel = make(ParameterInteger, "TuningParallelTrials", 2)
+
+    def all(self) -> list[ParameterString]:
+        return list(vars(self).values())
+
+
+def aws_session(region: str | None, bucket: str) -> PipelineSession:
+    import boto3
+
+    return PipelineSession(boto_session=boto3.Session(region_name=region), default_bucket=bucket)
+
+
+def _under(base: ParameterString, *parts: str) -> Join:
+    """<OutputUrl>/<execution id>/<parts>: every execution writes under its own prefix."""
+    return Join(on="/", values=[base, ExecutionVariables.PIPELINE_EXECUTION_ID, *parts])
+
+
+def build(target: Target, session: Session) -> Pipeline:
+    with warnings.catch_warnings():  # "Running within a PipelineSession, there will be No Wait...": we know
+        warnings.filterwarnings("ignore", message="Running within a PipelineSession", category=UserWarning)
+        return _build(target, session)
+
+
+def _build(target: Target, session: Session) -> Pipeline:
+    p = Parameters(target)
+    cache = CacheConfig(enable_caching=True, expire_after="P30D")  # AWS honours it; local mode ignores it
+    env = {"SMRAY_RAY_TOKEN": target.ray_token}
+
+    def processor(count: object, mode: str) -> Processor:
+        return Processor(
+            role=target.role,
+            image_uri=target.image,
+            instance_count=count,
+            instance_type=target.processing_instance_type,
+            entrypoint=[*ENTRYPOINT, mode],
+            base_job_name=f"smray-{mode}",
+            env=env,
+            sagemaker_session=session,
+        )
+
+    store_in = [ProcessingInput(source=p.store, destination=f"{PROC}/store", input_name="store")]
+    schema_in = ProcessingInput(source=p.schema, destination=f"{PROC}/input/schema", input_name="schema")
+    schema_args = ["--schema", f"{PROC}/input/schema/{SCHEMA_FILE}"]
+    if target.local:
+        store_args = ["--store", f"{PROC}/store", *schema_args]
+        ingest_args = store_args
+    else:
+        store_args = ["--offline-files", f"{PROC}/store", *schema_args]
+        ingest_args = [
+            "--backend",
+            "sagemaker",
+            "--role-arn",
+            target.role,
+            "--offline-s3-uri",
+            p.store,
+            *schema_args,
+        ]
+
+    ingest = ProcessingStep(
+        name="FeatureStoreIngestion",
+        step_args=processor(p.processing_count, "ingest").run(
+            inputs=[
+                ProcessingInput(source=p.input_data, destination=f"{PROC}/input/raw", input_name="raw"),
+                schema_in,
+                *(store_in if target.local else []),
+            ],
+            outputs=[
+                ProcessingOutput(
+                    output_name="report", source=f"{PROC}/report", destination=_under(p.output, "ingest")
+                ),
+                ProcessingOutput(
+                    output_name="quarantine",
+                    source=f"{PROC}/quarantine",
+                    destination=_under(p.output, "quarantine"),
+                ),
+            ],
+            arguments=[*ingest_args, "--feature-group", p.feature_group],
+        ),
+        cache_config=cache,
+    )
+    split_outputs = [
+        ProcessingOutput(output_name=name, source=f"{PROC}/output/{name}", destination=_under(p.output, name))
+        for name in ("train", "validation", "test")
+    ]
+    preprocess = ProcessingStep(
+        name="PreprocessData",
+        step_args=processor(p.processing_count, "preprocess").run(
+            inputs=[*store_in, schema_in],
+            outputs=[
+                *split_outputs,
+                ProcessingOutput(
+                    output_name="transform",
+                    source=f"{PROC}/transform",
+                    destination=_under(p.output, "transform"),
+                ),
+                ProcessingOutput(
+                    output_name="report", source=f"{PROC}/report", destination=_under(p.output, "preprocess")
+                ),
+            ],
+            arguments=[
+                *store_args,
+                "--feature-group",
+                p.feature_group,
+                "--train-size",
+                p.train_size.to_string(),
+                "--validation-size",
+                p.validation_size.to_string(),
+                "--test-size",
+                p.test_size.to_string(),
+            ],
+        ),
+        depends_on=[ingest],
+        cache_config=cache,
+    )
+    outputs = preprocess.properties.ProcessingOutputConfig.Outputs
+    channels = {
+        name: TrainingInput(outputs[name].S3Output.S3Uri) for name in ("train", "validation", "transform")
+    }
+    # On AWS every training job syncs /opt/ml/checkpoints under the run's output: a restarted or
+    # spot-interrupted job resumes from its last checkpoint (local mode has no S3 to sync to).
+    resumable = (
+        {}
+        if target.local
+        else {
+            "checkpoint_s3_uri": _under(p.output, train_contract.CHECKPOINTS),
+            "max_run": train_contract.MAX_RUN_S,
+            **(
+                {
+                    "use_spot_instances": True,
+                    "max_wait": train_contract.check_max_wait(target.spot_max_wait_s),
+                }
+                if target.spot_max_wait_s
+                else {}
+            ),
+        }
+    )
+    estimator = Estimator(
+        image_uri=target.image,
+        role=target.role,
+        instance_count=p.training_count,
+        instance_type=target.training_instance_type,
+        output_path=_under(p.output, "model"),
+        metric_definitions=train_contract.metric_definitions(),
+        environment=env,
+        hyperparameters={"num_round": p.num_round.to_string()},
+        sagemaker_session=session,
+        **resumable,
+    )
+    if target.local:  # local mode cannot run a TuningStep: Ray Tune tunes inside the training job
+        estimator.set_hyperparameters(
+            num_round=p.num_round.to_string(),
+            tune="true",
+            tune_trials=p.tuning_trials.to_string(),
+        )
+        train = TrainingStep(
+            name="TrainWithTuning", step_args=estimator.fit(inputs=channels), cache_config=cache
+        )
+        model_data = train.properties.ModelArtifacts.S3ModelArtifacts
+    else:
+        tuner = HyperparameterTuner(
+            estimator,
+            objective_metric_name="validation:rmse",
+            hyperparameter_ranges=tuning_ranges(),
+            metric_definitions=train_contract.metric_definitions(),
+            objective_type="Minimize",
+            max_jobs=p.tuning_trials,
+            max_parallel_jobs=p.tuning_parallel,
+        )
+        train = TuningStep(name="HPTuning", step_args=tuner.fit(inputs=channels), cache_config=cache)
+        model_data = train.get_top_model_s3_uri(
+            top_k=0, s3_bucket=session.default_bucket(), prefix="smray/tuning"
+        )
+
+    evaluate = ProcessingStep(
+        name="EvaluateModel",
+        step_args=processor(1, "evaluate").run(
+            inputs=[
+                ProcessingInput(source=model_data, destination=f"{PROC}/model", input_name="model"),
+                ProcessingInput(
+                    source=outputs["test"].S3Output.S3Uri, destination=f"{PROC}/test", input_name="test"
+                ),
+            ],
+            outputs=[
+                ProcessingOutput(
+                    output_name="evaluation",
+                    source=f"{PROC}/evaluation",
+                    destination=_under(p.output, "evaluation"),
+                )
+            ],
+        ),
+        property_files=[EVALUATION],
+    )
+    rmse = JsonGet(step_name=evaluate.name, property_file=EVALUATION, json_path=RMSE_PATH)
+    evaluation_uri = evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
+    register = _register_step(target, session, processor, p, model_data, evaluation_uri)
+    fail = FailStep(
+        name="RMSEFail",
+        error_message=Join(on=" ", values=["test RMSE", rmse, "is above the RMSEThreshold", p.threshold]),
+    )
+    gate = ConditionStep(
+        name="CheckEvaluation",
+        conditions=[ConditionLessThanOrEqualTo(left=rmse, right=p.threshold)],
+        if_steps=[register],
+        else_steps=[fail],
+    )
+    return Pipeline(
+        name=target.pipeline_name,
+        parameters=p.all(),
+        steps=[ingest, preprocess, train, evaluate, gate],
+        sagemaker_session=session,
+    )
+
+
+def _register_step(
+    target: Target,
+    session: Session,
+    processor: Callable[[object, str], Processor],
+    p: Parameters,
+    model_data: PipelineVariable,
+    evaluation_uri: PipelineVariable,
+) -> ProcessingStep | ModelStep:
+    # local mode rejects RegisterModel: the image's `register` mode writes the local registry instead
+    if target.local:
+        return ProcessingStep(
+            name="RegisterTrainedModel",
+            step_args=processor(1, "register").run(
+                inputs=[
+                    ProcessingInput(source=model_data, destination=f"{PROC}/model", input_name="model"),
+                    ProcessingInput(
+                        source=evaluation_uri, destination=f"{PROC}/evaluation", input_name="evaluation"
+                    ),
+                    ProcessingInput(source=p.registry, destination=f"{PROC}/registry", input_name="registry"),
+                ],
+                outputs=[
+                    ProcessingOutput(
+                        output_name="registered",
+                        source=f"{PROC}/registered",
+                        destination=_under(p.output, "registered"),
+                    )
+                ],
+                arguments=[
+                    "--group",
+                    target.model_package_group,
+                    "--image",
+                    target.image,
+                    "--execution",
+                    ExecutionVariables.PIPELINE_EXECUTION_ID,
+                ],
+            ),
+        )
+    model = Model(image_uri=target.image, model_data=model_data, role=target.role, sagemaker_session=session)
+    metrics = ModelMetrics(
+        model_statistics=MetricsSource(
+            s3_uri=Join(on="/", values=[evaluation_uri, "evaluation.json"]), content_type="application/json"
+        )
+    )
+    return ModelStep(
+        name="RegisterTrainedModel",
+        step_args=model.register(
+            content_types=["text/csv", "application/json", "application/jsonlines"],
+            response_types=["text/csv", "application/json"],
+            inference_instances=["ml.m5.large", "ml.m5.xlarge"],
+            transform_instances=["ml.m5.xlarge"],
+            model_package_group_name=target.model_package_group,
+            approval_status="PendingManualApproval",
+            model_metrics=metrics,
+        ),
+    )

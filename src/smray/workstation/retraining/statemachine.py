@@ -1,0 +1,357 @@
+"""The retraining workflow in Amazon States Language (JSONPath):
+
+PrepareData (the image's ingest then preprocess as SageMaker Processing jobs, or a Glue job) -> Train
+(a training job with the image, `.sync`) -> ReadMetric (DescribeTrainingJob through the AWS SDK
+integration; the metric is selected by name, since FinalMetricDataList's order is not guaranteed) ->
+MetricWithinThreshold? -> CreateModel -> CreateEndpointConfig -> create the endpoint, or update it when
+it exists; else MetricMissed, a Fail state naming the metric, its value and the threshold.
+
+Every task retries throttling and transient service errors with backoff and catches everything else into
+WorkflowFailed, whose cause is the failed task's own error.
+
+Execution input (the schedule's constant JSON): JobNamePrefix, DataUri, OutputUri, Threshold,
+EndpointName, Image, RoleArn, ProcessingInstanceType, ProcessingInstanceCount, TrainingInstanceType,
+TrainingInstanceCount, EndpointInstanceType.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from smray.contracts import train as train_contract
+
+METRIC = "validation:rmse"
+TRAINING_MAX_RUN_S = 14_400
+NEGATED_THRESHOLD = "States.StringToJson(States.Format('-{}', $.Threshold))"
+SM = "arn:aws:states:::sagemaker"
+SDK = "arn:aws:states:::aws-sdk:sagemaker"
+PROC = "/opt/ml/processing"
+RETRY = [
+    {
+        "ErrorEquals": [
+            "SageMaker.ThrottlingException",
+            "SageMaker.AmazonSageMakerException",
+            "ThrottlingException",
+        ],
+        "IntervalSeconds": 5,
+        "MaxAttempts": 6,
+        "BackoffRate": 2.0,
+        "JitterStrategy": "FULL",
+    }
+]
+CATCH = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "WorkflowFailed"}]
+REQUIRED_INPUT = (
+    "JobNamePrefix",
+    "DataUri",
+    "SchemaUri",
+    "OutputUri",
+    "Threshold",
+    "EndpointName",
+    "Image",
+    "RoleArn",
+    "ProcessingInstanceType",
+    "ProcessingInstanceCount",
+    "TrainingInstanceType",
+    "TrainingInstanceCount",
+    "EndpointInstanceType",
+)
+
+
+def _task(resource: str, parameters: dict[str, Any], next_state: str | None, **extra: Any) -> dict[str, Any]:
+    state: dict[str, Any] = {"Type": "Task", "Resource": resource, "Parameters": parameters}
+    state |= extra
+    state["Retry"] = RETRY
+    state["Catch"] = CATCH
+    if next_state:
+        state["Next"] = next_state
+    else:
+        state["End"] = True
+    return state
+
+
+def _processing(mode: str, inputs: list[dict], outputs: list[dict], arguments: list[str]) -> dict[str, Any]:
+    return {
+        "ProcessingJobName.$": f"States.Format('{{}}-{mode}', $.names.base)",
+        "RoleArn.$": "$.RoleArn",
+        "AppSpecification": {
+            "ImageUri.$": "$.Image",
+            "ContainerEntrypoint": ["smray-entrypoint", mode],
+            "ContainerArguments": arguments,
+        },
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceCount.$": "$.ProcessingInstanceCount",
+                "InstanceType.$": "$.ProcessingInstanceType",
+                "VolumeSizeInGB": 30,
+            }
+        },
+        "Environment": {"SMRAY_RAY_TOKEN.$": "$.names.token"},
+        "ProcessingInputs": inputs,
+        "ProcessingOutputConfig": {"Outputs": outputs},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+
+
+def _s3_input(name: str, uri_path: str, local: str) -> dict[str, Any]:
+    return {
+        "InputName": name,
+        "S3Input": {
+            "S3Uri.$": uri_path,
+            "LocalPath": local,
+            "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+        },
+    }
+
+
+def _s3_output(name: str, uri_path: str, local: str) -> dict[str, Any]:
+    return {
+        "OutputName": name,
+        "S3Output": {"S3Uri.$": uri_path, "LocalPath": local, "S3UploadMode": "EndOfJob"},
+    }
+
+
+def _under(*parts: str) -> str:
+    """An S3 URI under the execution's own prefix: <OutputUri>/<execution name>/<parts>."""
+    return "States.Format('{}/{}/" + "/".join(parts) + "', $.OutputUri, $$.Execution.Name)"
+
+
+def build(glue_job: str = "", spot_max_wait_s: int = 0) -> dict[str, Any]:
+    """The definition; with `glue_job`, PrepareData runs that Glue job (arguments --data_uri and
+    --output_uri, which must write train/ validation/ test/ and transform/ there) instead. With
+    `spot_max_wait_s`, Train is a managed spot job that waits up to that long for capacity."""
+    states: dict[str, Any] = {
+        "Names": {
+            "Type": "Pass",
+            "Comment": "one base name for every job of this execution, and the Ray token its hosts share",
+            "Parameters": {
+                "base.$": "States.Format('{}-{}', $.JobNamePrefix, $$.Execution.Name)",
+                "token.$": "States.UUID()",
+            },
+            "ResultPath": "$.names",
+            "Next": "PrepareData" if glue_job else "Ingest",
+        },
+    }
+    if glue_job:
+        states["PrepareData"] = _task(
+            "arn:aws:states:::glue:startJobRun.sync",
+            {
+                "JobName": glue_job,
+                "Arguments": {"--data_uri.$": "$.DataUri", "--output_uri.$": _under("prepared")},
+            },
+            "Train",
+            ResultPath=None,
+        )
+    else:
+        store = _under("store")
+        # SchemaUri: an S3 folder holding schema.json, the table's declaration (smray.schema)
+        schema_in = _s3_input("schema", "$.SchemaUri", f"{PROC}/input/schema")
+        schema_args = ["--schema", f"{PROC}/input/schema/schema.json"]
+        states["Ingest"] = _task(
+            f"{SM}:createProcessingJob.sync",
+            _processing(
+                "ingest",
+                [_s3_input("raw", "$.DataUri", f"{PROC}/input/raw"), schema_in],
+                [
+                    _s3_output("store", store, f"{PROC}/store"),
+                    _s3_output("report", _under("ingest"), f"{PROC}/report"),
+                ],
+                ["--store", f"{PROC}/store", *schema_args],
+            ),
+            "Preprocess",
+            ResultPath=None,
+        )
+        states["Preprocess"] = _task(
+            f"{SM}:createProcessingJob.sync",
+            _processing(
+                "preprocess",
+                [_s3_input("store", store, f"{PROC}/store"), schema_in],
+                [
+                    _s3_output(name, _under("prepared", name), f"{PROC}/{where}")
+                    for name, where in (
+                        ("train", "output/train"),
+                        ("validation", "output/validation"),
+                        ("test", "output/test"),
+                        ("transform", "transform"),
+                    )
+                ],
+                ["--store", f"{PROC}/store", *schema_args],
+            ),
+            "Train",
+            ResultPath=None,
+        )
+    channels = [
+        {
+            "ChannelName": name,
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri.$": _under("prepared", name),
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+        }
+        for name in ("train", "validation", "transform")
+    ]
+    states["Train"] = _task(
+        f"{SM}:createTrainingJob.sync",
+        {
+            "TrainingJobName.$": "$.names.base",
+            "RoleArn.$": "$.RoleArn",
+            "AlgorithmSpecification": {
+                "TrainingImage.$": "$.Image",
+                "TrainingInputMode": "File",
+                "MetricDefinitions": train_contract.metric_definitions(),
+            },
+            "HyperParameters": {"tune": "true"},
+            "InputDataConfig": channels,
+            "OutputDataConfig": {"S3OutputPath.$": _under("model")},
+            "ResourceConfig": {
+                "InstanceCount.$": "$.TrainingInstanceCount",
+                "InstanceType.$": "$.TrainingInstanceType",
+                "VolumeSizeInGB": 30,
+            },
+            "Environment": {"SMRAY_RAY_TOKEN.$": "$.names.token"},
+            "CheckpointConfig": {"S3Uri.$": _under(train_contract.CHECKPOINTS)},  # a restarted job resumes
+            **_stopping(spot_max_wait_s),
+        },
+        "ReadMetric",
+        ResultSelector={"ModelDataUrl.$": "$.ModelArtifacts.S3ModelArtifacts"},
+        ResultPath="$.training",
+    )
+    states["ReadMetric"] = _task(
+        f"{SDK}:describeTrainingJob",
+        {"TrainingJobName.$": "$.names.base"},
+        "MetricReported",
+        ResultSelector={"values.$": f"$.FinalMetricDataList[?(@.MetricName == '{METRIC}')].Value"},
+        ResultPath="$.metric",
+    )
+    states["MetricReported"] = {
+        "Type": "Choice",
+        "Comment": f"a job that printed no {METRIC} line has none: that fails the workflow, with a cause",
+        "Choices": [{"Variable": "$.metric.values[0]", "IsPresent": True, "Next": "PickMetric"}],
+        "Default": "NoMetric",
+    }
+    states["NoMetric"] = {
+        "Type": "Pass",
+        "Parameters": {
+            "Error": "MetricMissing",
+            "Cause.$": f"States.Format('training job {{}} reported no {METRIC}: the endpoint was not "
+            "changed', $.names.base)",
+        },
+        "ResultPath": "$.error",
+        "Next": "WorkflowFailed",
+    }
+    states["PickMetric"] = {
+        "Type": "Pass",
+        "Comment": f"the filter yields a list: its one element is {METRIC}",
+        "Parameters": {"name": METRIC, "value.$": "States.ArrayGetItem($.metric.values, 0)"},
+        "ResultPath": "$.metric",
+        "Next": "MetricWithinThreshold",
+    }
+    states["MetricWithinThreshold"] = {
+        "Type": "Choice",
+        "Choices": [
+            {"Variable": "$.metric.value", "NumericLessThanEqualsPath": "$.Threshold", "Next": "CreateModel"}
+        ],
+        "Default": "MeasureMiss",
+    }
+    states["MeasureMiss"] = {
+        "Type": "Pass",
+        "Comment": "value - threshold: JSONPath has no subtraction, so add the negated threshold (MathAdd "
+        "rounds to a whole number)",
+        "Parameters": {
+            "name.$": "$.metric.name",
+            "value.$": "$.metric.value",
+            "excess.$": f"States.MathAdd($.metric.value, {NEGATED_THRESHOLD})",
+        },
+        "ResultPath": "$.metric",
+        "Next": "MetricMissed",
+    }
+    states["MetricMissed"] = {
+        "Type": "Fail",
+        "Error": "MetricAboveThreshold",
+        "CausePath": "States.Format('{} {} is above the threshold {} by {}: the endpoint was not changed', "
+        "$.metric.name, $.metric.value, $.Threshold, $.metric.excess)",
+    }
+    states["CreateModel"] = _task(
+        f"{SM}:createModel",
+        {
+            "ModelName.$": "$.names.base",
+            "ExecutionRoleArn.$": "$.RoleArn",
+            "PrimaryContainer": {"Image.$": "$.Image", "ModelDataUrl.$": "$.training.ModelDataUrl"},
+        },
+        "CreateEndpointConfig",
+        ResultPath=None,
+    )
+    states["CreateEndpointConfig"] = _task(
+        f"{SM}:createEndpointConfig",
+        {
+            "EndpointConfigName.$": "$.names.base",
+            "ProductionVariants": [
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName.$": "$.names.base",
+                    "InstanceType.$": "$.EndpointInstanceType",
+                    "InitialInstanceCount": 1,
+                }
+            ],
+        },
+        "FindEndpoint",
+        ResultPath=None,
+    )
+    states["FindEndpoint"] = _task(
+        f"{SDK}:listEndpoints",
+        {"NameContains.$": "$.EndpointName", "MaxResults": 100},
+        "EndpointExists",
+        ResultSelector={"names.$": "$.Endpoints[*].EndpointName"},
+        ResultPath="$.existing",
+    )
+    states["EndpointExists"] = {
+        "Type": "Pass",
+        "Comment": "NameContains matches parts of names: look for the exact one",
+        "Parameters": {"exists.$": "States.ArrayContains($.existing.names, $.EndpointName)"},
+        "ResultPath": "$.existing",
+        "Next": "CreateOrUpdate",
+    }
+    states["CreateOrUpdate"] = {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.existing.exists", "BooleanEquals": True, "Next": "UpdateEndpoint"}],
+        "Default": "CreateEndpoint",
+    }
+    states["CreateEndpoint"] = _task(
+        f"{SM}:createEndpoint",
+        {"EndpointName.$": "$.EndpointName", "EndpointConfigName.$": "$.names.base"},
+        None,
+        ResultPath=None,
+    )
+    states["UpdateEndpoint"] = _task(
+        f"{SM}:updateEndpoint",
+        {"EndpointName.$": "$.EndpointName", "EndpointConfigName.$": "$.names.base"},
+        None,
+        ResultPath=None,
+    )
+    states["WorkflowFailed"] = {
+        "Type": "Fail",
+        "Error": "RetrainingFailed",
+        "CausePath": "$.error.Cause",
+    }
+    return {
+        "Comment": "smray scheduled retraining: prepare -> train -> gate on the validation metric -> deploy",
+        "QueryLanguage": "JSONPath",
+        "StartAt": "Names",
+        "States": states,
+    }
+
+
+def _stopping(spot_max_wait_s: int) -> dict[str, Any]:
+    limits: dict[str, Any] = {"MaxRuntimeInSeconds": TRAINING_MAX_RUN_S}
+    if not train_contract.check_max_wait(spot_max_wait_s, TRAINING_MAX_RUN_S):
+        return {"StoppingCondition": limits}
+    limits["MaxWaitTimeInSeconds"] = spot_max_wait_s
+    return {"EnableManagedSpotTraining": True, "StoppingCondition": limits}
+
+
+def render(glue_job: str = "", spot_max_wait_s: int = 0) -> str:
+    return json.dumps(build(glue_job, spot_max_wait_s), indent=2) + "\n"

@@ -1,0 +1,283 @@
+"""`smray schedule`: the retraining loop of the AWS state machine, on the local target.
+
+At each fire time of a `rate(...)`/`cron(...)` expression it runs the local workflow, then deploys the new
+model only when it passed the RMSE gate AND is not worse than the model the endpoint serves now, both
+scored on this run's test split; the endpoint is swapped without dropping requests. Otherwise the new
+version is rejected with the reason and the endpoint is left as it was.
+
+- Runs never overlap: fire times missed while a run was going are skipped (and said so); one scheduler
+  per smray home (a lock file).
+- The input is the state machine's execution input JSON, re-read before each run (as EventBridge sends
+  the rule's current input): DataUri (a local file or folder, or file://), Threshold, EndpointName,
+  Image, ProcessingInstanceCount, TrainingInstanceCount, and locally also NumRound and TuningTrials.
+- Ctrl-C or SIGTERM: between runs, stops at once; during a run, the run finishes first; a second signal
+  abandons the run (the endpoint stays as it was; a deploy already under way completes).
+- Every run's outcome is appended to <home>/schedule-history.jsonl (`smray schedule history`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pandas as pd
+
+from smray import metrics, model_artifact, tables, transform
+from smray import schema as schema_mod
+from smray.errors import UserError
+from smray.registry.local import LocalRegistry
+from smray.registry.records import Approval, ModelVersion
+from smray.workstation import local_workflow as flow
+from smray.workstation.endpoints.local import LocalEndpoints
+from smray.workstation.schedule.expressions import Rate, Schedule
+
+HISTORY = "schedule-history.jsonl"
+
+
+@dataclass
+class Record:
+    started: str
+    finished: str
+    execution: str
+    status: str  # Succeeded / Failed / Abandoned / Error
+    new_version: str
+    new_rmse: float | None
+    served_before: str
+    served_rmse: float | None
+    decision: str
+    served_after: str
+
+
+def read_input(path: Path) -> tuple[Path | None, flow.Settings]:
+    try:
+        given = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read the schedule's input {path}: {exc}") from exc
+    if not isinstance(given, dict):
+        raise UserError(f"{path}: the input must be a JSON object")
+    data = given.get("DataUri", "")
+    if data.startswith("s3://"):
+        raise UserError(f"{path}: DataUri {data} is in S3; the local loop reads local files (or file://)")
+    source = Path(urlparse(data).path if data.startswith("file://") else data) if data else None
+    d = flow.Settings()
+    try:
+        settings = flow.Settings(
+            image=str(given.get("Image", d.image)),
+            threshold=float(given.get("Threshold", d.threshold)),
+            processing_hosts=int(given.get("ProcessingInstanceCount", d.processing_hosts)),
+            training_hosts=int(given.get("TrainingInstanceCount", d.training_hosts)),
+            tuning_trials=int(given.get("TuningTrials", d.tuning_trials)),
+            num_round=int(given.get("NumRound", d.num_round)),
+            endpoint=str(given.get("EndpointName", d.endpoint)),
+            schema=schema_mod.load(Path(given["Schema"])) if given.get("Schema") else d.schema,
+        )
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path}: {exc}") from exc
+    return source, settings
+
+
+def score_on_test(test_dir: Path, scaled_by: transform.Transform, model: model_artifact.Model) -> float:
+    """RMSE of `model` on a test split written by preprocess (scaled by `scaled_by`): the features are
+    unscaled first, so a model with its own, older scaler is scored on the very same rows."""
+    frame = pd.concat([tables.read(f) for f in tables.list_files(test_dir, what="test")], ignore_index=True)
+    features = scaled_by.schema.feature_names
+    raw = pd.DataFrame(
+        scaled_by.invert_matrix(frame[features].to_numpy("float64"), features), columns=features
+    )
+    predicted = model.predict(raw, scaled=False)
+    actual = frame[scaled_by.schema.target].to_numpy("float64")
+    return float(metrics.point(actual, predicted)["rmse"])
+
+
+class Scheduler:
+    def __init__(
+        self, home: Path, schedule: Schedule, input_file: Path, max_runs: int = 0, run_now: bool = False
+    ) -> None:
+        self.home = home
+        self.schedule = schedule
+        self.input_file = input_file
+        self.max_runs = max_runs
+        self.run_now = run_now
+        self.stop = threading.Event()
+        self.in_run = False
+        self.in_deploy = False
+        self.anchor = datetime.now(UTC)
+
+    def run(self) -> int:
+        read_input(self.input_file)  # a broken input fails now, not at the first fire time
+        with self._only_scheduler(), self._signals():
+            runs = 0
+            self.anchor = datetime.now(UTC)
+            due = self.anchor if self.run_now else self._next(self.anchor)
+            while due is not None and not self.stop.is_set():
+                print(
+                    f"smray schedule: next run at {due:%Y-%m-%d %H:%M:%S} UTC ({self.schedule.expression})",
+                    flush=True,
+                )
+                if self.stop.wait(max(0.0, (due - datetime.now(UTC)).total_seconds())):
+                    break
+                self._remember(self._one_run())
+                runs += 1
+                if self.max_runs and runs >= self.max_runs:
+                    break
+                now = datetime.now(UTC)
+                following = self._next(now)
+                missed = self._missed(due, now)
+                if missed:
+                    print(
+                        f"smray schedule: skipped {missed} fire time(s) that came while the run was going",
+                        flush=True,
+                    )
+                due = following
+            print(f"smray schedule: stopped after {runs} run(s)", flush=True)
+        return 0
+
+    def _next(self, now: datetime) -> datetime | None:
+        """A rate counts from the scheduler's start, as an EventBridge rate counts from the rule's."""
+        if isinstance(self.schedule, Rate):
+            periods = int((now - self.anchor).total_seconds() // self.schedule.seconds) + 1
+            return self.anchor + timedelta(seconds=periods * self.schedule.seconds)
+        return self.schedule.next_after(now)
+
+    def _missed(self, due: datetime, now: datetime) -> int:
+        count, moment = 0, self.schedule.next_after(due)
+        while moment is not None and moment <= now and count < 10_000:
+            count, moment = count + 1, self.schedule.next_after(moment)
+        return count
+
+    def _one_run(self) -> Record:
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        endpoints = LocalEndpoints(self.home)
+        source, settings = read_input(self.input_file)
+        served = self._served(endpoints, settings.endpoint_name)
+        record = Record(started, "", "", "Error", "", None, _name(served), None, "", _name(served))
+        self.in_run = True
+        try:
+            input_dir = flow.stage_input(self.home, source)
+            result = flow.run_pipeline(self.home, input_dir, settings)
+            record.execution, record.status = result.execution.id, result.execution.status
+            record.decision = self._decide(result, served, settings, input_dir, record)
+            record.served_after = _name(self._served(endpoints, settings.endpoint_name))
+            result.outcome.facts["schedule"] = record.decision
+            flow.finish(result, "smray schedule")
+        except KeyboardInterrupt:
+            record.status, record.decision = (
+                "Abandoned",
+                "abandoned by a second stop signal: endpoint unchanged",
+            )
+        except UserError as exc:
+            record.decision = f"run failed: {exc}"
+        except Exception as exc:  # a defect: recorded like any run, then it stops the scheduler loudly
+            record.decision = f"run failed unexpectedly: {type(exc).__name__}: {exc}"
+            record.finished = datetime.now(UTC).isoformat(timespec="seconds")
+            self._remember(record)
+            raise
+        finally:
+            self.in_run = False
+            record.finished = datetime.now(UTC).isoformat(timespec="seconds")
+        print(f"smray schedule: {record.decision}", flush=True)
+        return record
+
+    def _remember(self, record: Record) -> None:
+        with open(self.home / HISTORY, "a") as history:
+            history.write(json.dumps(asdict(record)) + "\n")
+
+    def _decide(
+        self,
+        result: flow.Result,
+        served: ModelVersion | None,
+        settings: flow.Settings,
+        input_dir: Path,
+        record: Record,
+    ) -> str:
+        new = result.version
+        if new is None:
+            return "not deployed: " + next(
+                iter(v for k, v in result.outcome.facts.items() if k in ("gate", "failure")), ""
+            )
+        record.new_version = _name(new)
+        test_dir = result.execution.folder / "test"
+        candidate = model_artifact.load(Path(new.artifact))
+        record.new_rmse = score_on_test(test_dir, candidate.transform, candidate)
+        if served is not None:
+            record.served_rmse = score_on_test(
+                test_dir, candidate.transform, model_artifact.load(Path(served.artifact))
+            )
+            if record.new_rmse > record.served_rmse:
+                reason = (
+                    f"worse than the served {_name(served)} on this run's test set: RMSE "
+                    f"{record.new_rmse:,.0f} > {record.served_rmse:,.0f}"
+                )
+                flow.decide(self.home, new, Approval.REJECTED, reason, result.outcome)
+                return f"not deployed: {_name(new)} is {reason}"
+        self.in_deploy = True  # a stop signal now waits for the swap to complete
+        try:
+            approved = flow.decide(
+                self.home,
+                new,
+                Approval.APPROVED,
+                "passed the gate, not worse than the served model",
+                result.outcome,
+            )
+            flow.deploy_and_invoke(self.home, settings.endpoint_name, approved, input_dir, result.outcome)
+        finally:
+            self.in_deploy = False
+        before = f" (served {_name(served)}: RMSE {record.served_rmse:,.0f})" if served else ""
+        return f"deployed {_name(new)} (RMSE {record.new_rmse:,.0f}){before}"
+
+    def _served(self, endpoints: LocalEndpoints, name: str) -> ModelVersion | None:
+        endpoint = endpoints.describe(name)
+        if endpoint is None:
+            return None
+        group, version = endpoint.model.split("/")
+        return LocalRegistry(self.home / "registry").describe(group, int(version))
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if not self.in_run or not self.stop.is_set():
+            if self.in_run:
+                print("\nsmray schedule: stopping after this run (signal again to abandon it)", flush=True)
+            self.stop.set()
+            return
+        if self.in_deploy:
+            print("\nsmray schedule: the endpoint swap completes first", flush=True)
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    @contextlib.contextmanager
+    def _only_scheduler(self) -> Iterator[None]:
+        self.home.mkdir(parents=True, exist_ok=True)
+        with open(self.home / "schedule.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(f"another smray schedule is running on {self.home}") from None
+            yield
+
+
+def _name(version: ModelVersion | None) -> str:
+    return f"{version.group}/{version.version}" if version else ""
+
+
+def history(home: Path) -> list[dict[str, Any]]:
+    path = home / HISTORY
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    )
