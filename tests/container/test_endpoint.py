@@ -119,3 +119,33 @@ def test_deploy_update_under_load_and_a_failed_update(endpoints, tmp_path):
         endpoints.deploy("houses", broken)
     assert endpoints.describe("houses").model == "housing/2"
     assert _predict(second.url, rows) == pytest.approx(list(expected_v2), rel=1e-5)
+
+
+def test_an_endpoint_restarts_with_docker_and_a_deploy_brings_back_one_that_is_down(endpoints, tmp_path):
+    """After a reboot Docker restarts both containers; one it did not restart (stopped by hand, or a
+    daemon that came back without it) is started afresh by the next deploy, on the same URL."""
+    registry = LocalRegistry(tmp_path / "registry")
+    v1 = registry.register("housing", build_model(tmp_path / "m1", rounds=5), IMAGE, {})
+    v2 = registry.register("housing", build_model(tmp_path / "m2", rounds=20), IMAGE, {})
+    rows = sample_rows(2)
+    first = endpoints.deploy("houses", v1)
+    for container in (first.router, first.container):
+        policy = subprocess.run(
+            ["docker", "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", container],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert policy == "unless-stopped", container
+    subprocess.run(
+        ["docker", "stop", "-t", "1", first.router, first.container], check=True, capture_output=True
+    )
+
+    again = endpoints.deploy("houses", v2)
+    assert again.url == first.url and again.model == "housing/2"
+    expected = model_artifact.load(tmp_path / "m2").predict(rows, scaled=False)
+    assert _predict(again.url, rows) == pytest.approx(list(expected), rel=1e-5)
+    names = subprocess.run(
+        ["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True
+    ).stdout
+    assert first.container not in names.split()  # the old model container is gone, not left stopped

@@ -7,6 +7,10 @@ endpoint's port, so that deploying a new version never drops a request:
 3. after a grace period for requests already sent to the old container, stop it (SIGTERM: it finishes
    what it is answering) and remove it.
 
+Both containers restart with Docker (a reboot brings the endpoint back). An endpoint whose router is down
+all the same (stopped by hand, or Docker restarted without it) is served nothing: a deploy starts it
+afresh, on the port it had, so its URL stays.
+
 State lives under `<home>/endpoints/<name>/`: endpoint.json, the upstream file, the unpacked models.
 """
 
@@ -80,16 +84,21 @@ class LocalEndpoints:
             raise UserError(f"invalid endpoint name {name!r}: letters, digits and '-', 1-63 characters")
         image = image or version.image
         current = self.describe(name)
-        if current and not _running(current.router):
-            raise UserError(f"endpoint {name}'s router {current.router} is not running: delete the endpoint")
+        down = current is not None and not _running(current.router)
+        if current is not None and down:  # nothing is answering: no request to carry over
+            for container in (current.router, current.container):
+                _remove(container)
+            shutil.rmtree(self._dir(name) / "models" / current.container, ignore_errors=True)
         folder = self._dir(name)
         folder.mkdir(parents=True, exist_ok=True)
         _ensure_network()
         container, model_dir = self._start_model(name, version, image, folder)
         try:
             _wait_ping(container, _published_port(container), self.health_timeout_s)
-            if current is None:
-                router, port = self._start_router(name, image, folder, port, container)
+            _keep_up(container)
+            if current is None or down:
+                kept = port or (current.port if current else 0)
+                router, port = self._start_router(name, image, folder, kept, container)
             else:
                 _write_atomic(folder / "upstream", f"{container}:{SERVE_PORT}\n")
                 router, port = current.router, current.port
@@ -108,7 +117,7 @@ class LocalEndpoints:
             updated=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         _write_atomic(folder / "endpoint.json", json.dumps(asdict(endpoint), indent=2))
-        if current is not None:
+        if current is not None and not down:
             time.sleep(self.grace_s)  # requests the router already sent to the old container
             _docker("stop", "-t", "30", current.container, check=False)
             _remove(current.container)
@@ -162,6 +171,7 @@ class LocalEndpoints:
         try:
             port = _published_port(router)
             _wait_ping(router, port, self.health_timeout_s)
+            _keep_up(router)
         except BaseException:
             _remove(router)
             raise
@@ -220,6 +230,12 @@ def _wait_ping(container: str, port: int, timeout_s: float) -> None:
             pass
         time.sleep(0.2)
     raise UserError(f"container {container} did not answer /ping within {timeout_s:.0f} s")
+
+
+def _keep_up(container: str) -> None:
+    """From now on Docker restarts it, a reboot included (not before it is healthy: a container that
+    cannot start must fail its deploy, not loop)."""
+    _docker("update", "--restart", "unless-stopped", container)
 
 
 def _remove(container: str) -> None:
