@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from smray import schema
-from smray.errors import UserError
+from smray.errors import PlatformError, UserError
 from smray.feature_store.definition import FeatureGroupDefinition
 from smray.feature_store.sagemaker import SageMakerFeatureStore
 from smray.workstation import datagen
@@ -157,6 +157,6 @@ def test_waits_until_the_offline_store_holds_the_records(aws):
     aws.sleep = land_later
     assert aws.wait_offline(group, since_ms=0, expected=120, timeout_s=60) == 150
     assert len(polls) == 3 and polls[0] < polls[1]  # backoff between polls
-    with pytest.raises(UserError, match="only 150 of 1000 records reached the offline store"):
+    with pytest.raises(PlatformError, match="only 150 of 1000 records reached the offline store"):
         aws.sleep = lambda s: None
         aws.wait_offline(group, since_ms=0, expected=1000, timeout_s=0)

@@ -4,7 +4,7 @@ import pytest
 
 from smray.errors import ClusterError
 from smray.ray_bootstrap.resolve import resolve
-from smray.ray_bootstrap.retry import retry
+from smray.retry import retry
 
 
 class FakeTime:
@@ -41,7 +41,14 @@ def test_gives_up_at_the_deadline_with_a_clear_error():
         raise OSError("Name or service not known")
 
     with pytest.raises(ClusterError) as err:
-        retry(attempt, what="host name 'algo-9' resolving", timeout_s=10, clock=t.clock, sleep=t.sleep)
+        retry(
+            attempt,
+            what="host name 'algo-9' resolving",
+            timeout_s=10,
+            error=ClusterError,
+            clock=t.clock,
+            sleep=t.sleep,
+        )
     assert "host name 'algo-9' resolving did not happen within 10 s" in str(err.value)
     assert "Name or service not known" in str(err.value)
     assert max(t.sleeps) <= 5.0 and t.now == pytest.approx(10)

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from smray.errors import UserError
+from smray.errors import PlatformError
 from smray.workstation import tracking
 
 RUN = tracking.Run("abc123", 1_700_000_000.0, "Succeeded", {"hp_eta": "0.1"}, {"test_rmse": 4500.0})
@@ -75,5 +75,5 @@ def test_a_run_is_logged_to_mlflow_when_a_server_is_named(tmp_path, mlflow):
 
 def test_an_unreachable_mlflow_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
-    with pytest.raises(UserError, match=r"MLflow at .* is unreachable"):
+    with pytest.raises(PlatformError, match=r"MLflow at .* is unreachable"):
         tracking.record(tmp_path, RUN)

@@ -15,10 +15,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from smray import __version__
+from smray import __version__, errors
 from smray.contracts.resource_config import ResourceConfig, discover, job_kind
 from smray.entrypoints.failure import report_and_exit, write_failure
 from smray.entrypoints.modes import cluster_check, evaluate, ingest, preprocess, register, route, serve, train
+from smray.entrypoints.ray_tasks import original
 from smray.errors import UserError
 from smray.ray_bootstrap import cluster
 
@@ -125,11 +126,9 @@ def run(argv: list[str]) -> int:
             )
         else:
             mode.run(config, opts)
-    except UserError as exc:
-        log.error("FAILED: %s", write_failure(exc, kind))
-        return EXIT_FAILURE
     except BaseException as exc:
-        log.exception("unexpected failure")
+        if not errors.expected(original(exc)):
+            log.exception("unexpected failure")  # a bug: its traceback belongs in the log
         log.error("FAILED: %s", write_failure(exc, kind))
         return EXIT_FAILURE
     log.info("mode %s succeeded", mode.name)

@@ -8,10 +8,9 @@ import os
 from pathlib import Path
 from typing import NoReturn
 
-from smray import paths
+from smray import errors, paths
 from smray.contracts.resource_config import JobKind
 from smray.entrypoints.ray_tasks import original
-from smray.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +28,8 @@ def failure_file(kind: JobKind) -> Path:
     return paths.output_dir() / FAILURE_FILES[kind]
 
 
-def one_line(exc: BaseException) -> str:
-    """The reason as one line: a UserError's message as written; anything else by its type too. An
-    error raised inside a Ray task or actor is reported as the original error, not Ray's wrapper."""
-    exc = original(exc)
-    text = " ".join(str(exc).split())
-    if isinstance(exc, UserError):
-        return text or type(exc).__name__
-    return (
-        f"internal error: {type(exc).__name__}: {text}" if text else f"internal error: {type(exc).__name__}"
-    )
-
-
 def write_failure(exc: BaseException, kind: JobKind) -> str:
-    reason = one_line(exc)
+    reason = errors.one_line(original(exc))  # a Ray task's error, not Ray's wrapper of it
     encoded = reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
     path = failure_file(kind)
     try:

@@ -22,8 +22,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
-from smray.errors import UserError
+from smray.errors import PlatformError, UserError
 from smray.feature_store.definition import FeatureGroupDefinition
+from smray.retry import NotYet, retry
 
 log = logging.getLogger(__name__)
 
@@ -103,20 +104,27 @@ class SageMakerFeatureStore:
             OfflineStoreConfig={"S3StorageConfig": {"S3Uri": offline_s3_uri}},
             RoleArn=role_arn,
         )
-        deadline = time.monotonic() + timeout_s
-        delay = 1.0
-        while True:
+
+        def created() -> FeatureGroupDefinition:
             status = self.sagemaker.describe_feature_group(FeatureGroupName=wanted.name).get(
                 "FeatureGroupStatus"
             )
-            if status == "Created":
-                created = self.describe(wanted.name)
-                assert created is not None
-                return created
-            if status == "CreateFailed" or time.monotonic() > deadline:
-                raise UserError(f"feature group {wanted.name} did not become ready (status {status})")
-            self.sleep(delay)
-            delay = min(delay * 2, 15.0)
+            found = self.describe(wanted.name) if status == "Created" else None
+            if status == "CreateFailed":
+                raise PlatformError(f"feature group {wanted.name} could not be created (status {status})")
+            if found is None:
+                raise NotYet(f"status {status}")
+            return found
+
+        return retry(
+            created,
+            what=f"feature group {wanted.name} becoming ready",
+            timeout_s=timeout_s,
+            retry_on=(),
+            first_delay_s=1.0,
+            max_delay_s=15.0,
+            sleep=self.sleep,
+        )
 
     def put(self, group: FeatureGroupDefinition, frame: pd.DataFrame) -> PutReport:
         batch = records(frame, group)
@@ -150,10 +158,9 @@ class SageMakerFeatureStore:
         if self.s3 is None:
             raise UserError("waiting for the offline store needs an S3 client")
         bucket, _, prefix = group.offline_uri.removeprefix("s3://").partition("/")
-        deadline = time.monotonic() + timeout_s
         seen: dict[str, int] = {}
-        delay = 2.0
-        while True:
+
+        def all_visible() -> int:
             pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
             for page in pages:
                 for obj in page.get("Contents", []):
@@ -163,13 +170,17 @@ class SageMakerFeatureStore:
                         body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
                         seen[key] = pq.read_metadata(io.BytesIO(body)).num_rows
             total = sum(seen.values())
-            if total >= expected:
-                return total
-            if time.monotonic() > deadline:
-                raise UserError(
-                    f"only {total} of {expected} records reached the offline store of {group.name} "
-                    f"within {timeout_s:g} s"
-                )
-            log.info("offline store: %d of %d records visible; polling again", total, expected)
-            self.sleep(delay)
-            delay = min(delay * 2, 60.0)
+            if total < expected:
+                log.info("offline store: %d of %d records visible; polling again", total, expected)
+                raise NotYet(f"only {total} of {expected} records reached the offline store")
+            return total
+
+        return retry(
+            all_visible,
+            what=f"the records of {group.name} reaching its offline store",
+            timeout_s=timeout_s,
+            retry_on=(),
+            first_delay_s=2.0,
+            max_delay_s=60.0,
+            sleep=self.sleep,
+        )

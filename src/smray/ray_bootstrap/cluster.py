@@ -22,6 +22,7 @@ from smray.ray_bootstrap import auth, object_store
 from smray.ray_bootstrap.lifeline import LifelineClient, LifelineServer
 from smray.ray_bootstrap.resolve import resolve, wait_for_port
 from smray.ray_bootstrap.settings import ClusterSettings
+from smray.retry import NotYet, retry
 
 log = logging.getLogger(__name__)
 
@@ -155,14 +156,21 @@ def _expect_live_nodes(expected: int, timeout_s: float = 30.0) -> None:
     check that Ray agrees and that no stranger joined."""
     import ray
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        alive = [n for n in ray.nodes() if n.get("Alive")]
-        if len(alive) == expected:
-            return
-        if len(alive) > expected or time.monotonic() > deadline:
-            raise ClusterError(f"expected exactly {expected} live Ray nodes, found {len(alive)}")
-        time.sleep(0.2)
+    def exactly_expected() -> None:
+        alive = sum(1 for n in ray.nodes() if n.get("Alive"))
+        if alive > expected:
+            raise ClusterError(f"expected exactly {expected} live Ray nodes, found {alive}")
+        if alive < expected:
+            raise NotYet(f"{alive} live")
+
+    retry(
+        exactly_expected,
+        what=f"{expected} Ray nodes registering",
+        timeout_s=timeout_s,
+        retry_on=(),
+        max_delay_s=1.0,
+        error=ClusterError,
+    )
 
 
 class _LostHostAlarm:

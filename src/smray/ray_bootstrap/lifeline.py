@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from smray.errors import ClusterError
-from smray.ray_bootstrap.retry import retry
+from smray.retry import retry
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,7 @@ class LifelineClient:
             lambda: socket.create_connection((head_ip, port), timeout=5),
             what=f"the head's lifeline at {head_ip}:{port} answering",
             timeout_s=timeout_s,
+            error=ClusterError,
         )
         _send(sock, f"hello {host} {proof(token, host)}")
         client = cls(sock, beat_s, silence_s)

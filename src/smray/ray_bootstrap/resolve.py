@@ -6,12 +6,15 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
-from smray.ray_bootstrap.retry import retry
+from smray.errors import ClusterError
+from smray.retry import retry
 
 
 def resolve(host: str, timeout_s: float, lookup: Callable[[str], str] = socket.gethostbyname) -> str:
     """The IPv4 address of `host`, retrying until `timeout_s` has passed."""
-    return retry(lambda: lookup(host), what=f"host name {host!r} resolving", timeout_s=timeout_s)
+    return retry(
+        lambda: lookup(host), what=f"host name {host!r} resolving", timeout_s=timeout_s, error=ClusterError
+    )
 
 
 def wait_for_port(host: str, ip: str, port: int, timeout_s: float) -> None:
@@ -20,4 +23,5 @@ def wait_for_port(host: str, ip: str, port: int, timeout_s: float) -> None:
         lambda: socket.create_connection((ip, port), timeout=2).close(),
         what=f"host {host} ({ip}) accepting connections on port {port}",
         timeout_s=timeout_s,
+        error=ClusterError,
     )

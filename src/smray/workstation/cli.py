@@ -9,7 +9,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from smray import __version__, paths
+from smray import __version__, errors, paths
 from smray.contracts.resource_config import JobKind
 from smray.errors import UserError
 from smray.hyperparameters import PARAMS
@@ -192,5 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(sys.argv[1:] if argv is None else argv)
     try:
         sys.exit(args.func(args))
-    except UserError as exc:
-        sys.exit(f"smray: {exc}")
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        if not errors.expected(exc):
+            raise  # a bug: the traceback is what a report needs
+        sys.exit(f"smray: {errors.one_line(exc)}")

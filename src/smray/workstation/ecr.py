@@ -12,7 +12,8 @@ from typing import Any
 
 import boto3
 
-from smray.errors import UserError
+from smray import errors
+from smray.errors import PlatformError
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def docker_login(creds: Credentials) -> None:
         check=False,
     )
     if proc.returncode != 0:
-        raise UserError(f"docker login to {creds.registry} failed: {proc.stderr.strip()}")
+        raise PlatformError(f"docker login to {creds.registry} failed: {proc.stderr.strip()}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,8 +62,10 @@ def main(argv: list[str] | None = None) -> None:
         uri = ensure_repository(ecr, args.repository)
         creds = credentials(ecr)
         docker_login(creds)
-    except UserError as exc:
-        sys.exit(f"smray.workstation.ecr: {exc}")
+    except Exception as exc:
+        if not errors.expected(exc):
+            raise
+        sys.exit(f"smray.workstation.ecr: {errors.one_line(exc)}")
     print(uri.rsplit("/", 1)[0])
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from smray import model_artifact, tables
 from smray import schema as schema_mod
-from smray.errors import UserError
+from smray.errors import PlatformError, UserError
 from smray.registry.local import LocalRegistry
 from smray.registry.records import Approval, ModelVersion
 from smray.reporting import run_report
@@ -209,7 +209,7 @@ def _track(home: Path, execution: Any, started: float, evaluation: dict | None, 
         mlflow_run = tracking.record(
             home, tracking.Run(execution.id, started, execution.status, params, metrics)
         )
-    except UserError as exc:  # the run itself stands; the summary says what was not tracked
+    except (UserError, PlatformError) as exc:  # the run itself stands; the summary says what was not tracked
         outcome.facts["tracking"] = f"FAILED: {exc}"
         outcome.ok = False
         return

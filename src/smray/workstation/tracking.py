@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from smray.errors import UserError
+from smray.errors import PlatformError, UserError
 
 FILE = "experiments.jsonl"
 EXPERIMENT_PREFIX = "smray-"  # + the feature group (the table's name): smray-housing
@@ -68,7 +68,7 @@ class MlflowRest:
                 f"MLflow at {self.base}: {method} {path} -> HTTP {exc.code}: {exc.read()[:200]!r}"
             ) from exc
         except OSError as exc:
-            raise UserError(f"MLflow at {self.base} is unreachable: {exc}") from exc
+            raise PlatformError(f"MLflow at {self.base} is unreachable: {exc}") from exc
 
     def log(self, run: Run) -> str:
         name = EXPERIMENT_PREFIX + run.params.get("FeatureGroupName", "housing")

@@ -29,8 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from smray import model_artifact
-from smray.errors import UserError
+from smray.errors import PlatformError, UserError
 from smray.registry.records import ModelVersion
+from smray.retry import NotYet, retry
 from smray.workstation.endpoints.client import Connection
 
 NETWORK = "smray-endpoints"
@@ -55,7 +56,7 @@ class Endpoint:
 def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(["docker", *args], capture_output=True, text=True)
     if check and result.returncode != 0:
-        raise UserError(f"docker {args[0]} failed: {result.stderr.strip().splitlines()[-1:]}")
+        raise PlatformError(f"docker {args[0]} failed: {result.stderr.strip().splitlines()[-1:]}")
     return result
 
 
@@ -217,19 +218,16 @@ def _running(container: str) -> bool:
 
 
 def _wait_ping(container: str, port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def healthy() -> None:
         if not _running(container):
             logs = _docker("logs", "--tail", "5", container, check=False)
             tail = " | ".join((logs.stdout + logs.stderr).strip().splitlines()[-3:])
             raise UserError(f"container {container} stopped before answering /ping: {tail}")
-        try:
-            if Connection(f"http://127.0.0.1:{port}", timeout_s=5).request("GET", "/ping").status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise UserError(f"container {container} did not answer /ping within {timeout_s:.0f} s")
+        status = Connection(f"http://127.0.0.1:{port}", timeout_s=5).request("GET", "/ping").status
+        if status != 200:
+            raise NotYet(f"/ping answered {status}")
+
+    retry(healthy, what=f"container {container} answering /ping", timeout_s=timeout_s, max_delay_s=0.5)
 
 
 def _keep_up(container: str) -> None:

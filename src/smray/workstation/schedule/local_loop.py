@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
-from smray import metrics, model_artifact, tables, transform
+from smray import errors, metrics, model_artifact, tables, transform
 from smray import schema as schema_mod
 from smray.errors import UserError
 from smray.registry.local import LocalRegistry
@@ -174,13 +174,13 @@ class Scheduler:
                 "Abandoned",
                 "abandoned by a second stop signal: endpoint unchanged",
             )
-        except UserError as exc:
-            record.decision = f"run failed: {exc}"
-        except Exception as exc:  # a defect: recorded like any run, then it stops the scheduler loudly
-            record.decision = f"run failed unexpectedly: {type(exc).__name__}: {exc}"
-            record.finished = datetime.now(UTC).isoformat(timespec="seconds")
-            self._remember(record)
-            raise
+        except Exception as exc:
+            if not errors.expected(exc):  # a defect: recorded like any run, then it stops the scheduler
+                record.decision = f"run failed unexpectedly: {type(exc).__name__}: {exc}"
+                record.finished = datetime.now(UTC).isoformat(timespec="seconds")
+                self._remember(record)
+                raise
+            record.decision = f"run failed: {errors.one_line(exc)}"  # input, Docker or AWS: the next may pass
         finally:
             self.in_run = False
             record.finished = datetime.now(UTC).isoformat(timespec="seconds")
