@@ -1,5 +1,3 @@
-import pytest
-
 from smray import paths
 from smray.entrypoints import dispatch
 from tests.conftest import write_json
@@ -37,13 +35,3 @@ def test_processing_failures_go_to_the_exit_message(opt_ml):
 def test_bad_mode_arguments_are_a_usage_error(opt_ml):
     assert dispatch.run(["cluster-check", "--hold", "soon"]) == 2
     assert "invalid arguments for mode cluster-check" in (opt_ml / "output" / "failure").read_text()
-
-
-@pytest.mark.timeout(120)
-def test_cluster_check_on_one_local_host(opt_ml, monkeypatch, capsys):
-    monkeypatch.setenv("SMRAY_OBJECT_STORE_MIB", "100")
-    assert dispatch.run(["cluster-check"]) == 0
-    out = capsys.readouterr().out
-    assert "cluster-check: task ran on algo-1 (" in out
-    assert "cluster-check: OK, 1/1 hosts answered" in out
-    assert not (opt_ml / "output" / "failure").exists()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -27,6 +27,7 @@ from smray.feature_store.definition import FeatureGroupDefinition
 from smray.retry import NotYet, retry
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RETRYABLE = {"ThrottlingException", "ServiceUnavailable", "InternalFailure", "RequestThrottled"}
 
@@ -116,15 +117,7 @@ class SageMakerFeatureStore:
                 raise NotYet(f"status {status}")
             return found
 
-        return retry(
-            created,
-            what=f"feature group {wanted.name} becoming ready",
-            timeout_s=timeout_s,
-            retry_on=(),
-            first_delay_s=1.0,
-            max_delay_s=15.0,
-            sleep=self.sleep,
-        )
+        return self._poll(created, f"feature group {wanted.name} becoming ready", timeout_s, 1.0, 15.0)
 
     def put(self, group: FeatureGroupDefinition, frame: pd.DataFrame) -> PutReport:
         batch = records(frame, group)
@@ -175,12 +168,18 @@ class SageMakerFeatureStore:
                 raise NotYet(f"only {total} of {expected} records reached the offline store")
             return total
 
+        return self._poll(
+            all_visible, f"the records of {group.name} reaching its offline store", timeout_s, 2.0, 60.0
+        )
+
+    def _poll(self, check: Callable[[], T], what: str, timeout_s: float, first_s: float, max_s: float) -> T:
+        """`check()` until it stops raising NotYet; AWS's own errors are not retried here (boto3 has)."""
         return retry(
-            all_visible,
-            what=f"the records of {group.name} reaching its offline store",
+            check,
+            what=what,
             timeout_s=timeout_s,
             retry_on=(),
-            first_delay_s=2.0,
-            max_delay_s=60.0,
+            first_delay_s=first_s,
+            max_delay_s=max_s,
             sleep=self.sleep,
         )

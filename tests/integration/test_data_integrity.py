@@ -20,8 +20,8 @@ from smray.errors import UserError
 from smray.feature_store.local import LocalFeatureStore, latest_versions
 from smray.workstation import datagen
 from smray.workstation.local_workflow import stage_input
-from tests.steps.test_ingest import GOOD, HEADER, options, write
-from tests.steps.test_preprocess import options as preprocess_options
+from tests.integration.test_ingest import GOOD, HEADER, options, write
+from tests.integration.test_preprocess import options as preprocess_options
 
 FEATURES = list(datagen.housing_frame(1, 0, with_ids=False).columns[1:])
 

@@ -8,7 +8,7 @@ from smray import metrics
 from smray.contracts.resource_config import local
 from smray.entrypoints.modes import evaluate
 from smray.errors import UserError
-from tests.steps.test_train import make_channels, run_train
+from tests.integration.test_train import make_channels, run_train
 
 
 @pytest.fixture

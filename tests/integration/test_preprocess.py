@@ -11,7 +11,7 @@ from smray.entrypoints.modes import ingest, preprocess
 from smray.errors import UserError
 from smray.feature_store.local import LocalFeatureStore
 from smray.workstation import datagen
-from tests.steps.test_ingest import options as ingest_options
+from tests.integration.test_ingest import options as ingest_options
 
 
 @pytest.fixture(scope="module")
