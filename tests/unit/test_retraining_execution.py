@@ -18,7 +18,7 @@ from moto import mock_aws
 
 from smray.workstation.retraining import statemachine
 
-from .test_statemachine import INPUT
+from .test_retraining_statemachine import INPUT
 
 FAKE_MODEL = "s3://smray-example/retraining/model/model.tar.gz"
 
