@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from smray.errors import UserError
 
+TRAIN, VALIDATION, TRANSFORM = "train", "validation", "transform"  # the training job's input channels
+CHANNELS = (TRAIN, VALIDATION, TRANSFORM)
 CHECKPOINTS = "checkpoints"  # the prefix under a run's output
 MAX_RUN_S = 86_400  # a training job's MaxRuntimeInSeconds (the SDK's default)
 METRICS = ("rmse", "mae")

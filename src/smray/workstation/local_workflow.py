@@ -14,6 +14,8 @@ from typing import Any
 
 from smray import model_artifact, tables
 from smray import schema as schema_mod
+from smray.contracts.evaluate import EVALUATION_FILE
+from smray.contracts.register import RESULT_FILE
 from smray.errors import PlatformError, UserError
 from smray.registry.local import LocalRegistry
 from smray.registry.records import Approval, ModelVersion
@@ -82,7 +84,7 @@ def run_pipeline(home: Path, input_dir: Path, settings: Settings) -> Result:
         )
     outcome = Outcome()
     outcome.facts["execution"] = f"{execution.id} {execution.status} in {execution.seconds:.0f} s"
-    evaluation = execution.read_json("evaluation", "evaluation.json")
+    evaluation = execution.read_json("evaluation", EVALUATION_FILE)
     if evaluation:
         m = evaluation["regression_metrics"]
         outcome.facts["test metrics"] = (
@@ -178,7 +180,7 @@ def _gate(
     registered = execution.step("RegisterTrainedModel")
     failed = execution.step("RMSEFail")
     if registered and registered.status == "Succeeded":
-        record = execution.read_json("registered", "registered.json")
+        record = execution.read_json("registered", RESULT_FILE)
         version = LocalRegistry(home / "registry").describe(record["group"], record["version"])
         outcome.facts["gate"] = (
             f"passed (RMSE <= {threshold:,.0f}): registered {version.group}/{version.version}"

@@ -14,19 +14,25 @@ from pathlib import Path
 
 import pandas as pd
 
-from smray import metrics, model_artifact, paths, tables
+from smray import metrics, model_artifact, tables
+from smray.contracts import evaluate as contract
+from smray.contracts.jobs import processing_root
 from smray.contracts.resource_config import ResourceConfig
 from smray.reporting import evaluation as pictures
 
-EVALUATION_FILE = "evaluation.json"
+EVALUATION_FILE = contract.EVALUATION_FILE
 
 
 def parser() -> argparse.ArgumentParser:
-    proc = paths.ml_root() / "processing"
+    proc = processing_root()
     p = argparse.ArgumentParser(prog="smray-entrypoint evaluate", description=__doc__)
-    p.add_argument("--model", type=Path, default=proc / "model", help="model folder or model.tar.gz")
-    p.add_argument("--test", type=Path, default=proc / "test", help="test split (Parquet or CSV with header)")
-    p.add_argument("--output", type=Path, default=proc / "evaluation", help="evaluation.json and the report")
+    p.add_argument("--model", type=Path, default=proc / contract.MODEL, help="model folder or model.tar.gz")
+    p.add_argument(
+        "--test", type=Path, default=proc / contract.TEST, help="test split (Parquet or CSV, header)"
+    )
+    p.add_argument(
+        "--output", type=Path, default=proc / contract.OUTPUT, help="evaluation.json and the report"
+    )
     p.add_argument(
         "--raw",
         action="store_true",

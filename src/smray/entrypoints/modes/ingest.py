@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from smray import paths, tables
 from smray import schema as schema_mod
+from smray import tables
+from smray.contracts import ingest as contract
+from smray.contracts.jobs import processing_root
 from smray.contracts.resource_config import ResourceConfig, discover
 from smray.entrypoints import ray_tasks
 from smray.errors import UserError
@@ -53,11 +55,11 @@ class Unit:
 
 
 def parser() -> argparse.ArgumentParser:
-    proc = paths.ml_root() / "processing"
+    proc = processing_root()
     p = argparse.ArgumentParser(prog="smray-entrypoint ingest", description=__doc__)
-    p.add_argument("--input", type=Path, default=proc / "input" / "raw", help="folder of CSV/Parquet files")
+    p.add_argument("--input", type=Path, default=proc / contract.RAW, help="folder of CSV/Parquet files")
     p.add_argument(
-        "--store", default=str(proc / "feature-store"), help="local feature store root (or file://)"
+        "--store", default=str(proc / contract.STORE), help="local feature store root (or file://)"
     )
     p.add_argument("--feature-group", default="housing", help="feature group name")
     p.add_argument("--schema", type=Path, help="schema JSON (default: the built-in housing schema)")
@@ -72,8 +74,12 @@ def parser() -> argparse.ArgumentParser:
         help="snapshot: the input is the whole table, records no longer in it are deleted (default on "
         "the local store); upsert: the input adds and changes records, deletes none (default on SageMaker)",
     )
-    p.add_argument("--quarantine", type=Path, default=proc / "quarantine", help="where rule-breaking rows go")
-    p.add_argument("--report", type=Path, default=proc / "report" / "ingest.json", help="summary JSON")
+    p.add_argument(
+        "--quarantine", type=Path, default=proc / contract.QUARANTINE, help="where rule-breaking rows go"
+    )
+    p.add_argument(
+        "--report", type=Path, default=proc / contract.REPORT / contract.REPORT_FILE, help="summary JSON"
+    )
     p.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help="rows per committed batch")
     p.add_argument("--backend", choices=BACKENDS, default="local", help="feature store (default: local)")
     p.add_argument("--role-arn", default="", help="sagemaker: role for a new group's offline store")

@@ -22,8 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from smray import paths, tables
 from smray import schema as schema_mod
+from smray import tables
+from smray.contracts import preprocess as contract
+from smray.contracts.jobs import processing_root
 from smray.contracts.resource_config import ResourceConfig
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
@@ -33,15 +35,15 @@ from smray.transform import Scale, Transform
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "test")
+SPLITS = contract.SPLITS
 FRACTION_TOLERANCE = 1e-6
 
 
 def parser() -> argparse.ArgumentParser:
-    proc = paths.ml_root() / "processing"
+    proc = processing_root()
     p = argparse.ArgumentParser(prog="smray-entrypoint preprocess", description=__doc__)
     p.add_argument(
-        "--store", default=str(proc / "feature-store"), help="local feature store root (or file://)"
+        "--store", default=str(proc / contract.STORE), help="local feature store root (or file://)"
     )
     p.add_argument("--feature-group", default="housing")
     p.add_argument("--schema", type=Path, help="schema JSON (default: the one ingest kept with the group)")
@@ -49,12 +51,12 @@ def parser() -> argparse.ArgumentParser:
         "--offline-files", type=Path, help="a downloaded SageMaker offline store (instead of --store)"
     )
     p.add_argument(
-        "--output", type=Path, default=proc / "output", help="writes train/ validation/ test/ here"
+        "--output", type=Path, default=proc / contract.OUTPUT, help="writes train/ validation/ test/ here"
     )
     p.add_argument(
-        "--transform-output", type=Path, default=proc / "transform", help="preprocessing.json here"
+        "--transform-output", type=Path, default=proc / contract.TRANSFORM, help="preprocessing.json here"
     )
-    p.add_argument("--report", type=Path, default=proc / "report" / "preprocess.json")
+    p.add_argument("--report", type=Path, default=proc / contract.REPORT / contract.REPORT_FILE)
     p.add_argument("--as-of", help="latest records as of this ISO-8601 time (default: now)")
     p.add_argument("--train-size", type=float, default=0.6)
     p.add_argument("--validation-size", type=float, default=0.2)

@@ -12,25 +12,30 @@ import dataclasses
 import json
 from pathlib import Path
 
-from smray import paths
+from smray.contracts import register as contract
+from smray.contracts.evaluate import EVALUATION_FILE
+from smray.contracts.jobs import processing_root
 from smray.contracts.resource_config import ResourceConfig
-from smray.entrypoints.modes.evaluate import EVALUATION_FILE
 from smray.errors import UserError
 from smray.registry.local import LocalRegistry
 
-RESULT_FILE = "registered.json"
+RESULT_FILE = contract.RESULT_FILE
 
 
 def parser() -> argparse.ArgumentParser:
-    proc = paths.ml_root() / "processing"
+    proc = processing_root()
     p = argparse.ArgumentParser(prog="smray-entrypoint register", description=__doc__)
-    p.add_argument("--model", type=Path, default=proc / "model", help="model.tar.gz or its folder")
-    p.add_argument("--evaluation", type=Path, default=proc / "evaluation", help="folder with evaluation.json")
-    p.add_argument("--registry", type=Path, default=proc / "registry", help="the local registry's folder")
+    p.add_argument("--model", type=Path, default=proc / contract.MODEL, help="model.tar.gz or its folder")
+    p.add_argument(
+        "--evaluation", type=Path, default=proc / contract.EVALUATION, help="folder with evaluation.json"
+    )
+    p.add_argument(
+        "--registry", type=Path, default=proc / contract.REGISTRY, help="the local registry's folder"
+    )
     p.add_argument("--group", default="housing", help="model package group")
     p.add_argument("--image", required=True, help="the image that serves the model")
     p.add_argument("--execution", default="", help="the pipeline execution that produced the model")
-    p.add_argument("--output", type=Path, default=proc / "registered", help=f"where {RESULT_FILE} goes")
+    p.add_argument("--output", type=Path, default=proc / contract.OUTPUT, help=f"where {RESULT_FILE} goes")
     return p
 
 

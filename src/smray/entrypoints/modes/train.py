@@ -20,6 +20,7 @@ from typing import Any
 import xgboost
 
 from smray import hyperparameters, paths, transform
+from smray.contracts import train as contract
 from smray.contracts.resource_config import ResourceConfig
 from smray.entrypoints.training import checkpoint, engines, tuning
 from smray.errors import UserError
@@ -41,15 +42,15 @@ def parser() -> argparse.ArgumentParser:
 
 def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     values = hyperparameters.load(opts.hyperparameters)
-    artifact = _transform(opts.channels / "transform")
+    artifact = _transform(opts.channels / contract.TRANSFORM)
     target = values["target"] or (artifact.schema.target if artifact else "")
     if not target:
         raise UserError(
             "no target: give the transform channel (preprocessing.json) or the hyper-parameter target"
         )
     job = engines.Job(
-        train_dir=opts.channels / "train",
-        validation_dir=opts.channels / "validation",
+        train_dir=opts.channels / contract.TRAIN,
+        validation_dir=opts.channels / contract.VALIDATION,
         target=target,
         values=values,
         checkpoint_dir=opts.checkpoint_dir,

@@ -93,7 +93,7 @@ def _schema_prefix(table: Schema) -> str:
 
 
 def upload_schema(bucket: str, table: Schema, s3: Any) -> str:
-    from smray.workstation.pipeline.definition import SCHEMA_FILE
+    from smray.contracts.jobs import SCHEMA_FILE
 
     key = _schema_prefix(table) + SCHEMA_FILE
     s3.put_object(Bucket=bucket, Key=key, Body=table.dumps().encode())

@@ -13,7 +13,6 @@ The two targets differ only where SageMaker local mode cannot follow AWS (docs/p
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sagemaker.estimator import Estimator
@@ -37,13 +36,18 @@ from sagemaker.workflow.properties import PropertyFile
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep, TuningStep
 
 from smray import hyperparameters
+from smray.contracts import evaluate as evaluate_contract
+from smray.contracts import ingest as ingest_contract
+from smray.contracts import preprocess as preprocess_contract
+from smray.contracts import register as register_contract
 from smray.contracts import train as train_contract
+from smray.contracts.cluster import TOKEN_ENV
+from smray.contracts.jobs import SCHEMA, in_container
 
-PROC = "/opt/ml/processing"
 ENTRYPOINT = ["smray-entrypoint"]
-EVALUATION = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
-RMSE_PATH = "regression_metrics.rmse.value"
-SCHEMA_FILE = "schema.json"  # the one file in the SchemaUrl folder
+EVALUATION = PropertyFile(
+    name="EvaluationReport", output_name="evaluation", path=evaluate_contract.EVALUATION_FILE
+)
 
 
 def tuning_ranges() -> dict[str, IntegerParameter | ContinuousParameter]:
@@ -123,101 +127,126 @@ def build(target: Target, session: Session) -> Pipeline:
         return _build(target, session)
 
 
-def _build(target: Target, session: Session) -> Pipeline:
-    p = Parameters(target)
-    cache = CacheConfig(enable_caching=True, expire_after="P30D")  # AWS honours it; local mode ignores it
-    env = {"SMRAY_RAY_TOKEN": target.ray_token}
+@dataclass(frozen=True)
+class _Context:
+    """What every step builder needs: the target, the session, the parameters, and how a job is run."""
 
-    def processor(count: object, mode: str) -> Processor:
+    target: Target
+    session: Session
+    p: Parameters
+    cache: CacheConfig = field(default_factory=lambda: CacheConfig(enable_caching=True, expire_after="P30D"))
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {TOKEN_ENV: self.target.ray_token}
+
+    def processor(self, count: object, mode: str) -> Processor:
         return Processor(
-            role=target.role,
-            image_uri=target.image,
+            role=self.target.role,
+            image_uri=self.target.image,
             instance_count=count,
-            instance_type=target.processing_instance_type,
+            instance_type=self.target.processing_instance_type,
             entrypoint=[*ENTRYPOINT, mode],
             base_job_name=f"smray-{mode}",
-            env=env,
-            sagemaker_session=session,
+            env=self.env,
+            sagemaker_session=self.session,
         )
 
-    store_in = [ProcessingInput(source=p.store, destination=f"{PROC}/store", input_name="store")]
-    schema_in = ProcessingInput(source=p.schema, destination=f"{PROC}/input/schema", input_name="schema")
-    schema_args = ["--schema", f"{PROC}/input/schema/{SCHEMA_FILE}"]
-    if target.local:
-        store_args = ["--store", f"{PROC}/store", *schema_args]
-        ingest_args = store_args
-    else:
-        store_args = ["--offline-files", f"{PROC}/store", *schema_args]
-        ingest_args = [
-            "--backend",
-            "sagemaker",
-            "--role-arn",
-            target.role,
-            "--offline-s3-uri",
-            p.store,
-            *schema_args,
-        ]
+    def output(self, name: str, folder: str, *prefix: str) -> ProcessingOutput:
+        """A job's output folder, uploaded to <OutputUrl>/<execution id>/<prefix, else name>."""
+        return ProcessingOutput(
+            output_name=name,
+            source=in_container(folder),
+            destination=_under(self.p.output, *(prefix or (name,))),
+        )
 
-    ingest = ProcessingStep(
-        name="FeatureStoreIngestion",
-        step_args=processor(p.processing_count, "ingest").run(
-            inputs=[
-                ProcessingInput(source=p.input_data, destination=f"{PROC}/input/raw", input_name="raw"),
-                schema_in,
-                *(store_in if target.local else []),
-            ],
-            outputs=[
-                ProcessingOutput(
-                    output_name="report", source=f"{PROC}/report", destination=_under(p.output, "ingest")
-                ),
-                ProcessingOutput(
-                    output_name="quarantine",
-                    source=f"{PROC}/quarantine",
-                    destination=_under(p.output, "quarantine"),
-                ),
-            ],
-            arguments=[*ingest_args, "--feature-group", p.feature_group],
-        ),
-        cache_config=cache,
+    def input(self, name: str, source: object, folder: str) -> ProcessingInput:
+        return ProcessingInput(source=source, destination=in_container(folder), input_name=name)
+
+    def store_input(self) -> list[ProcessingInput]:
+        return [self.input("store", self.p.store, ingest_contract.STORE)]
+
+    def schema_input(self) -> ProcessingInput:
+        return self.input("schema", self.p.schema, SCHEMA)
+
+
+def _build(target: Target, session: Session) -> Pipeline:
+    c = _Context(target, session, Parameters(target))  # caching: AWS honours it; local mode ignores it
+    ingest = _ingest_step(c)
+    preprocess = _preprocess_step(c, ingest)
+    train, model_data = _train_step(c, preprocess)
+    evaluate = _evaluate_step(c, preprocess, model_data)
+    rmse = JsonGet(step_name=evaluate.name, property_file=EVALUATION, json_path=evaluate_contract.RMSE_PATH)
+    evaluation_uri = evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
+    fail = FailStep(
+        name="RMSEFail",
+        error_message=Join(on=" ", values=["test RMSE", rmse, "is above the RMSEThreshold", c.p.threshold]),
     )
-    split_outputs = [
-        ProcessingOutput(output_name=name, source=f"{PROC}/output/{name}", destination=_under(p.output, name))
-        for name in ("train", "validation", "test")
-    ]
-    preprocess = ProcessingStep(
-        name="PreprocessData",
-        step_args=processor(p.processing_count, "preprocess").run(
-            inputs=[*store_in, schema_in],
+    gate = ConditionStep(
+        name="CheckEvaluation",
+        conditions=[ConditionLessThanOrEqualTo(left=rmse, right=c.p.threshold)],
+        if_steps=[_register_step(c, model_data, evaluation_uri)],
+        else_steps=[fail],
+    )
+    return Pipeline(
+        name=target.pipeline_name,
+        parameters=c.p.all(),
+        steps=[ingest, preprocess, train, evaluate, gate],
+        sagemaker_session=session,
+    )
+
+
+def _ingest_step(c: _Context) -> ProcessingStep:
+    p = c.p
+    if c.target.local:
+        arguments = ingest_contract.argv(feature_group=p.feature_group)
+    else:
+        arguments = ingest_contract.argv(
+            feature_group=p.feature_group, sagemaker_role=c.target.role, offline_s3_uri=p.store
+        )
+    raw = c.input("raw", p.input_data, ingest_contract.RAW)
+    return ProcessingStep(
+        name="FeatureStoreIngestion",
+        step_args=c.processor(p.processing_count, "ingest").run(
+            inputs=[raw, c.schema_input(), *(c.store_input() if c.target.local else [])],
             outputs=[
-                *split_outputs,
-                ProcessingOutput(
-                    output_name="transform",
-                    source=f"{PROC}/transform",
-                    destination=_under(p.output, "transform"),
-                ),
-                ProcessingOutput(
-                    output_name="report", source=f"{PROC}/report", destination=_under(p.output, "preprocess")
-                ),
+                c.output("report", ingest_contract.REPORT, "ingest"),
+                c.output("quarantine", ingest_contract.QUARANTINE),
             ],
-            arguments=[
-                *store_args,
-                "--feature-group",
-                p.feature_group,
-                "--train-size",
-                p.train_size.to_string(),
-                "--validation-size",
-                p.validation_size.to_string(),
-                "--test-size",
-                p.test_size.to_string(),
+            arguments=arguments,
+        ),
+        cache_config=c.cache,
+    )
+
+
+def _preprocess_step(c: _Context, ingest: ProcessingStep) -> ProcessingStep:
+    p = c.p
+    sizes = (p.train_size.to_string(), p.validation_size.to_string(), p.test_size.to_string())
+    return ProcessingStep(
+        name="PreprocessData",
+        step_args=c.processor(p.processing_count, "preprocess").run(
+            inputs=[*c.store_input(), c.schema_input()],
+            outputs=[
+                *(c.output(name, preprocess_contract.split(name)) for name in preprocess_contract.SPLITS),
+                c.output("transform", preprocess_contract.TRANSFORM),
+                c.output("report", preprocess_contract.REPORT, "preprocess"),
             ],
+            arguments=preprocess_contract.argv(
+                offline_files=not c.target.local, feature_group=p.feature_group, sizes=sizes
+            ),
         ),
         depends_on=[ingest],
-        cache_config=cache,
+        cache_config=c.cache,
     )
+
+
+def _train_step(
+    c: _Context, preprocess: ProcessingStep
+) -> tuple[TrainingStep | TuningStep, PipelineVariable]:
+    """Training with tuning, and where the best model lands."""
+    target, p = c.target, c.p
     outputs = preprocess.properties.ProcessingOutputConfig.Outputs
-    channels = {
-        name: TrainingInput(outputs[name].S3Output.S3Uri) for name in ("train", "validation", "transform")
-    }
+    channels = {name: TrainingInput(outputs[name].S3Output.S3Uri) for name in train_contract.CHANNELS}
     # On AWS every training job syncs /opt/ml/checkpoints under the run's output: a restarted or
     # spot-interrupted job resumes from its last checkpoint (local mode has no S3 to sync to).
     resumable = (
@@ -243,9 +272,9 @@ def _build(target: Target, session: Session) -> Pipeline:
         instance_type=target.training_instance_type,
         output_path=_under(p.output, "model"),
         metric_definitions=train_contract.metric_definitions(),
-        environment=env,
+        environment=c.env,
         hyperparameters={"num_round": p.num_round.to_string()},
-        sagemaker_session=session,
+        sagemaker_session=c.session,
         **resumable,
     )
     if target.local:  # local mode cannot run a TuningStep: Ray Tune tunes inside the training job
@@ -255,105 +284,67 @@ def _build(target: Target, session: Session) -> Pipeline:
             tune_trials=p.tuning_trials.to_string(),
         )
         train = TrainingStep(
-            name="TrainWithTuning", step_args=estimator.fit(inputs=channels), cache_config=cache
+            name="TrainWithTuning", step_args=estimator.fit(inputs=channels), cache_config=c.cache
         )
-        model_data = train.properties.ModelArtifacts.S3ModelArtifacts
-    else:
-        tuner = HyperparameterTuner(
-            estimator,
-            objective_metric_name="validation:rmse",
-            hyperparameter_ranges=tuning_ranges(),
-            metric_definitions=train_contract.metric_definitions(),
-            objective_type="Minimize",
-            max_jobs=p.tuning_trials,
-            max_parallel_jobs=p.tuning_parallel,
-        )
-        train = TuningStep(name="HPTuning", step_args=tuner.fit(inputs=channels), cache_config=cache)
-        model_data = train.get_top_model_s3_uri(
-            top_k=0, s3_bucket=session.default_bucket(), prefix="smray/tuning"
-        )
+        return train, train.properties.ModelArtifacts.S3ModelArtifacts
+    tuner = HyperparameterTuner(
+        estimator,
+        objective_metric_name="validation:rmse",
+        hyperparameter_ranges=tuning_ranges(),
+        metric_definitions=train_contract.metric_definitions(),
+        objective_type="Minimize",
+        max_jobs=p.tuning_trials,
+        max_parallel_jobs=p.tuning_parallel,
+    )
+    tuning = TuningStep(name="HPTuning", step_args=tuner.fit(inputs=channels), cache_config=c.cache)
+    best = tuning.get_top_model_s3_uri(top_k=0, s3_bucket=c.session.default_bucket(), prefix="smray/tuning")
+    return tuning, best
 
-    evaluate = ProcessingStep(
+
+def _evaluate_step(c: _Context, preprocess: ProcessingStep, model_data: PipelineVariable) -> ProcessingStep:
+    test = preprocess.properties.ProcessingOutputConfig.Outputs["test"].S3Output.S3Uri
+    return ProcessingStep(
         name="EvaluateModel",
-        step_args=processor(1, "evaluate").run(
+        step_args=c.processor(1, "evaluate").run(
             inputs=[
-                ProcessingInput(source=model_data, destination=f"{PROC}/model", input_name="model"),
-                ProcessingInput(
-                    source=outputs["test"].S3Output.S3Uri, destination=f"{PROC}/test", input_name="test"
-                ),
+                c.input("model", model_data, evaluate_contract.MODEL),
+                c.input("test", test, evaluate_contract.TEST),
             ],
-            outputs=[
-                ProcessingOutput(
-                    output_name="evaluation",
-                    source=f"{PROC}/evaluation",
-                    destination=_under(p.output, "evaluation"),
-                )
-            ],
+            outputs=[c.output("evaluation", evaluate_contract.OUTPUT)],
         ),
         property_files=[EVALUATION],
-    )
-    rmse = JsonGet(step_name=evaluate.name, property_file=EVALUATION, json_path=RMSE_PATH)
-    evaluation_uri = evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
-    register = _register_step(target, session, processor, p, model_data, evaluation_uri)
-    fail = FailStep(
-        name="RMSEFail",
-        error_message=Join(on=" ", values=["test RMSE", rmse, "is above the RMSEThreshold", p.threshold]),
-    )
-    gate = ConditionStep(
-        name="CheckEvaluation",
-        conditions=[ConditionLessThanOrEqualTo(left=rmse, right=p.threshold)],
-        if_steps=[register],
-        else_steps=[fail],
-    )
-    return Pipeline(
-        name=target.pipeline_name,
-        parameters=p.all(),
-        steps=[ingest, preprocess, train, evaluate, gate],
-        sagemaker_session=session,
     )
 
 
 def _register_step(
-    target: Target,
-    session: Session,
-    processor: Callable[[object, str], Processor],
-    p: Parameters,
-    model_data: PipelineVariable,
-    evaluation_uri: PipelineVariable,
+    c: _Context, model_data: PipelineVariable, evaluation_uri: PipelineVariable
 ) -> ProcessingStep | ModelStep:
+    target = c.target
     # local mode rejects RegisterModel: the image's `register` mode writes the local registry instead
     if target.local:
         return ProcessingStep(
             name="RegisterTrainedModel",
-            step_args=processor(1, "register").run(
+            step_args=c.processor(1, "register").run(
                 inputs=[
-                    ProcessingInput(source=model_data, destination=f"{PROC}/model", input_name="model"),
-                    ProcessingInput(
-                        source=evaluation_uri, destination=f"{PROC}/evaluation", input_name="evaluation"
-                    ),
-                    ProcessingInput(source=p.registry, destination=f"{PROC}/registry", input_name="registry"),
+                    c.input("model", model_data, register_contract.MODEL),
+                    c.input("evaluation", evaluation_uri, register_contract.EVALUATION),
+                    c.input("registry", c.p.registry, register_contract.REGISTRY),
                 ],
-                outputs=[
-                    ProcessingOutput(
-                        output_name="registered",
-                        source=f"{PROC}/registered",
-                        destination=_under(p.output, "registered"),
-                    )
-                ],
-                arguments=[
-                    "--group",
-                    target.model_package_group,
-                    "--image",
-                    target.image,
-                    "--execution",
-                    ExecutionVariables.PIPELINE_EXECUTION_ID,
-                ],
+                outputs=[c.output("registered", register_contract.OUTPUT)],
+                arguments=register_contract.argv(
+                    group=target.model_package_group,
+                    image=target.image,
+                    execution=ExecutionVariables.PIPELINE_EXECUTION_ID,
+                ),
             ),
         )
-    model = Model(image_uri=target.image, model_data=model_data, role=target.role, sagemaker_session=session)
+    model = Model(
+        image_uri=target.image, model_data=model_data, role=target.role, sagemaker_session=c.session
+    )
     metrics = ModelMetrics(
         model_statistics=MetricsSource(
-            s3_uri=Join(on="/", values=[evaluation_uri, "evaluation.json"]), content_type="application/json"
+            s3_uri=Join(on="/", values=[evaluation_uri, evaluate_contract.EVALUATION_FILE]),
+            content_type="application/json",
         )
     )
     return ModelStep(

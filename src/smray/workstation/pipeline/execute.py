@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smray.contracts.jobs import SCHEMA_FILE
 from smray.schema import Schema
 from smray.workstation.pipeline import definition, local_mode
 
@@ -102,7 +103,7 @@ def _schema_folder(home: Path, schema: Schema) -> Path:
     text = schema.dumps()
     folder = home / "schemas" / f"{schema.name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / definition.SCHEMA_FILE).write_text(text)
+    (folder / SCHEMA_FILE).write_text(text)
     return folder
 
 

@@ -19,14 +19,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from smray.contracts import ingest as ingest_contract
+from smray.contracts import preprocess as preprocess_contract
 from smray.contracts import train as train_contract
+from smray.contracts.cluster import TOKEN_ENV
+from smray.contracts.jobs import SCHEMA, in_container
 
 METRIC = "validation:rmse"
 TRAINING_MAX_RUN_S = 14_400
 NEGATED_THRESHOLD = "States.StringToJson(States.Format('-{}', $.Threshold))"
 SM = "arn:aws:states:::sagemaker"
 SDK = "arn:aws:states:::aws-sdk:sagemaker"
-PROC = "/opt/ml/processing"
 RETRY = [
     {
         "ErrorEquals": [
@@ -86,7 +89,7 @@ def _processing(mode: str, inputs: list[dict], outputs: list[dict], arguments: l
                 "VolumeSizeInGB": 30,
             }
         },
-        "Environment": {"SMRAY_RAY_TOKEN.$": "$.names.token"},
+        "Environment": {f"{TOKEN_ENV}.$": "$.names.token"},
         "ProcessingInputs": inputs,
         "ProcessingOutputConfig": {"Outputs": outputs},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
@@ -132,9 +135,23 @@ def build(glue_job: str = "", spot_max_wait_s: int = 0) -> dict[str, Any]:
             "ResultPath": "$.names",
             "Next": "PrepareData" if glue_job else "Ingest",
         },
+        **(_glue_states(glue_job) if glue_job else _processing_states()),
+        "Train": _train_state(spot_max_wait_s),
+        **_metric_states(),
+        **_deploy_states(),
+        "WorkflowFailed": {"Type": "Fail", "Error": "RetrainingFailed", "CausePath": "$.error.Cause"},
     }
-    if glue_job:
-        states["PrepareData"] = _task(
+    return {
+        "Comment": "smray scheduled retraining: prepare -> train -> gate on the validation metric -> deploy",
+        "QueryLanguage": "JSONPath",
+        "StartAt": "Names",
+        "States": states,
+    }
+
+
+def _glue_states(glue_job: str) -> dict[str, Any]:
+    return {
+        "PrepareData": _task(
             "arn:aws:states:::glue:startJobRun.sync",
             {
                 "JobName": glue_job,
@@ -143,44 +160,40 @@ def build(glue_job: str = "", spot_max_wait_s: int = 0) -> dict[str, Any]:
             "Train",
             ResultPath=None,
         )
-    else:
-        store = _under("store")
-        # SchemaUri: an S3 folder holding schema.json, the table's declaration (smray.schema)
-        schema_in = _s3_input("schema", "$.SchemaUri", f"{PROC}/input/schema")
-        schema_args = ["--schema", f"{PROC}/input/schema/schema.json"]
-        states["Ingest"] = _task(
-            f"{SM}:createProcessingJob.sync",
-            _processing(
-                "ingest",
-                [_s3_input("raw", "$.DataUri", f"{PROC}/input/raw"), schema_in],
-                [
-                    _s3_output("store", store, f"{PROC}/store"),
-                    _s3_output("report", _under("ingest"), f"{PROC}/report"),
-                ],
-                ["--store", f"{PROC}/store", *schema_args],
-            ),
-            "Preprocess",
-            ResultPath=None,
-        )
-        states["Preprocess"] = _task(
-            f"{SM}:createProcessingJob.sync",
-            _processing(
-                "preprocess",
-                [_s3_input("store", store, f"{PROC}/store"), schema_in],
-                [
-                    _s3_output(name, _under("prepared", name), f"{PROC}/{where}")
-                    for name, where in (
-                        ("train", "output/train"),
-                        ("validation", "output/validation"),
-                        ("test", "output/test"),
-                        ("transform", "transform"),
-                    )
-                ],
-                ["--store", f"{PROC}/store", *schema_args],
-            ),
-            "Train",
-            ResultPath=None,
-        )
+    }
+
+
+def _processing_states() -> dict[str, Any]:
+    """Ingest then Preprocess, the image's modes as Processing jobs; the store passes between them in S3."""
+    store = _under("store")
+    # SchemaUri: an S3 folder holding schema.json, the table's declaration (smray.schema)
+    schema_in = _s3_input("schema", "$.SchemaUri", in_container(SCHEMA))
+    ingest = _processing(
+        "ingest",
+        [_s3_input("raw", "$.DataUri", in_container(ingest_contract.RAW)), schema_in],
+        [
+            _s3_output("store", store, in_container(ingest_contract.STORE)),
+            _s3_output("report", _under("ingest"), in_container(ingest_contract.REPORT)),
+        ],
+        ingest_contract.argv(),
+    )
+    prepared = [(name, preprocess_contract.split(name)) for name in preprocess_contract.SPLITS]
+    preprocess = _processing(
+        "preprocess",
+        [_s3_input("store", store, in_container(preprocess_contract.STORE)), schema_in],
+        [
+            _s3_output(name, _under("prepared", name), in_container(folder))
+            for name, folder in [*prepared, ("transform", preprocess_contract.TRANSFORM)]
+        ],
+        preprocess_contract.argv(),
+    )
+    return {
+        "Ingest": _task(f"{SM}:createProcessingJob.sync", ingest, "Preprocess", ResultPath=None),
+        "Preprocess": _task(f"{SM}:createProcessingJob.sync", preprocess, "Train", ResultPath=None),
+    }
+
+
+def _train_state(spot_max_wait_s: int) -> dict[str, Any]:
     channels = [
         {
             "ChannelName": name,
@@ -192,9 +205,9 @@ def build(glue_job: str = "", spot_max_wait_s: int = 0) -> dict[str, Any]:
                 }
             },
         }
-        for name in ("train", "validation", "transform")
+        for name in train_contract.CHANNELS
     ]
-    states["Train"] = _task(
+    return _task(
         f"{SM}:createTrainingJob.sync",
         {
             "TrainingJobName.$": "$.names.base",
@@ -212,7 +225,7 @@ def build(glue_job: str = "", spot_max_wait_s: int = 0) -> dict[str, Any]:
                 "InstanceType.$": "$.TrainingInstanceType",
                 "VolumeSizeInGB": 30,
             },
-            "Environment": {"SMRAY_RAY_TOKEN.$": "$.names.token"},
+            "Environment": {f"{TOKEN_ENV}.$": "$.names.token"},
             "CheckpointConfig": {"S3Uri.$": _under(train_contract.CHECKPOINTS)},  # a restarted job resumes
             **_stopping(spot_max_wait_s),
         },
@@ -220,128 +233,120 @@ def build(glue_job: str = "", spot_max_wait_s: int = 0) -> dict[str, Any]:
         ResultSelector={"ModelDataUrl.$": "$.ModelArtifacts.S3ModelArtifacts"},
         ResultPath="$.training",
     )
-    states["ReadMetric"] = _task(
-        f"{SDK}:describeTrainingJob",
-        {"TrainingJobName.$": "$.names.base"},
-        "MetricReported",
-        ResultSelector={"values.$": f"$.FinalMetricDataList[?(@.MetricName == '{METRIC}')].Value"},
-        ResultPath="$.metric",
-    )
-    states["MetricReported"] = {
-        "Type": "Choice",
-        "Comment": f"a job that printed no {METRIC} line has none: that fails the workflow, with a cause",
-        "Choices": [{"Variable": "$.metric.values[0]", "IsPresent": True, "Next": "PickMetric"}],
-        "Default": "NoMetric",
-    }
-    states["NoMetric"] = {
-        "Type": "Pass",
-        "Parameters": {
-            "Error": "MetricMissing",
-            "Cause.$": f"States.Format('training job {{}} reported no {METRIC}: the endpoint was not "
-            "changed', $.names.base)",
+
+
+def _metric_states() -> dict[str, Any]:
+    """Read the training job's metric by name; fail with a cause when it is missing or above the threshold."""
+    return {
+        "ReadMetric": _task(
+            f"{SDK}:describeTrainingJob",
+            {"TrainingJobName.$": "$.names.base"},
+            "MetricReported",
+            ResultSelector={"values.$": f"$.FinalMetricDataList[?(@.MetricName == '{METRIC}')].Value"},
+            ResultPath="$.metric",
+        ),
+        "MetricReported": {
+            "Type": "Choice",
+            "Comment": f"a job that printed no {METRIC} line has none: that fails the workflow, with a cause",
+            "Choices": [{"Variable": "$.metric.values[0]", "IsPresent": True, "Next": "PickMetric"}],
+            "Default": "NoMetric",
         },
-        "ResultPath": "$.error",
-        "Next": "WorkflowFailed",
-    }
-    states["PickMetric"] = {
-        "Type": "Pass",
-        "Comment": f"the filter yields a list: its one element is {METRIC}",
-        "Parameters": {"name": METRIC, "value.$": "States.ArrayGetItem($.metric.values, 0)"},
-        "ResultPath": "$.metric",
-        "Next": "MetricWithinThreshold",
-    }
-    states["MetricWithinThreshold"] = {
-        "Type": "Choice",
-        "Choices": [
-            {"Variable": "$.metric.value", "NumericLessThanEqualsPath": "$.Threshold", "Next": "CreateModel"}
-        ],
-        "Default": "MeasureMiss",
-    }
-    states["MeasureMiss"] = {
-        "Type": "Pass",
-        "Comment": "value - threshold: JSONPath has no subtraction, so add the negated threshold (MathAdd "
-        "rounds to a whole number)",
-        "Parameters": {
-            "name.$": "$.metric.name",
-            "value.$": "$.metric.value",
-            "excess.$": f"States.MathAdd($.metric.value, {NEGATED_THRESHOLD})",
+        "NoMetric": {
+            "Type": "Pass",
+            "Parameters": {
+                "Error": "MetricMissing",
+                "Cause.$": f"States.Format('training job {{}} reported no {METRIC}: the endpoint was not "
+                "changed', $.names.base)",
+            },
+            "ResultPath": "$.error",
+            "Next": "WorkflowFailed",
         },
-        "ResultPath": "$.metric",
-        "Next": "MetricMissed",
-    }
-    states["MetricMissed"] = {
-        "Type": "Fail",
-        "Error": "MetricAboveThreshold",
-        "CausePath": "States.Format('{} {} is above the threshold {} by {}: the endpoint was not changed', "
-        "$.metric.name, $.metric.value, $.Threshold, $.metric.excess)",
-    }
-    states["CreateModel"] = _task(
-        f"{SM}:createModel",
-        {
-            "ModelName.$": "$.names.base",
-            "ExecutionRoleArn.$": "$.RoleArn",
-            "PrimaryContainer": {"Image.$": "$.Image", "ModelDataUrl.$": "$.training.ModelDataUrl"},
+        "PickMetric": {
+            "Type": "Pass",
+            "Comment": f"the filter yields a list: its one element is {METRIC}",
+            "Parameters": {"name": METRIC, "value.$": "States.ArrayGetItem($.metric.values, 0)"},
+            "ResultPath": "$.metric",
+            "Next": "MetricWithinThreshold",
         },
-        "CreateEndpointConfig",
-        ResultPath=None,
-    )
-    states["CreateEndpointConfig"] = _task(
-        f"{SM}:createEndpointConfig",
-        {
-            "EndpointConfigName.$": "$.names.base",
-            "ProductionVariants": [
+        "MetricWithinThreshold": {
+            "Type": "Choice",
+            "Choices": [
                 {
-                    "VariantName": "AllTraffic",
-                    "ModelName.$": "$.names.base",
-                    "InstanceType.$": "$.EndpointInstanceType",
-                    "InitialInstanceCount": 1,
+                    "Variable": "$.metric.value",
+                    "NumericLessThanEqualsPath": "$.Threshold",
+                    "Next": "CreateModel",
                 }
             ],
+            "Default": "MeasureMiss",
         },
-        "FindEndpoint",
-        ResultPath=None,
-    )
-    states["FindEndpoint"] = _task(
-        f"{SDK}:listEndpoints",
-        {"NameContains.$": "$.EndpointName", "MaxResults": 100},
-        "EndpointExists",
-        ResultSelector={"names.$": "$.Endpoints[*].EndpointName"},
-        ResultPath="$.existing",
-    )
-    states["EndpointExists"] = {
-        "Type": "Pass",
-        "Comment": "NameContains matches parts of names: look for the exact one",
-        "Parameters": {"exists.$": "States.ArrayContains($.existing.names, $.EndpointName)"},
-        "ResultPath": "$.existing",
-        "Next": "CreateOrUpdate",
+        "MeasureMiss": {
+            "Type": "Pass",
+            "Comment": "value - threshold: JSONPath has no subtraction, so add the negated threshold "
+            "(MathAdd rounds to a whole number)",
+            "Parameters": {
+                "name.$": "$.metric.name",
+                "value.$": "$.metric.value",
+                "excess.$": f"States.MathAdd($.metric.value, {NEGATED_THRESHOLD})",
+            },
+            "ResultPath": "$.metric",
+            "Next": "MetricMissed",
+        },
+        "MetricMissed": {
+            "Type": "Fail",
+            "Error": "MetricAboveThreshold",
+            "CausePath": "States.Format('{} {} is above the threshold {} by {}: the endpoint was not "
+            "changed', $.metric.name, $.metric.value, $.Threshold, $.metric.excess)",
+        },
     }
-    states["CreateOrUpdate"] = {
-        "Type": "Choice",
-        "Choices": [{"Variable": "$.existing.exists", "BooleanEquals": True, "Next": "UpdateEndpoint"}],
-        "Default": "CreateEndpoint",
-    }
-    states["CreateEndpoint"] = _task(
-        f"{SM}:createEndpoint",
-        {"EndpointName.$": "$.EndpointName", "EndpointConfigName.$": "$.names.base"},
-        None,
-        ResultPath=None,
-    )
-    states["UpdateEndpoint"] = _task(
-        f"{SM}:updateEndpoint",
-        {"EndpointName.$": "$.EndpointName", "EndpointConfigName.$": "$.names.base"},
-        None,
-        ResultPath=None,
-    )
-    states["WorkflowFailed"] = {
-        "Type": "Fail",
-        "Error": "RetrainingFailed",
-        "CausePath": "$.error.Cause",
+
+
+def _deploy_states() -> dict[str, Any]:
+    """Model, endpoint config, then create the endpoint or update it when it exists."""
+    endpoint = {"EndpointName.$": "$.EndpointName", "EndpointConfigName.$": "$.names.base"}
+    variant = {
+        "VariantName": "AllTraffic",
+        "ModelName.$": "$.names.base",
+        "InstanceType.$": "$.EndpointInstanceType",
+        "InitialInstanceCount": 1,
     }
     return {
-        "Comment": "smray scheduled retraining: prepare -> train -> gate on the validation metric -> deploy",
-        "QueryLanguage": "JSONPath",
-        "StartAt": "Names",
-        "States": states,
+        "CreateModel": _task(
+            f"{SM}:createModel",
+            {
+                "ModelName.$": "$.names.base",
+                "ExecutionRoleArn.$": "$.RoleArn",
+                "PrimaryContainer": {"Image.$": "$.Image", "ModelDataUrl.$": "$.training.ModelDataUrl"},
+            },
+            "CreateEndpointConfig",
+            ResultPath=None,
+        ),
+        "CreateEndpointConfig": _task(
+            f"{SM}:createEndpointConfig",
+            {"EndpointConfigName.$": "$.names.base", "ProductionVariants": [variant]},
+            "FindEndpoint",
+            ResultPath=None,
+        ),
+        "FindEndpoint": _task(
+            f"{SDK}:listEndpoints",
+            {"NameContains.$": "$.EndpointName", "MaxResults": 100},
+            "EndpointExists",
+            ResultSelector={"names.$": "$.Endpoints[*].EndpointName"},
+            ResultPath="$.existing",
+        ),
+        "EndpointExists": {
+            "Type": "Pass",
+            "Comment": "NameContains matches parts of names: look for the exact one",
+            "Parameters": {"exists.$": "States.ArrayContains($.existing.names, $.EndpointName)"},
+            "ResultPath": "$.existing",
+            "Next": "CreateOrUpdate",
+        },
+        "CreateOrUpdate": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.existing.exists", "BooleanEquals": True, "Next": "UpdateEndpoint"}],
+            "Default": "CreateEndpoint",
+        },
+        "CreateEndpoint": _task(f"{SM}:createEndpoint", endpoint, None, ResultPath=None),
+        "UpdateEndpoint": _task(f"{SM}:updateEndpoint", dict(endpoint), None, ResultPath=None),
     }
 
 

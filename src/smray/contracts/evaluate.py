@@ -1,0 +1,8 @@
+"""The evaluate mode's contract: its folders under the processing root (it takes no arguments) and the
+file a workflow's quality gate reads."""
+
+MODEL = "model"  # model.tar.gz, as training wrote it
+TEST = "test"  # the test split
+OUTPUT = "evaluation"  # evaluation.json and the report
+EVALUATION_FILE = "evaluation.json"
+RMSE_PATH = "regression_metrics.rmse.value"  # the gate's value in EVALUATION_FILE
