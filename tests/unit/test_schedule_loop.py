@@ -119,7 +119,7 @@ def test_a_model_that_passed_the_gate_but_is_worse_than_the_served_one_is_reject
     weak.transform.apply(frame[[schema.housing().target, *weak.features]]).to_parquet(
         folder / "test" / "p.parquet"
     )
-    result = flow.Result(SimpleNamespace(folder=folder), None, new, flow.Outcome())
+    result = flow.Result(SimpleNamespace(folder=folder), None, flow.Gate(15000.0, new), weak)
     record = local_loop.Record("t0", "", "exec1", "Succeeded", "", None, "housing/1", None, "", "housing/1")
 
     scheduler = local_loop.Scheduler(tmp_path, parse("rate(1 day)"), tmp_path / "input.json")

@@ -57,18 +57,95 @@ class Settings:
         }
 
 
-@dataclass
-class Outcome:
-    facts: dict[str, str] = field(default_factory=dict)  # ordered lines for the summary and the report
-    ok: bool = True
+@dataclass(frozen=True)
+class Gate:
+    """The quality gate's decision: the version registered when the model passed it; else why not (the
+    test RMSE above the threshold, or the step that failed before the gate and its reason)."""
+
+    threshold: float
+    version: ModelVersion | None
+    refused: str = ""  # the gate itself said no
+    failed: str = ""  # a step failed before the gate could decide
+
+
+@dataclass(frozen=True)
+class Tracking:
+    file: Path
+    mlflow_run: str | None = None
+    error: str = ""  # MLflow could not record the run; the run itself stands
+
+
+@dataclass(frozen=True)
+class Decision:
+    version: ModelVersion  # as decided: its status and reason
+    reason: str
+
+
+@dataclass(frozen=True)
+class Deployment:
+    endpoint: Endpoint
+    sample: list[tuple[float, float]]  # (predicted, actual) for the input's first rows
 
 
 @dataclass
 class Result:
+    """One local run, as fields: only `summary()` turns it into words."""
+
     execution: Any  # smray.workstation.pipeline.execute.Execution
     evaluation: dict[str, Any] | None
-    version: ModelVersion | None  # registered by this run (it passed the gate)
-    outcome: Outcome
+    gate: Gate
+    model: model_artifact.Model | None  # the run's trained model, opened once
+    tracking: Tracking | None = None
+    approval: Decision | None = None
+    deployment: Deployment | None = None
+    schedule: str = ""  # the scheduler's decision, when it ran this
+
+    @property
+    def version(self) -> ModelVersion | None:
+        """Registered by this run (it passed the gate)."""
+        return self.gate.version
+
+    @property
+    def ok(self) -> bool:
+        return self.gate.version is not None and not (self.tracking and self.tracking.error)
+
+    def summary(self) -> dict[str, str]:
+        """Ordered lines for the terminal and the report."""
+        lines = {
+            "execution": f"{self.execution.id} {self.execution.status} in {self.execution.seconds:.0f} s"
+        }
+        if self.evaluation:
+            m = self.evaluation["regression_metrics"]
+            lines["test metrics"] = (
+                f"RMSE {m['rmse']['value']:,.0f} (± {m['rmse']['standard_deviation']:,.0f}), "
+                f"MAE {m['mae']['value']:,.0f}, R² {m['r2']['value']:.3f}"
+            )
+        gate = self.gate
+        if gate.version is not None:
+            registered = f"{gate.version.group}/{gate.version.version}"
+            lines["gate"] = f"passed (RMSE <= {gate.threshold:,.0f}): registered {registered}"
+        elif gate.refused:
+            lines["gate"] = f"FAILED: {gate.refused}"
+        else:
+            lines["failure"] = gate.failed
+        if self.tracking:
+            t = self.tracking
+            lines["tracking"] = (
+                f"FAILED: {t.error}"
+                if t.error
+                else f"{t.file}" + (f", MLflow run {t.mlflow_run}" if t.mlflow_run else "")
+            )
+        if self.approval:
+            v = self.approval.version
+            lines["approval"] = f"{v.group}/{v.version} {v.status.value}: {self.approval.reason}"
+        if self.deployment:
+            e = self.deployment.endpoint
+            lines["endpoint"] = f"{e.name} at {e.url} serving {e.model}"
+            pairs = ", ".join(f"{p:,.0f} (actual {a:,.0f})" for p, a in self.deployment.sample)
+            lines["invoke"] = f"{len(self.deployment.sample)} rows of the input: {pairs}"
+        if self.schedule:
+            lines["schedule"] = self.schedule
+        return lines
 
 
 def run_pipeline(home: Path, input_dir: Path, settings: Settings) -> Result:
@@ -82,34 +159,33 @@ def run_pipeline(home: Path, input_dir: Path, settings: Settings) -> Result:
         execution = execute.run(
             home, home / "runs", input_dir, settings.image, settings.parameters(), settings.schema
         )
-    outcome = Outcome()
-    outcome.facts["execution"] = f"{execution.id} {execution.status} in {execution.seconds:.0f} s"
-    evaluation = execution.read_json("evaluation", EVALUATION_FILE)
-    if evaluation:
-        m = evaluation["regression_metrics"]
-        outcome.facts["test metrics"] = (
-            f"RMSE {m['rmse']['value']:,.0f} (± {m['rmse']['standard_deviation']:,.0f}), "
-            f"MAE {m['mae']['value']:,.0f}, R² {m['r2']['value']:.3f}"
-        )
-    version = _gate(execution, settings.threshold, home, outcome, output.last_failure)
-    _track(home, execution, started, evaluation, outcome)
-    return Result(execution, evaluation, version, outcome)
+    archive = execution.folder / "model" / model_artifact.ARCHIVE
+    result = Result(
+        execution,
+        execution.read_json("evaluation", EVALUATION_FILE),
+        _gate(execution, settings.threshold, home, output.last_failure),
+        model_artifact.load(archive) if archive.is_file() else None,
+    )
+    result.tracking = _track(home, result, started)
+    return result
 
 
-def decide(
-    home: Path, version: ModelVersion, status: Approval, reason: str, outcome: Outcome
-) -> ModelVersion:
+def decide(home: Path, result: Result, status: Approval, reason: str) -> ModelVersion:
+    """Approve or reject the version this run registered."""
+    version = result.version
+    if version is None:
+        raise ValueError("only a run that passed the gate registered a version to decide on")
     decided = LocalRegistry(home / "registry").set_status(version.group, version.version, status, reason)
-    outcome.facts["approval"] = f"{decided.group}/{decided.version} {decided.status.value}: {reason}"
+    result.approval = Decision(decided, reason)
     return decided
 
 
-def deploy_and_invoke(
-    home: Path, name: str, version: ModelVersion, input_dir: Path, outcome: Outcome
-) -> Endpoint:
-    endpoint = LocalEndpoints(home).deploy(name, version)
-    outcome.facts["endpoint"] = f"{endpoint.name} at {endpoint.url} serving {endpoint.model}"
-    outcome.facts["invoke"] = _invoke_sample(endpoint, input_dir, version)
+def deploy_and_invoke(home: Path, name: str, result: Result, input_dir: Path) -> Endpoint:
+    """Serve the approved version on the endpoint `name`, then send it the input's first rows."""
+    if result.approval is None or result.model is None:
+        raise ValueError("only an approved version of this run's model is deployed")
+    endpoint = LocalEndpoints(home).deploy(name, result.approval.version)
+    result.deployment = Deployment(endpoint, _invoke_sample(endpoint, input_dir, result.model))
     return endpoint
 
 
@@ -117,22 +193,18 @@ def finish(result: Result, title: str) -> int:
     """Writes the report, prints the summary; the exit code of the run."""
     execution = result.execution
     steps = {s.name: (s.status, s.seconds) for s in execution.steps}
+    lines = result.summary()
     report = run_report.write(
-        execution.folder,
-        execution.definition,
-        steps,
-        result.outcome.facts,
-        result.evaluation,
-        f"{title} {execution.id}",
+        execution.folder, execution.definition, steps, lines, result.evaluation, f"{title} {execution.id}"
     )
     print(f"\n=== {title}: summary ===")
     for s in execution.steps:
         print(f"  {s.name:<22} {s.status:<10} {s.seconds:6.0f} s")
-    for key, value in result.outcome.facts.items():
+    for key, value in lines.items():
         print(f"  {key:<14} {value}")
     print(f"  {'report':<14} {report}")
-    print("result: OK" if result.outcome.ok else "result: FAILED", flush=True)
-    return 0 if result.outcome.ok else 1
+    print("result: OK" if result.ok else "result: FAILED", flush=True)
+    return 0 if result.ok else 1
 
 
 def require_image(image: str) -> None:
@@ -174,62 +246,48 @@ def stage_input(home: Path, source: Path | None = None, generate: int | None = N
     return folder
 
 
-def _gate(
-    execution: Any, threshold: float, home: Path, outcome: Outcome, job_failure: str
-) -> ModelVersion | None:
+def _gate(execution: Any, threshold: float, home: Path, job_failure: str) -> Gate:
     registered = execution.step("RegisterTrainedModel")
-    failed = execution.step("RMSEFail")
     if registered and registered.status == "Succeeded":
         record = execution.read_json("registered", RESULT_FILE)
         version = LocalRegistry(home / "registry").describe(record["group"], record["version"])
-        outcome.facts["gate"] = (
-            f"passed (RMSE <= {threshold:,.0f}): registered {version.group}/{version.version}"
-        )
-        return version
-    outcome.ok = False
-    if failed:
-        outcome.facts["gate"] = f"FAILED: {failed.failure or execution.failure}"
-    else:
-        broken = next((s for s in execution.steps if s.status == "Failed"), None)
-        # The job's own reason, where it wrote one; local mode's is only that docker-compose exited.
-        where = f"step {broken.name} failed: {job_failure or broken.failure}" if broken else execution.failure
-        outcome.facts["failure"] = where
-    return None
+        return Gate(threshold, version)
+    refused = execution.step("RMSEFail")
+    if refused:
+        return Gate(threshold, None, refused=refused.failure or execution.failure)
+    broken = next((s for s in execution.steps if s.status == "Failed"), None)
+    # The job's own reason, where it wrote one; local mode's is only that docker-compose exited.
+    failed = f"step {broken.name} failed: {job_failure or broken.failure}" if broken else execution.failure
+    return Gate(threshold, None, failed=failed)
 
 
-def _track(home: Path, execution: Any, started: float, evaluation: dict | None, outcome: Outcome) -> None:
-    metrics = {f"test_{k}": v["value"] for k, v in (evaluation or {}).get("regression_metrics", {}).items()}
+def _track(home: Path, result: Result, started: float) -> Tracking:
+    execution = result.execution
+    evaluation = result.evaluation or {}
+    metrics = {f"test_{k}": v["value"] for k, v in evaluation.get("regression_metrics", {}).items()}
     params = {k: str(v) for k, v in execution.parameters.items() if not str(v).startswith("file://")}
-    model_file = execution.folder / "model" / model_artifact.ARCHIVE
-    if model_file.is_file():
-        meta = model_artifact.load(model_file).metadata
+    if result.model is not None:
+        meta = result.model.metadata
         params |= {f"hp_{k}": str(v) for k, v in meta.get("hyperparameters", {}).items()}
         metrics |= {
             k: float(v) for k, v in meta.items() if k.startswith("validation_") and isinstance(v, int | float)
         }
     try:
-        mlflow_run = tracking.record(
-            home, tracking.Run(execution.id, started, execution.status, params, metrics)
-        )
+        run = tracking.record(home, tracking.Run(execution.id, started, execution.status, params, metrics))
     except (UserError, PlatformError) as exc:  # the run itself stands; the summary says what was not tracked
-        outcome.facts["tracking"] = f"FAILED: {exc}"
-        outcome.ok = False
-        return
-    outcome.facts["tracking"] = f"{home / tracking.FILE}" + (
-        f", MLflow run {mlflow_run}" if mlflow_run else ""
-    )
+        return Tracking(home / tracking.FILE, error=str(exc))
+    return Tracking(home / tracking.FILE, run)
 
 
-def _invoke_sample(endpoint: Endpoint, input_dir: Path, version: ModelVersion, rows: int = 3) -> str:
+def _invoke_sample(
+    endpoint: Endpoint, input_dir: Path, model: model_artifact.Model, rows: int = 3
+) -> list[tuple[float, float]]:
     first = tables.list_files(input_dir)[0]
     frame = tables.read(first).head(rows)
-    model = model_artifact.load(Path(version.artifact))
     body = frame[model.features].to_csv(index=False).encode()
     answer = Connection(endpoint.url).invoke(body, "text/csv")
     if answer.status != 200:
         raise UserError(f"the endpoint answered {answer.status}: {answer.body[:200]!r}")
     predicted = [float(v) for v in answer.body.split()]
-    target = model.transform.schema.target
-    actual = frame[target].astype(float)
-    pairs = ", ".join(f"{p:,.0f} (actual {a:,.0f})" for p, a in zip(predicted, actual, strict=True))
-    return f"{rows} rows of the input: {pairs}"
+    actual = frame[model.transform.schema.target].astype(float).tolist()
+    return list(zip(predicted, actual, strict=True))

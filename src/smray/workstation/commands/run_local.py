@@ -74,11 +74,8 @@ def run(args: argparse.Namespace) -> int:
     input_dir = flow.stage_input(home, args.input, args.generate)
     print("smray run local: ", end="")
     result = flow.run_pipeline(home, input_dir, chosen)
-    version = result.version
-    if version and not args.no_approve:
-        version = flow.decide(
-            home, version, Approval.APPROVED, "passed the gate (smray run local)", result.outcome
-        )
-    if version and version.status is Approval.APPROVED and not args.no_deploy:
-        flow.deploy_and_invoke(home, chosen.endpoint_name, version, input_dir, result.outcome)
+    if result.version and not args.no_approve:
+        flow.decide(home, result, Approval.APPROVED, "passed the gate (smray run local)")
+    if result.approval and not args.no_deploy:
+        flow.deploy_and_invoke(home, chosen.endpoint_name, result, input_dir)
     return flow.finish(result, "smray run local")

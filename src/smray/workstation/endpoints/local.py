@@ -46,11 +46,23 @@ class Endpoint:
     name: str
     url: str
     port: int
-    model: str  # group/version
+    group: str  # the model package group and version it serves
+    version: int
     image: str
     container: str  # the model container serving now
     router: str
     updated: str
+
+    @property
+    def model(self) -> str:
+        return f"{self.group}/{self.version}"
+
+    @classmethod
+    def from_record(cls, record: dict) -> Endpoint:
+        if "model" in record:  # written by an earlier smray: "group/version"
+            group, version = record.pop("model").rsplit("/", 1)
+            record |= {"group": group, "version": int(version)}
+        return cls(**record)
 
 
 def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -71,7 +83,7 @@ class LocalEndpoints:
 
     def describe(self, name: str) -> Endpoint | None:
         state = self._dir(name) / "endpoint.json"
-        return Endpoint(**json.loads(state.read_text())) if state.is_file() else None
+        return Endpoint.from_record(json.loads(state.read_text())) if state.is_file() else None
 
     def list(self) -> list[Endpoint]:
         if not self.root.is_dir():
@@ -111,7 +123,8 @@ class LocalEndpoints:
             name=name,
             url=f"http://127.0.0.1:{port}",
             port=port,
-            model=f"{version.group}/{version.version}",
+            group=version.group,
+            version=version.version,
             image=image,
             container=container,
             router=router,

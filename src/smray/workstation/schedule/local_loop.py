@@ -167,7 +167,7 @@ class Scheduler:
             record.execution, record.status = result.execution.id, result.execution.status
             record.decision = self._decide(result, served, settings, input_dir, record)
             record.served_after = _name(self._served(endpoints, settings.endpoint_name))
-            result.outcome.facts["schedule"] = record.decision
+            result.schedule = record.decision
             flow.finish(result, "smray schedule")
         except KeyboardInterrupt:
             record.status, record.decision = (
@@ -199,14 +199,11 @@ class Scheduler:
         input_dir: Path,
         record: Record,
     ) -> str:
-        new = result.version
-        if new is None:
-            return "not deployed: " + next(
-                iter(v for k, v in result.outcome.facts.items() if k in ("gate", "failure")), ""
-            )
+        new, candidate = result.version, result.model
+        if new is None or candidate is None:
+            return f"not deployed: {result.gate.refused or result.gate.failed}"
         record.new_version = _name(new)
         test_dir = result.execution.folder / "test"
-        candidate = model_artifact.load(Path(new.artifact))
         record.new_rmse = score_on_test(test_dir, candidate.transform, candidate)
         if served is not None:
             record.served_rmse = score_on_test(
@@ -217,18 +214,14 @@ class Scheduler:
                     f"worse than the served {_name(served)} on this run's test set: RMSE "
                     f"{record.new_rmse:,.0f} > {record.served_rmse:,.0f}"
                 )
-                flow.decide(self.home, new, Approval.REJECTED, reason, result.outcome)
+                flow.decide(self.home, result, Approval.REJECTED, reason)
                 return f"not deployed: {_name(new)} is {reason}"
         self.in_deploy = True  # a stop signal now waits for the swap to complete
         try:
-            approved = flow.decide(
-                self.home,
-                new,
-                Approval.APPROVED,
-                "passed the gate, not worse than the served model",
-                result.outcome,
+            flow.decide(
+                self.home, result, Approval.APPROVED, "passed the gate, not worse than the served model"
             )
-            flow.deploy_and_invoke(self.home, settings.endpoint_name, approved, input_dir, result.outcome)
+            flow.deploy_and_invoke(self.home, settings.endpoint_name, result, input_dir)
         finally:
             self.in_deploy = False
         before = f" (served {_name(served)}: RMSE {record.served_rmse:,.0f})" if served else ""
@@ -238,8 +231,7 @@ class Scheduler:
         endpoint = endpoints.describe(name)
         if endpoint is None:
             return None
-        group, version = endpoint.model.split("/")
-        return LocalRegistry(self.home / "registry").describe(group, int(version))
+        return LocalRegistry(self.home / "registry").describe(endpoint.group, endpoint.version)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if not self.in_run or not self.stop.is_set():
