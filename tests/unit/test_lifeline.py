@@ -5,7 +5,7 @@ import time
 import pytest
 
 from smray.errors import ClusterError
-from smray.ray_bootstrap.lifeline import LifelineClient, LifelineServer, proof
+from smray.ray_bootstrap.lifeline import MAX_PENDING, LifelineClient, LifelineServer, proof
 
 TOKEN = "t" * 32
 
@@ -20,12 +20,40 @@ class Lost:
         self.seen.set()
 
 
+WORKERS = {"algo-2", "algo-3", "algo-4"}
+
+
 @pytest.fixture
 def server():
     lost = Lost()
-    srv = LifelineServer("127.0.0.1", TOKEN, lost, port=0, beat_s=0.1, silence_s=1.0)
+    srv = LifelineServer("127.0.0.1", TOKEN, WORKERS, lost, port=0, beat_s=0.1, silence_s=1.0, hello_s=1.0)
     srv.lost = lost
-    return srv
+    yield srv
+    srv.close()
+
+
+def raw_hello(srv, host, token=TOKEN):
+    """A worker's hello by hand: the challenge read, the answer sent; returns the socket and the hello."""
+    raw = socket.create_connection(("127.0.0.1", srv.port))
+    challenge = raw.makefile("rb").readline().split()
+    assert challenge[0] == b"challenge"
+    hello = f"hello {host} {proof(token, challenge[1].decode(), host)}\n".encode()
+    raw.sendall(hello)
+    return raw, hello
+
+
+def closed_within(sock, seconds):
+    """Whether the head closes `sock` within `seconds` (what it sends first, its challenge, is skipped)."""
+    sock.settimeout(seconds)
+    started = time.monotonic()
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:
+        pass
+    return time.monotonic() - started < seconds
 
 
 def connect(srv, host, token=TOKEN):
@@ -66,8 +94,7 @@ def test_worker_sees_a_vanished_head_as_none(server):
 
 
 def test_head_hears_at_once_which_worker_it_lost(server):
-    raw = socket.create_connection(("127.0.0.1", server.port))
-    raw.sendall(f"hello algo-3 {proof(TOKEN, 'algo-3')}\n".encode())
+    raw, _ = raw_hello(server, "algo-3")
     server.wait_for({"algo-3"}, timeout_s=5)
     started = time.monotonic()
     raw.close()
@@ -77,8 +104,7 @@ def test_head_hears_at_once_which_worker_it_lost(server):
 
 
 def test_a_silent_worker_is_declared_lost(server):
-    raw = socket.create_connection(("127.0.0.1", server.port))
-    raw.sendall(f"hello algo-2 {proof(TOKEN, 'algo-2')}\n".encode())
+    raw, _ = raw_hello(server, "algo-2")
     assert server.lost.seen.wait(5)
     assert server.lost.events == [("algo-2", "silent for 1 s")]
     raw.close()
@@ -93,3 +119,60 @@ def test_a_worker_without_the_token_is_refused(server, caplog):
     with pytest.raises(ClusterError):
         server.wait_for({"algo-2"}, timeout_s=0.5)
     assert server.lost.events == []
+
+
+def test_a_replayed_hello_is_refused_and_the_real_worker_stays(server, caplog):
+    real, captured = raw_hello(server, "algo-2")
+    server.wait_for({"algo-2"}, timeout_s=5)
+    replay = socket.create_connection(("127.0.0.1", server.port))
+    replay.sendall(captured)  # a hello answered another connection's challenge
+    assert closed_within(replay, 2)
+    assert "the hello for 'algo-2' has no valid proof" in caplog.text
+    time.sleep(0.3)
+    assert server.lost.events == []
+    real.close()  # unread beats make this a reset rather than a close: either way algo-2 is lost
+    assert server.lost.seen.wait(5)
+    assert [host for host, _ in server.lost.events] == ["algo-2"]
+
+
+def test_a_second_hello_for_a_connected_host_and_a_stranger_are_refused(server, caplog):
+    first = connect(server, "algo-2")
+    server.wait_for({"algo-2"}, timeout_s=5)
+    second, _ = raw_hello(server, "algo-2")  # the right token, but algo-2 is already here
+    assert closed_within(second, 2)
+    stranger, _ = raw_hello(server, "algo-9")
+    assert closed_within(stranger, 2)
+    assert "algo-2 is already connected" in caplog.text
+    assert "'algo-9' is not a worker of this job" in caplog.text
+    time.sleep(0.3)
+    assert server.lost.events == []
+    first._sock.close()
+
+
+def test_a_line_without_end_is_not_read_past_the_limit(server):
+    raw = socket.create_connection(("127.0.0.1", server.port))
+    raw.settimeout(2)
+    sent = 0
+    with pytest.raises(OSError):  # the head stops reading and closes: sending fails soon
+        for _ in range(4096):  # up to 256 MiB
+            raw.sendall(b"x" * 65536)
+            sent += 65536
+    assert sent < 64 * 1024 * 1024
+    raw.close()
+
+
+def test_a_connection_that_says_nothing_is_closed_after_the_hello_deadline(server):
+    silent = socket.create_connection(("127.0.0.1", server.port))
+    assert closed_within(silent, 3)  # hello_s is 1 s
+    assert connect(server, "algo-3")  # and the head still admits its workers
+    server.wait_for({"algo-3"}, timeout_s=5)
+
+
+def test_strangers_that_hold_connections_get_no_thread_each(server):
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(MAX_PENDING + 20)]
+    time.sleep(0.5)
+    assert threading.active_count() < 20 + MAX_PENDING + 8
+    for sock in idle:
+        sock.close()
+    connect(server, "algo-4")  # retries until a slot is free
+    server.wait_for({"algo-4"}, timeout_s=5)

@@ -129,6 +129,7 @@ def _run_head(
     lifeline = LifelineServer(
         "0.0.0.0",
         token,
+        set(config.workers),
         lost.raise_in_main,
         port=settings.lifeline_port,
         silence_s=settings.lifeline_silence_s,

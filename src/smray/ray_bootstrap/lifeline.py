@@ -8,8 +8,12 @@ It answers the two questions Ray cannot answer by itself:
 - the head must know at once which host it lost: a worker's connection closing, or going silent past
   `silence_s`, names that host.
 
-Lines, both ways: `hello <host> <proof>` (worker first, proof = HMAC of the host name with the cluster
-token), `beat` every `beat_s` seconds, `done <status>` (head only).
+Lines, both ways: `challenge <nonce>` (head first, a fresh nonce per connection), `hello <host> <proof>`
+(the worker's answer: an HMAC of the nonce and its host name with the cluster token, so a captured hello
+is worth nothing on another connection), then `beat` every `beat_s` seconds and `done <status>` (head
+only). The head admits only the job's workers, each once; a line is at most MAX_LINE bytes; a
+connection that has not said a valid hello within `hello_s` is closed, and at most MAX_PENDING such
+connections are served at once (the rest are closed on accept).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import io
 import logging
+import secrets
 import socket
 import threading
 import time
@@ -32,17 +38,23 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 6390
 BEAT_S = 1.0
 SILENCE_S = 10.0
+HELLO_S = 5.0
+MAX_LINE = 512
+MAX_PENDING = 16
 
 
-def proof(token: str, host: str) -> str:
-    return hmac.new(token.encode(), host.encode(), hashlib.sha256).hexdigest()
+def proof(token: str, nonce: str, host: str) -> str:
+    return hmac.new(token.encode(), f"{nonce} {host}".encode(), hashlib.sha256).hexdigest()
+
+
+class _Refused(Exception):
+    """A connection that is not one of the job's workers saying a valid hello."""
 
 
 @dataclass
 class _Peer:
     host: str
     sock: socket.socket
-    last_seen: float
 
 
 class LifelineServer:
@@ -52,12 +64,17 @@ class LifelineServer:
         self,
         bind_ip: str,
         token: str,
+        workers: set[str],
         on_lost: Callable[[str, str], None],
         port: int = DEFAULT_PORT,
         beat_s: float = BEAT_S,
         silence_s: float = SILENCE_S,
+        hello_s: float = HELLO_S,
     ) -> None:
         self._token = token
+        self._workers = frozenset(workers)
+        self._hello_s = hello_s
+        self._pending = threading.BoundedSemaphore(MAX_PENDING)
         self._on_lost = on_lost
         self._beat_s = beat_s
         self._silence_s = silence_s
@@ -98,9 +115,7 @@ class LifelineServer:
             peers = list(self._peers.values())
         self._listener.close()
         for peer in peers:
-            with contextlib.suppress(OSError):  # already closed by its reader thread
-                peer.sock.shutdown(socket.SHUT_RDWR)
-            peer.sock.close()
+            _close(peer.sock)
 
     def _accept_loop(self) -> None:
         while True:
@@ -108,44 +123,57 @@ class LifelineServer:
                 sock, addr = self._listener.accept()
             except OSError:
                 return
+            if not self._pending.acquire(blocking=False):  # too many strangers at once: no thread for this
+                log.warning("lifeline: refused a connection from %s: too many waiting to say hello", addr[0])
+                sock.close()
+                continue
             threading.Thread(target=self._serve, args=(sock, addr), name="lifeline-peer", daemon=True).start()
 
     def _serve(self, sock: socket.socket, addr: tuple[str, int]) -> None:
-        reader = sock.makefile("r", encoding="utf-8", newline="\n")
-        sock.settimeout(self._silence_s)
+        reader = sock.makefile("rb")
         try:
-            words = reader.readline().split()
-        except OSError:
-            words = []
-        if (
-            len(words) != 3
-            or words[0] != "hello"
-            or not hmac.compare_digest(words[2], proof(self._token, words[1]))
-        ):
-            log.warning("lifeline: refused a connection from %s without a valid hello", addr[0])
-            sock.close()
+            peer = self._admit(sock, reader)
+        except (_Refused, OSError) as exc:
+            log.warning("lifeline: refused a connection from %s without a valid hello (%s)", addr[0], exc)
+            _close(sock)
             return
-        host = words[1]
-        with self._joined:
-            self._peers[host] = _Peer(host, sock, time.monotonic())
-            self._joined.notify_all()
-        log.info("host %s joined (from %s)", host, addr[0])
+        finally:
+            self._pending.release()
+        log.info("host %s joined (from %s)", peer.host, addr[0])
+        sock.settimeout(self._silence_s)
         reason = "its connection closed"
         try:
-            for line in reader:
-                if not line.strip():
-                    continue
-                with self._lock:
-                    self._peers[host].last_seen = time.monotonic()
+            while _read_line(reader) is not None:  # beats: the socket's timeout catches a silence
+                pass
         except TimeoutError:
             reason = f"silent for {self._silence_s:g} s"
-        except OSError as exc:
+        except (_Refused, OSError) as exc:
             reason = f"connection error: {exc}"
         with self._lock:
             closing = self._closing
-            self._peers.pop(host, None)
+            self._peers.pop(peer.host, None)
         if not closing:
-            self._on_lost(host, reason)
+            self._on_lost(peer.host, reason)
+
+    def _admit(self, sock: socket.socket, reader: io.BufferedReader) -> _Peer:
+        """Challenge, check the answer, and register the host: one of the job's workers, once."""
+        nonce = secrets.token_hex(16)
+        sock.settimeout(self._hello_s)
+        _send(sock, f"challenge {nonce}")
+        words = (_read_line(reader) or "").split()
+        if len(words) != 3 or words[0] != "hello":
+            raise _Refused("no valid hello")
+        host = words[1]
+        if not hmac.compare_digest(words[2], proof(self._token, nonce, host)):
+            raise _Refused(f"the hello for {host!r} has no valid proof")
+        if host not in self._workers:
+            raise _Refused(f"{host!r} is not a worker of this job")
+        with self._joined:
+            if host in self._peers:
+                raise _Refused(f"{host} is already connected")
+            peer = self._peers[host] = _Peer(host, sock)
+            self._joined.notify_all()
+        return peer
 
     def _beat_loop(self) -> None:
         while True:
@@ -161,8 +189,11 @@ class LifelineServer:
 class LifelineClient:
     """Runs on a worker: connects to the head and waits for it to finish or vanish."""
 
-    def __init__(self, sock: socket.socket, beat_s: float, silence_s: float) -> None:
+    def __init__(
+        self, sock: socket.socket, reader: io.BufferedReader, beat_s: float, silence_s: float
+    ) -> None:
         self._sock = sock
+        self._reader = reader
         self._beat_s = beat_s
         self._silence_s = silence_s
         self._stop = threading.Event()
@@ -178,14 +209,28 @@ class LifelineClient:
         beat_s: float = BEAT_S,
         silence_s: float = SILENCE_S,
     ) -> LifelineClient:
-        sock = retry(
-            lambda: socket.create_connection((head_ip, port), timeout=5),
+
+        def hello() -> tuple[socket.socket, io.BufferedReader]:
+            sock = socket.create_connection((head_ip, port), timeout=5)
+            reader = sock.makefile("rb")
+            try:
+                words = (_read_line(reader) or "").split()
+                if len(words) != 2 or words[0] != "challenge":
+                    raise ConnectionError("the head sent no challenge")
+                sock.sendall(f"hello {host} {proof(token, words[1], host)}\n".encode())
+            except (OSError, _Refused):
+                _close(sock)
+                raise
+            return sock, reader
+
+        sock, reader = retry(
+            hello,
             what=f"the head's lifeline at {head_ip}:{port} answering",
             timeout_s=timeout_s,
+            retry_on=(OSError, _Refused),
             error=ClusterError,
         )
-        _send(sock, f"hello {host} {proof(token, host)}")
-        client = cls(sock, beat_s, silence_s)
+        client = cls(sock, reader, beat_s, silence_s)
         threading.Thread(target=client._beat_loop, name="lifeline-beat", daemon=True).start()
         return client
 
@@ -194,25 +239,39 @@ class LifelineClient:
         head vanished without reporting one (it crashed, was killed, or went silent)."""
         status: int | None = None
         self._sock.settimeout(self._silence_s)
-        reader = self._sock.makefile("r", encoding="utf-8", newline="\n")
         try:
-            for line in reader:
+            while (line := _read_line(self._reader)) is not None:
                 words = line.split()
                 if len(words) == 2 and words[0] == "done":
                     status = int(words[1])
                     self._sock.settimeout(None)  # the head may take a while to stop Ray and exit
         except TimeoutError:
             log.error("the head has been silent for %g s", self._silence_s)
-        except OSError as exc:
+        except (OSError, _Refused) as exc:
             log.error("lifeline to the head broke: %s", exc)
         self._stop.set()
-        self._sock.close()
+        _close(self._sock)
         return status
 
     def _beat_loop(self) -> None:
         while not self._stop.wait(self._beat_s):
             if not _send(self._sock, "beat"):
                 return
+
+
+def _read_line(reader: io.BufferedReader) -> str | None:
+    """One line, stripped; None once the peer closed. A line over MAX_LINE is refused, not read on."""
+    raw = reader.readline(MAX_LINE + 1)
+    if len(raw) > MAX_LINE:
+        raise _Refused(f"a line over {MAX_LINE} bytes")
+    return raw.decode("ascii", errors="replace").strip() if raw else None
+
+
+def _close(sock: socket.socket) -> None:
+    """Close for real: a file made by makefile() would keep the connection open after close()."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
 
 
 def _send(sock: socket.socket, line: str) -> bool:
