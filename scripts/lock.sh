@@ -12,3 +12,6 @@ compile() {  # compile OUT EXTRAS...
 compile requirements/image-cpu.lock cpu
 compile requirements/image-gpu.lock gpu
 compile requirements/dev.lock dev
+uv pip compile -q requirements/test-mlflow.in --generate-hashes --python-version 3.11 \
+  --python-platform x86_64-manylinux_2_28 --no-header --custom-compile-command scripts/lock.sh \
+  -o requirements/test-mlflow.lock
