@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -38,6 +37,7 @@ import pyarrow.parquet as pq
 from smray import schema as schema_mod
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
+from smray.locks import exclusive
 from smray.schema import Schema
 
 LOCAL_ACCOUNT = "000000000000"
@@ -140,7 +140,7 @@ class LocalFeatureStore:
             # Switching to WAL and creating the tables do not wait on SQLite's busy timeout: when several
             # hosts open a new store at once, one of them gets "database is locked". A file lock beside
             # the catalog (shared by every container on the host folder) makes them take turns.
-            with _exclusive(self._lock_path(group)):
+            with exclusive(self._lock_path(group)):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_CATALOG)
                 self._recover(conn, group)
@@ -223,7 +223,7 @@ class LocalFeatureStore:
                 for _, stage, _ in files:
                     Path(stage).unlink(missing_ok=True)
                 raise
-            with _exclusive(self._lock_path(group)):
+            with exclusive(self._lock_path(group)):
                 self._recover(conn, group)  # moves this batch's files into place
         return PutResult(len(frame), len(fresh), len(frame) - len(fresh), online)
 
@@ -406,16 +406,6 @@ def latest_versions(history: pd.DataFrame, record_id: str, event_time: str) -> p
     order = [record_id, event_time, "write_time", "is_deleted"]
     latest = history.sort_values(order, kind="stable").drop_duplicates(record_id, keep="last")
     return latest[~latest["is_deleted"].astype(bool)]
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 _PANDAS_TYPES = {"Integral": "float64", "Fractional": "float64", "String": "object"}

@@ -16,6 +16,7 @@ State lives under `<home>/endpoints/<name>/`: endpoint.json, the upstream file, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from smray import model_artifact
 from smray.errors import PlatformError, UserError
+from smray.locks import exclusive
 from smray.registry.records import ModelVersion
 from smray.retry import NotYet, retry
 from smray.workstation.endpoints.client import Connection
@@ -91,10 +93,21 @@ class LocalEndpoints:
         found = (self.describe(d.name) for d in sorted(self.root.iterdir()))
         return [e for e in found if e]
 
+    def _one_at_a_time(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Deploys and deletes of one endpoint wait for each other: two swaps must not interleave."""
+        return exclusive(
+            self.root / f".{name}.lock",
+            on_wait=lambda: print(f"endpoint {name}: waiting for another deploy or delete", flush=True),
+        )
+
     def deploy(self, name: str, version: ModelVersion, image: str = "", port: int = 0) -> Endpoint:
         """Creates the endpoint, or moves an existing one to `version` without dropping requests."""
         if not _NAME.match(name):
             raise UserError(f"invalid endpoint name {name!r}: letters, digits and '-', 1-63 characters")
+        with self._one_at_a_time(name):
+            return self._deploy(name, version, image, port)
+
+    def _deploy(self, name: str, version: ModelVersion, image: str, port: int) -> Endpoint:
         image = image or version.image
         current = self.describe(name)
         down = current is not None and not _running(current.router)
@@ -139,6 +152,10 @@ class LocalEndpoints:
         return endpoint
 
     def delete(self, name: str) -> None:
+        with self._one_at_a_time(name):
+            self._delete(name)
+
+    def _delete(self, name: str) -> None:
         current = self.describe(name)
         if current is None:
             raise UserError(f"no local endpoint named {name}")

@@ -18,7 +18,6 @@ version is rejected with the reason and the endpoint is left as it was.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import signal
 import threading
@@ -34,6 +33,7 @@ import pandas as pd
 from smray import errors, metrics, model_artifact, tables, transform
 from smray import schema as schema_mod
 from smray.errors import UserError
+from smray.locks import exclusive
 from smray.registry.local import LocalRegistry
 from smray.registry.records import Approval, ModelVersion
 from smray.workstation import local_workflow as flow
@@ -255,12 +255,10 @@ class Scheduler:
 
     @contextlib.contextmanager
     def _only_scheduler(self) -> Iterator[None]:
-        self.home.mkdir(parents=True, exist_ok=True)
-        with open(self.home / "schedule.lock", "w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise UserError(f"another smray schedule is running on {self.home}") from None
+        def refuse() -> None:
+            raise UserError(f"another smray schedule is running on {self.home}")
+
+        with exclusive(self.home / "schedule.lock", on_wait=refuse):
             yield
 
 
