@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import subprocess
 import sys
 import time
@@ -190,6 +191,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(sys.argv[1:] if argv is None else argv)
+    # The CLI says what matters itself; smray's INFO lines (a retry's first wait) are for job logs.
+    logging.getLogger("smray").setLevel(logging.WARNING)
     try:
         sys.exit(args.func(args))
     except KeyboardInterrupt:
