@@ -160,3 +160,22 @@ def test_the_schedule_s_input_names_the_user_s_table(tmp_path):
     assert settings.parameters()["FeatureGroupName"] == "churn"
     path.write_text(json.dumps({"DataUri": str(tmp_path)}))
     assert local_loop.read_input(path)[1].schema == schema.housing()  # the default table
+
+
+def test_a_run_the_gate_refused_or_that_failed_is_recorded_in_the_summary_s_words(tmp_path):
+    from types import SimpleNamespace
+
+    from smray.workstation import local_workflow as flow
+
+    scheduler = local_loop.Scheduler(tmp_path, parse("rate(1 day)"), tmp_path / "input.json")
+    record = local_loop.Record("t0", "", "exec1", "Failed", "", None, "", None, "", "")
+    refused = flow.Gate(1.0, None, refused="test RMSE 9.5 is above the RMSEThreshold 1.0")
+    failed = flow.Gate(1.0, None, failed="step PreprocessData failed: feature group housing has no records")
+    for gate, line in [
+        (refused, "FAILED: test RMSE 9.5 is above the RMSEThreshold 1.0"),
+        (failed, "step PreprocessData failed: feature group housing has no records"),
+    ]:
+        execution = SimpleNamespace(folder=tmp_path, id="exec1", status="Failed", seconds=9.0)
+        result = flow.Result(execution, None, gate, None)
+        assert scheduler._decide(result, None, flow.Settings(), tmp_path, record) == f"not deployed: {line}"
+        assert line in result.summary().values()

@@ -67,6 +67,14 @@ class Gate:
     refused: str = ""  # the gate itself said no
     failed: str = ""  # a step failed before the gate could decide
 
+    @property
+    def verdict(self) -> str:
+        """In words: what the summary says, and the scheduler records for a run it did not deploy."""
+        if self.version is not None:
+            registered = f"{self.version.group}/{self.version.version}"
+            return f"passed (RMSE <= {self.threshold:,.0f}): registered {registered}"
+        return f"FAILED: {self.refused}" if self.refused else self.failed
+
 
 @dataclass(frozen=True)
 class Tracking:
@@ -121,13 +129,7 @@ class Result:
                 f"MAE {m['mae']['value']:,.0f}, R² {m['r2']['value']:.3f}"
             )
         gate = self.gate
-        if gate.version is not None:
-            registered = f"{gate.version.group}/{gate.version.version}"
-            lines["gate"] = f"passed (RMSE <= {gate.threshold:,.0f}): registered {registered}"
-        elif gate.refused:
-            lines["gate"] = f"FAILED: {gate.refused}"
-        else:
-            lines["failure"] = gate.failed
+        lines["gate" if gate.version is not None or gate.refused else "failure"] = gate.verdict
         if self.tracking:
             t = self.tracking
             lines["tracking"] = (

@@ -201,7 +201,7 @@ class Scheduler:
     ) -> str:
         new, candidate = result.version, result.model
         if new is None or candidate is None:
-            return f"not deployed: {result.gate.refused or result.gate.failed}"
+            return f"not deployed: {result.gate.verdict}"
         record.new_version = _name(new)
         test_dir = result.execution.folder / "test"
         record.new_rmse = score_on_test(test_dir, candidate.transform, candidate)
