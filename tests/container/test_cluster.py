@@ -6,6 +6,8 @@ from datetime import datetime
 
 from smray.contracts.resource_config import JobKind
 
+from .conftest import IMAGE
+
 
 def finished_at(state: dict) -> datetime:
     # Docker gives nanoseconds ("...:49.985123456Z"); datetime takes microseconds.
@@ -114,3 +116,25 @@ def test_unknown_mode_is_a_usage_error(make_cluster):
     host = c.local.hosts[0]
     assert c.wait_exit([host], timeout_s=60)[host]["ExitCode"] == 2
     assert "unknown mode 'trian'" in c.logs(host)
+
+
+def test_a_job_that_replaces_the_entrypoint_still_runs_under_an_init(docker_client):
+    """A Processing job's ContainerEntrypoint replaces the image's (tini): the entrypoint puts tini back
+    as PID 1, which reaps what Ray leaves behind (unreaped, `ray stop` waited 23 s on zombies)."""
+    container = docker_client.containers.run(
+        IMAGE,
+        ["cluster-check", "--hold", "30"],
+        entrypoint=["smray-entrypoint"],
+        shm_size="256m",
+        detach=True,
+        labels={"io.smray.test": "entrypoint-init"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "cluster-check: task ran" not in container.logs().decode() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        init = container.exec_run(["cat", "/proc/1/cmdline"]).output.split(b"\0")
+        assert init[:2] == [b"/usr/bin/tini", b"--"], init
+        assert b"cluster-check" in init
+    finally:
+        container.remove(force=True)

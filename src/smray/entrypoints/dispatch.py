@@ -27,6 +27,7 @@ log = logging.getLogger("smray")
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+TINI = "/usr/bin/tini"  # the image's init (its ENTRYPOINT)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,11 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    if argv is None and os.getpid() == 1 and os.access(TINI, os.X_OK):
+        # A job that replaced the image's ENTRYPOINT (a Processing job's ContainerEntrypoint does) made
+        # this process PID 1, which must reap what Ray leaves behind: unreaped, its exited processes stay
+        # zombies and `ray stop` waits on them for 20+ s. tini does the reaping and forwards signals.
+        os.execv(TINI, [TINI, "--", *sys.orig_argv])
     sys.exit(run(sys.argv[1:] if argv is None else argv))
 
 
