@@ -18,9 +18,12 @@ import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from smray import schema as schema_mod
 from smray import tables
@@ -32,6 +35,9 @@ from smray.feature_store.definition import FeatureGroupDefinition
 from smray.feature_store.local import LocalFeatureStore, latest_versions
 from smray.schema import Schema
 from smray.transform import Scale, Transform
+
+if TYPE_CHECKING:
+    import ray.data
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +182,22 @@ def _offline_files(opts: argparse.Namespace) -> tuple[FeatureGroupDefinition, Sc
     return group, schema, store.committed_files(group)
 
 
+def _read_group(paths: list[str]) -> pa.Table:
+    return pa.concat_tables([pq.read_table(p) for p in paths], promote_options="default")
+
+
+def read_files(files: list[Path]) -> ray.data.Dataset:
+    """The store's files as one dataset, read by a few tasks of many files each. A store holds many small
+    files (one per committed batch, more every run); ray.data.read_parquet runs a task per file, which
+    took 21.7 s for 108 files of 259k rows here, against 2.1 s this way (0.2 s with warm workers)."""
+    import ray
+
+    parts = max(1, min(len(files), 2 * int(ray.cluster_resources().get("CPU", 1))))
+    groups = [files[i * len(files) // parts : (i + 1) * len(files) // parts] for i in range(parts)]
+    read = ray.remote(_read_group)
+    return ray.data.from_arrow_refs([read.remote([str(f) for f in group]) for group in groups])
+
+
 def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     import ray
     from ray.data.expressions import col
@@ -189,7 +211,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
 
     rid, etime = group.record_id, group.event_time
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # same input, same files
-    source = ray.data.read_parquet([str(f) for f in files]).materialize()
+    source = read_files(files).materialize()
     keys = source.map_batches(
         record_keys, batch_format="pandas", fn_kwargs={"record_id": rid, "event_time": etime}
     )
