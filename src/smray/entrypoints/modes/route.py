@@ -4,8 +4,13 @@ dropped request.
 An HTTP/1.1 reverse proxy that reads the current upstream (`host:port`) from a file for every request
 and opens a fresh upstream connection per request. Deploying writes the new upstream there (atomically)
 once the new container answers /ping; requests already sent to the old one finish there, and client
-connections stay open across the switch. A request whose upstream refuses or drops the connection
-before answering is retried against the (possibly new) upstream for up to --retry-s seconds.
+connections stay open across the switch.
+
+A request is retried against the (possibly new) upstream for up to --retry-s seconds only while it has
+not been fully sent (the connection was refused, or broke while sending): a request the model may have
+received is never sent twice, and if no answer comes the client gets a 502. A client has
+--request-deadline-s to send its head and body; a body needs a Content-Length within the endpoint's
+payload limit (anything else is refused with its 4xx); an answer must come within --answer-deadline-s.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ import asyncio
 import logging
 import signal
 import time
+from http import HTTPStatus
 from pathlib import Path
 
+from smray.contracts.payload import MAX_PAYLOAD_BYTES
 from smray.contracts.resource_config import ResourceConfig
 from smray.errors import UserError
 
@@ -25,28 +32,39 @@ log = logging.getLogger(__name__)
 MAX_HEADER_BYTES = 64 * 1024
 
 
-class BadGateway(Exception):
-    pass
+class Refused(Exception):
+    """A request answered here with `status`, not forwarded."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="smray-entrypoint route", description=__doc__)
     p.add_argument("--upstream-file", type=Path, required=True, help="holds host:port of the model container")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--retry-s", type=float, default=10.0)
+    p.add_argument("--retry-s", type=float, default=10.0, help="how long a request not yet sent is retried")
+    p.add_argument("--request-deadline-s", type=float, default=60.0, help="for a client to send a request")
+    p.add_argument("--answer-deadline-s", type=float, default=120.0, help="for the model to answer")
     return p
 
 
 def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     if not opts.upstream_file.is_file():
         raise UserError(f"no upstream file at {opts.upstream_file}")
-    asyncio.run(Router(opts.upstream_file, opts.retry_s).serve(opts.port))
+    router = Router(opts.upstream_file, opts.retry_s, opts.request_deadline_s, opts.answer_deadline_s)
+    asyncio.run(router.serve(opts.port))
 
 
 class Router:
-    def __init__(self, upstream_file: Path, retry_s: float) -> None:
+    def __init__(
+        self, upstream_file: Path, retry_s: float, request_deadline_s: float, answer_deadline_s: float
+    ) -> None:
         self.upstream_file = upstream_file
         self.retry_s = retry_s
+        self.request_deadline_s = request_deadline_s
+        self.answer_deadline_s = answer_deadline_s
 
     def upstream(self) -> tuple[str, int]:
         host, _, port = self.upstream_file.read_text().strip().rpartition(":")
@@ -66,10 +84,18 @@ class Router:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await _read_head(reader)
-                if head is None:
-                    break
-                body = await reader.readexactly(_content_length(head))
+                try:
+                    async with asyncio.timeout(self.request_deadline_s):
+                        head = await _read_head(reader)
+                        if head is None:
+                            break
+                        body = await reader.readexactly(_content_length(head))
+                except TimeoutError:
+                    raise Refused(
+                        408, f"the request did not arrive within {self.request_deadline_s:g} s"
+                    ) from None
+                except (asyncio.LimitOverrunError, ValueError):  # a head over the limit, or malformed
+                    raise Refused(431, f"request head over {MAX_HEADER_BYTES:,} bytes or malformed") from None
                 answer = await self._forward(head, body)
                 writer.write(answer)
                 await writer.drain()
@@ -77,8 +103,8 @@ class Router:
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
-        except BadGateway as exc:
-            writer.write(_status(502, str(exc)))
+        except Refused as exc:  # every request gets an answer; this one ends its connection
+            writer.write(_status(exc.status, str(exc)))
             await writer.drain()
         finally:
             writer.close()
@@ -90,20 +116,27 @@ class Router:
             host, port = self.upstream()
             try:
                 up_reader, up_writer = await asyncio.open_connection(host, port, limit=MAX_HEADER_BYTES)
-                try:
-                    up_writer.write(request)
-                    await up_writer.drain()
-                    answer = await up_reader.read()  # the upstream closes after one answer
-                finally:
-                    up_writer.close()
-                if answer:
-                    return answer
-            except OSError as exc:
+                up_writer.write(request)
+                await up_writer.drain()
+            except OSError as exc:  # not (fully) sent: the model cannot have taken it, so try again
                 if time.monotonic() > deadline:
-                    raise BadGateway(f"model container {host}:{port} unreachable: {exc}") from exc
-            if time.monotonic() > deadline:
-                raise BadGateway(f"model container {host}:{port} closed the connection without answering")
-            await asyncio.sleep(0.05)
+                    raise Refused(502, f"model container {host}:{port} unreachable: {exc}") from exc
+                await asyncio.sleep(0.05)
+                continue
+            try:  # sent: whatever happens now, it is not sent again
+                async with asyncio.timeout(self.answer_deadline_s):
+                    answer = await up_reader.read()  # the upstream closes after one answer
+            except TimeoutError:
+                raise Refused(
+                    504, f"model container {host}:{port} gave no answer within {self.answer_deadline_s:g} s"
+                ) from None
+            except OSError as exc:
+                raise Refused(502, f"model container {host}:{port} broke the connection: {exc}") from exc
+            finally:
+                up_writer.close()
+            if not answer:
+                raise Refused(502, f"model container {host}:{port} closed the connection without answering")
+            return answer
 
 
 async def _read_head(reader: asyncio.StreamReader) -> bytes | None:
@@ -121,7 +154,15 @@ def _headers(head: bytes) -> dict[str, str]:
 
 
 def _content_length(head: bytes) -> int:
-    return int(_headers(head).get("content-length", "0") or 0)
+    headers = _headers(head)
+    if "transfer-encoding" in headers:
+        raise Refused(411, "a body needs a Content-Length (no Transfer-Encoding)")
+    text = headers.get("content-length", "0") or "0"
+    if not text.isdigit():
+        raise Refused(400, f"invalid Content-Length {text[:40]!r}")
+    if int(text) > MAX_PAYLOAD_BYTES:
+        raise Refused(413, f"payload of {int(text):,} bytes is over the {MAX_PAYLOAD_BYTES:,}-byte limit")
+    return int(text)
 
 
 def _wants_close(head: bytes) -> bool:
@@ -139,6 +180,6 @@ def _with_close(head: bytes) -> bytes:
 def _status(code: int, message: str) -> bytes:
     body = (message + "\n").encode()
     return (
-        f"HTTP/1.1 {code} Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n"
+        f"HTTP/1.1 {code} {HTTPStatus(code).phrase}\r\nContent-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode() + body
