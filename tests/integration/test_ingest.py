@@ -197,7 +197,7 @@ def _open_while_another_host_sets_up(tmp_path, monkeypatch, with_lock: bool):
     other.execute("BEGIN IMMEDIATE")
     other.execute("CREATE TABLE setting_up (x)")
     if not with_lock:
-        monkeypatch.setattr(local_store, "_exclusive", lambda path: contextlib.nullcontext())
+        monkeypatch.setattr(local_store, "exclusive", lambda path: contextlib.nullcontext())
     outcome = {}
 
     def open_store():
