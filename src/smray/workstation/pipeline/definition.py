@@ -3,7 +3,7 @@
 FeatureStoreIngestion -> PreprocessData -> HPTuning (aws) / TrainWithTuning (local) -> EvaluateModel
 -> CheckEvaluation (test RMSE <= RMSEThreshold) -> RegisterTrainedModel, else RMSEFail.
 
-The two targets differ only where SageMaker local mode cannot follow AWS (docs/pipeline.md):
+The two targets differ only where SageMaker local mode cannot follow AWS (the README's "The pipeline"):
 - tuning: a TuningStep over training jobs on AWS; Ray Tune inside one training step locally;
 - registration: a ModelStep into SageMaker Model Registry on AWS; the image's `register` mode into the
   local registry (a folder mounted into the job) locally;
