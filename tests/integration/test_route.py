@@ -79,6 +79,7 @@ def test_a_request_goes_through_and_bad_ones_get_their_status(route_to_serve):
         b"Content-Length: 12abc\r\n": b"400",
         b"Transfer-Encoding: chunked\r\n": b"411",
         f"Content-Length: {6 * 1024 * 1024 + 1}\r\n".encode(): b"413",
+        b"X-Padding: " + b"x" * 70_000 + b"\r\n": b"431",
     }
     for header, status in cases.items():
         started = time.monotonic()

@@ -94,8 +94,8 @@ class Router:
                     raise Refused(
                         408, f"the request did not arrive within {self.request_deadline_s:g} s"
                     ) from None
-                except (asyncio.LimitOverrunError, ValueError):  # a head over the limit, or malformed
-                    raise Refused(431, f"request head over {MAX_HEADER_BYTES:,} bytes or malformed") from None
+                except asyncio.LimitOverrunError:
+                    raise Refused(431, f"request head over {MAX_HEADER_BYTES:,} bytes") from None
                 answer = await self._forward(head, body)
                 writer.write(answer)
                 await writer.drain()
