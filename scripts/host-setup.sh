@@ -16,10 +16,17 @@ command -v docker-compose >/dev/null || need_pkgs+=(docker-compose)
 command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
 command -v chromium >/dev/null || need_pkgs+=(chromium)  # renders the run report in tests
+[ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)  # the tests run `serve` and `route` (nginx fronts) on the host
 if ((${#need_pkgs[@]})); then
   log "installing ${need_pkgs[*]}"
+  # No package may start its service here (nginx would take port 80): a policy that says no, for this
+  # install only, unless the machine has its own.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=1
+  if [ ! -e "$policy" ]; then own_policy=; printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  [ -n "$own_policy" ] || rm -f "$policy"
 fi
 
 # No systemd on these machines: start the engine ourselves and wait until it answers.

@@ -1,5 +1,5 @@
-"""`serve` as SageMaker calls it: predictions in every supported format, and a clear 4xx for every bad
-request, from a real pre-forked server process."""
+"""`serve` as SageMaker calls it: predictions in every supported format, a clear 4xx for every bad
+request, and every hostile client answered, from the real process (nginx in front of gunicorn)."""
 
 import json
 import os
@@ -13,7 +13,8 @@ import pytest
 from smray import model_artifact
 from smray.contracts import payload
 from smray.workstation.endpoints.client import Connection
-from tests.support.models import free_port, sample_rows, start_serve, wait_ping
+from tests.support import hostile
+from tests.support.models import CLIENT_TIMEOUT_S, free_port, sample_rows, start_serve, wait_ping
 
 
 @pytest.fixture(scope="module")
@@ -115,20 +116,20 @@ def test_bad_requests_get_a_clear_4xx(server, case):
     assert message in answer.body.decode()
 
 
-def test_a_negative_content_length_is_refused_not_read_to_the_end(server):
-    import socket
-
+def test_hostile_clients_get_their_status(server):
     url, _ = server
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as raw:
-        raw.sendall(
-            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: -1\r\n\r\n"
-        )
-        answer = b""
-        while chunk := raw.recv(4096):  # the server answers, then closes: the client never sent a body
-            answer += chunk
-    answer = answer.decode()
-    assert answer.startswith("HTTP/1.1 400") and "Content-Length must be a whole number of bytes" in answer
+    port = int(url.rsplit(":", 1)[1])
+    row = _csv(sample_rows(1))
+    hostile.check_refusals(port, row)
+    hostile.check_pipelined_and_broken_clients(port, row)
+    hostile.check_slow_clients(port, client_s=CLIENT_TIMEOUT_S)
+
+
+def test_ping_stays_fast_while_50_slow_clients_are_connected(server):
+    url, _ = server
+    p99 = hostile.ping_p99_ms_with_slow_clients(int(url.rsplit(":", 1)[1]))
+    print(f"/ping p99 with 50 slow clients: {p99:.2f} ms")
+    assert p99 < 50
 
 
 def test_unknown_paths_are_404(server):
@@ -137,36 +138,53 @@ def test_unknown_paths_are_404(server):
     assert Connection(url).request("POST", "/predict", b"1").status == 404
 
 
-def test_workers_are_separate_processes_and_sigterm_stops_cleanly(model_dir, tmp_path):
+def test_a_dead_worker_is_replaced_and_sigterm_answers_what_is_in_flight(model_dir, tmp_path):
     port = free_port()
-    process = start_serve(model_dir, port, tmp_path, workers=3)
-    wait_ping(port, process)
-    children = subprocess.run(
-        ["pgrep", "-P", str(process.pid)], capture_output=True, text=True
-    ).stdout.split()
-    assert len(children) == 3
-    os.kill(int(children[0]), signal.SIGKILL)  # a dead worker is replaced
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        now = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
-        if len(now) == 3 and children[0] not in now:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail(f"worker not replaced: {now}")
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=20) == 0
+    process = start_serve(model_dir, port, tmp_path, "--workers", "3", "--drain-s", "10")
+    try:
+        wait_ping(port, process)
+        arbiter = _children(process.pid, "gunicorn")[0]
+        workers = _children(arbiter)
+        assert len(workers) == 3
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while (now := _children(arbiter)) and (len(now) != 3 or workers[0] in now):
+            assert time.monotonic() < deadline, f"worker not replaced: {now}"
+            time.sleep(0.2)
+
+        # a request still sending its body at SIGTERM is answered, and serve exits right after
+        stopped_at = []
+        reply = hostile.in_flight_through_stop(
+            port,
+            _csv(sample_rows(2)),
+            lambda: (process.send_signal(signal.SIGTERM), stopped_at.append(time.monotonic())),
+        )
+        assert reply.statuses == [200], reply
+        assert process.wait(timeout=20) == 0
+        assert time.monotonic() - stopped_at[0] < 10  # within the drain bound
+        with pytest.raises(OSError):
+            Connection(f"http://127.0.0.1:{port}", timeout_s=2).request("GET", "/ping")
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _children(pid: int, name: str = "") -> list[int]:
+    found = subprocess.run(
+        ["pgrep", "-P", str(pid), *(["-f", name] if name else [])], capture_output=True, text=True
+    )
+    return [int(p) for p in found.stdout.split()]
 
 
 def test_a_bad_model_fails_at_start_with_a_clear_message(tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "model.json").write_text("not a model")
     process = start_serve(tmp_path / "model", free_port(), tmp_path)
-    _, err = process.communicate(timeout=60)
+    process.communicate(timeout=60)
     assert process.returncode == 1
     failure = (tmp_path / "opt_ml" / "output" / "failure").read_text()
-    assert "cannot load the model" in failure
-    assert "is not a valid XGBoost model" in err.decode()
+    assert "cannot load the model" in failure and "is not a valid XGBoost model" in failure
+    assert len(failure.strip().splitlines()) == 1
 
 
 def test_a_60_second_load_from_another_process_has_no_errors(server, tmp_path):

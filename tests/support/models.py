@@ -58,9 +58,13 @@ def wait_ping(port: int, process: subprocess.Popen, timeout_s: float = 30.0) -> 
     pytest.fail(f"no /ping answer on port {port} within {timeout_s} s")
 
 
-def start_serve(model: Path, port: int, tmp: Path, workers: int = 2) -> subprocess.Popen:
+CLIENT_TIMEOUT_S = 2.0  # the tests' servers give a client this long for its head and each body read
+
+
+def start_serve(model: Path, port: int, tmp: Path, *options: str) -> subprocess.Popen:
     env = {**os.environ, "SMRAY_OPT_ML": str(tmp / "opt_ml"), "SMRAY_LOG_LEVEL": "WARNING"}
-    cmd = [ENTRYPOINT, "serve", "--model-dir", str(model), "--port", str(port), "--workers", str(workers)]
+    cmd = [ENTRYPOINT, "serve", "--model-dir", str(model), "--port", str(port), "--workers", "2"]
+    cmd += ["--client-timeout-s", f"{CLIENT_TIMEOUT_S:g}", *options]
     return subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
 
 

@@ -1,17 +1,17 @@
-"""Local endpoints: the approved model's `serve` container behind a `route` container that holds the
-endpoint's port, so that deploying a new version never drops a request:
+"""Local endpoints: the approved model's `serve` container behind a `route` container (nginx) that holds
+the endpoint's port, so that deploying a new version never drops a request:
 
 1. start the new model container and wait until it answers /ping (a failure leaves the endpoint as it
    was, and removes the new container);
-2. point the router at it (an atomic rename of the upstream file the router reads per request);
-3. after a grace period for requests already sent to the old container, stop it (SIGTERM: it finishes
-   what it is answering) and remove it.
+2. point the router at it: the model listens on a Unix socket in the endpoint's sockets volume, and the
+   router forwards to the link `current.sock`, which the deploy replaces by an atomic rename;
+3. stop the old container: SIGTERM makes it finish the requests it has (up to `drain_s`) and exit.
 
 Both containers restart with Docker (a reboot brings the endpoint back). An endpoint whose router is down
-all the same (stopped by hand, or Docker restarted without it) is served nothing: a deploy starts it
-afresh, on the port it had, so its URL stays.
+all the same (stopped by hand, or Docker restarted without it), or a router of an earlier smray, is
+started afresh on the port it had, so its URL stays.
 
-State lives under `<home>/endpoints/<name>/`: endpoint.json, the upstream file, the unpacked models.
+State lives under `<home>/endpoints/<name>/`: endpoint.json and the unpacked models.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ from smray.workstation.endpoints.client import Connection
 NETWORK = "smray-endpoints"
 LABEL = "io.smray.endpoint"
 HOME_LABEL = "io.smray.endpoints-root"  # the home an endpoint belongs to: names are per home
+FRONT_LABEL = "io.smray.front"  # the router's kind: one without it (an earlier smray's) is replaced
+FRONT = "nginx-socket-link"
+SOCKETS = "/sockets"  # the endpoint's volume, in both containers
+SETTLE_S = 1.0  # after the switch: connections the router opened to the old model are accepted by then
 SERVE_PORT = 8080
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's endpoint name rule
 
@@ -75,9 +79,9 @@ def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 class LocalEndpoints:
-    def __init__(self, home: Path, grace_s: float = 2.0, health_timeout_s: float = 90.0) -> None:
+    def __init__(self, home: Path, drain_s: float = 30.0, health_timeout_s: float = 90.0) -> None:
         self.root = home / "endpoints"
-        self.grace_s = grace_s
+        self.drain_s = drain_s
         self.health_timeout_s = health_timeout_s
 
     def _dir(self, name: str) -> Path:
@@ -110,23 +114,27 @@ class LocalEndpoints:
     def _deploy(self, name: str, version: ModelVersion, image: str, port: int) -> Endpoint:
         image = image or version.image
         current = self.describe(name)
-        down = current is not None and not _running(current.router)
-        if current is not None and down:  # nothing is answering: no request to carry over
+        down = current is not None and not (
+            _running(current.router) and _label(current.router, FRONT_LABEL) == FRONT
+        )
+        if current is not None and down:  # nothing is answering, or an earlier smray's router: start afresh
+            print(f"endpoint {name}: starting its router afresh on port {current.port}", flush=True)
             for container in (current.router, current.container):
                 _remove(container)
             shutil.rmtree(self._dir(name) / "models" / current.container, ignore_errors=True)
         folder = self._dir(name)
         folder.mkdir(parents=True, exist_ok=True)
         _ensure_network()
-        container, model_dir = self._start_model(name, version, image, folder)
+        sockets = self._sockets_volume(name)
+        container, model_dir = self._start_model(name, version, image, folder, sockets)
         try:
             _wait_ping(container, _published_port(container), self.health_timeout_s)
             _keep_up(container)
+            _switch(container)
             if current is None or down:
                 kept = port or (current.port if current else 0)
-                router, port = self._start_router(name, image, folder, kept, container)
+                router, port = self._start_router(name, image, kept, sockets)
             else:
-                _write_atomic(folder / "upstream", f"{container}:{SERVE_PORT}\n")
                 router, port = current.router, current.port
         except BaseException:  # the endpoint stays as it was: nothing of this deploy is left running
             _remove(container)
@@ -145,8 +153,8 @@ class LocalEndpoints:
         )
         _write_atomic(folder / "endpoint.json", json.dumps(asdict(endpoint), indent=2))
         if current is not None and not down:
-            time.sleep(self.grace_s)  # requests the router already sent to the old container
-            _docker("stop", "-t", "30", current.container, check=False)
+            time.sleep(SETTLE_S)
+            _docker("stop", "-t", f"{self.drain_s + 10:.0f}", current.container, check=False)
             _remove(current.container)
             shutil.rmtree(folder / "models" / current.container, ignore_errors=True)
         return endpoint
@@ -160,11 +168,14 @@ class LocalEndpoints:
         if current is None:
             raise UserError(f"no local endpoint named {name}")
         for container in (current.router, current.container):
-            _docker("stop", "-t", "30", container, check=False)
+            _docker("stop", "-t", f"{self.drain_s + 10:.0f}", container, check=False)
             _remove(container)
+        _docker("volume", "rm", self._sockets_volume(name, create=False), check=False)
         shutil.rmtree(self._dir(name))
 
-    def _start_model(self, name: str, version: ModelVersion, image: str, folder: Path) -> tuple[str, Path]:
+    def _start_model(
+        self, name: str, version: ModelVersion, image: str, folder: Path, sockets: str
+    ) -> tuple[str, Path]:
         container = f"smray-{name}-v{version.version}-{secrets.token_hex(3)}"
         model_dir = folder / "models" / container
         model_dir.mkdir(parents=True)
@@ -173,31 +184,44 @@ class LocalEndpoints:
         except UserError:
             shutil.rmtree(model_dir)
             raise
-        workers = os.environ.get("SMRAY_SERVE_WORKERS", "2")
+        env = {"SMRAY_SERVE_WORKERS": os.environ.get("SMRAY_SERVE_WORKERS", "2")}
+        if os.environ.get("SMRAY_SERVE_ACCESS_LOG"):
+            env["SMRAY_SERVE_ACCESS_LOG"] = os.environ["SMRAY_SERVE_ACCESS_LOG"]
         _run(
             container,
             self._labels(name),
-            f"{model_dir.resolve()}:/opt/ml/model:ro",
+            [f"{model_dir.resolve()}:/opt/ml/model:ro", f"{sockets}:{SOCKETS}"],
             f"127.0.0.1::{SERVE_PORT}",
             image,
-            ["serve"],
-            env={"SMRAY_SERVE_WORKERS": workers},
+            ["serve", "--socket", f"{SOCKETS}/{container}.sock", "--drain-s", f"{self.drain_s:g}"],
+            env=env,
         )
         return container, model_dir
 
-    def _start_router(self, name: str, image: str, folder: Path, port: int, upstream: str) -> tuple[str, int]:
+    def _router_name(self, name: str) -> str:
         # Endpoint names are per smray home: two homes may both have an endpoint "housing".
         home_key = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
-        router = f"smray-endpoint-{name}-{home_key}"
+        return f"smray-endpoint-{name}-{home_key}"
+
+    def _sockets_volume(self, name: str, create: bool = True) -> str:
+        """A Docker volume, not a folder of the host: Unix sockets cross containers in a volume everywhere
+        (Docker Desktop's shared host folders do not carry them)."""
+        volume = f"{self._router_name(name)}-sockets"
+        if create:
+            labels = [f"--label={key}={value}" for key, value in self._labels(name).items()]
+            _docker("volume", "create", *labels, volume)
+        return volume
+
+    def _start_router(self, name: str, image: str, port: int, sockets: str) -> tuple[str, int]:
+        router = self._router_name(name)
         _remove(router)  # a stale router of this home's endpoint (its state was deleted by hand)
-        _write_atomic(folder / "upstream", f"{upstream}:{SERVE_PORT}\n")
         _run(
             router,
-            self._labels(name),
-            f"{folder.resolve()}:/endpoint:ro",
+            self._labels(name) | {FRONT_LABEL: FRONT},
+            [f"{sockets}:{SOCKETS}"],
             f"127.0.0.1:{port or ''}:{SERVE_PORT}",
             image,
-            ["route", "--upstream-file", "/endpoint/upstream"],
+            ["route", "--sockets", SOCKETS, "--drain-s", f"{self.drain_s:g}"],
         )
         try:
             port = _published_port(router)
@@ -215,14 +239,16 @@ class LocalEndpoints:
 def _run(
     container: str,
     labels: dict[str, str],
-    volume: str,
+    volumes: list[str],
     publish: str,
     image: str,
     command: list[str],
     env: dict[str, str] | None = None,
 ) -> None:
     """A detached container on the endpoints' network, labelled with its endpoint and home."""
-    options = ["--name", container, "--network", NETWORK, "-v", volume, "-p", publish]
+    options = ["--name", container, "--network", NETWORK, "-p", publish]
+    for volume in volumes:
+        options += ["-v", volume]
     for key, value in labels.items():
         options += ["--label", f"{key}={value}"]
     for key, value in (env or {}).items():
@@ -240,6 +266,19 @@ def _published_port(container: str) -> int:
     if not out:
         raise UserError(f"container {container} publishes no port")
     return int(out[0].rsplit(":", 1)[1])
+
+
+def _switch(container: str) -> None:
+    """Points the endpoint's `current.sock` at this model container's socket (an atomic rename, from
+    inside the container, where the volume is mounted)."""
+    link = f"{SOCKETS}/current.sock"
+    script = f'ln -sfn "{container}.sock" "{link}.next" && mv -Tf "{link}.next" "{link}"'
+    _docker("exec", container, "sh", "-c", script)
+
+
+def _label(container: str, key: str) -> str:
+    out = _docker("inspect", "-f", f'{{{{index .Config.Labels "{key}"}}}}', container, check=False)
+    return out.stdout.strip() if out.returncode == 0 else ""
 
 
 def _running(container: str) -> bool:

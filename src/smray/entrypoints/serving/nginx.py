@@ -1,0 +1,129 @@
+"""nginx as the front of `serve` (before gunicorn) and of a local endpoint (before its model container):
+it holds the connections, buffers slow clients, enforces the body limit and the deadlines, and answers
+what it refuses with a one-line reason. It never retries a request (`proxy_next_upstream off`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from smray.contracts.payload import MAX_PAYLOAD_BYTES
+from smray.errors import PlatformError
+
+MAX_HEADER_BYTES = 16 * 1024  # per header line; more is a 431
+
+
+@dataclass(frozen=True)
+class Limits:
+    client_s: float  # for a client's head, and between two reads of its body: 408 or closed after it
+    answer_s: float  # for the upstream to answer: 504 after it
+    drain_s: float  # on a graceful stop, for requests in flight: closed after it
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser, answer_s: float = 60.0) -> None:
+        """60 s to answer: what SageMaker gives a real-time invocation."""
+        p.add_argument(
+            "--client-timeout-s", type=float, default=10.0, help="for a head, and between body reads"
+        )
+        p.add_argument("--answer-deadline-s", type=float, default=answer_s, help="for the model to answer")
+        p.add_argument(
+            "--drain-s",
+            type=float,
+            default=float(os.environ.get("SMRAY_SERVE_DRAIN_S", "30")),
+            help="on SIGTERM, for requests in flight",
+        )
+
+    @classmethod
+    def from_options(cls, opts: argparse.Namespace) -> Limits:
+        return cls(client_s=opts.client_timeout_s, answer_s=opts.answer_deadline_s, drain_s=opts.drain_s)
+
+
+def _refusals(upstream_role: str) -> dict[int, tuple[int, str]]:
+    """nginx's own error statuses -> the status and one-line reason the client gets."""
+    return {
+        400: (400, "bad request: a malformed request line, header or Content-Length"),
+        408: (408, "the request was not sent in time"),
+        411: (411, "send a Content-Length (or a chunked body)"),
+        413: (413, f"payload over the {MAX_PAYLOAD_BYTES:,}-byte limit"),
+        414: (414, "request line too long"),
+        494: (431, f"a request header is over {MAX_HEADER_BYTES:,} bytes"),
+        500: (500, "internal error in the front"),
+        502: (502, f"the {upstream_role} closed the connection or is not answering"),
+        503: (503, f"the {upstream_role} is not available"),
+        504: (504, f"the {upstream_role} did not answer in time"),
+    }
+
+
+# One line a request (SMRAY_SERVE_ACCESS_LOG=1): its time, status, sizes, and the caller's X-Request-Id.
+ACCESS_FORMAT = '$msec "$request" $status $request_length $request_time id=$http_x_request_id'
+
+
+def config(
+    listen: list[str],
+    upstream_socket: Path,
+    upstream_role: str,
+    runtime: Path,
+    limits: Limits,
+    access_log: bool = False,
+) -> str:
+    """A whole nginx.conf: one worker, errors to stderr (requests to stdout with `access_log`), every
+    temporary file under `runtime`."""
+    requests = (
+        f"log_format requests '{ACCESS_FORMAT}';\n    access_log /dev/stdout requests;"
+        if access_log
+        else "access_log off;"
+    )
+    pages = "\n".join(
+        f"        error_page {code} ={status} /.smray/{code};\n"
+        f'        location = /.smray/{code} {{ internal; default_type "text/plain; charset=utf-8"; '
+        f'return {status} "{reason}\\n"; }}'
+        for code, (status, reason) in _refusals(upstream_role).items()
+    )
+    listens = "\n".join(f"        listen {address} backlog=1024;" for address in listen)
+    temp = "\n".join(
+        f"    {kind}_temp_path {runtime / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""\
+worker_processes 1;
+pid {runtime / "nginx.pid"};
+error_log stderr warn;
+worker_shutdown_timeout {limits.drain_s:g}s;
+events {{ worker_connections 4096; }}
+http {{
+    {requests}
+    server_tokens off;
+{temp}
+    client_header_timeout {limits.client_s:g}s;
+    client_body_timeout {limits.client_s:g}s;
+    send_timeout {limits.answer_s:g}s;
+    client_max_body_size {MAX_PAYLOAD_BYTES};
+    large_client_header_buffers 4 {MAX_HEADER_BYTES};
+    keepalive_timeout 65s;
+    server {{
+{listens}
+        location / {{
+            proxy_pass http://unix:{upstream_socket}:;
+            proxy_next_upstream off;
+            proxy_connect_timeout 5s;
+            proxy_send_timeout {limits.answer_s:g}s;
+            proxy_read_timeout {limits.answer_s:g}s;
+            proxy_request_buffering on;
+            proxy_set_header Host $host;
+            proxy_set_header Connection "";
+        }}
+{pages}
+    }}
+}}
+"""
+
+
+def command(conf: Path, runtime: Path) -> list[str]:
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(binary).exists():
+        raise PlatformError("nginx is not installed: the image installs it (apt-get install nginx)")
+    return [binary, "-p", str(runtime), "-e", "stderr", "-c", str(conf), "-g", "daemon off;"]

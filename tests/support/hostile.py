@@ -1,0 +1,180 @@
+"""Hostile clients, as raw sockets: the same cases against every front we ship (`serve` on the host, the
+image's `serve` in a container, a local endpoint's router). Each case gets its HTTP status within a
+bound, or, for a client that never finishes its request, a closed connection at the client deadline."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from smray.contracts.payload import MAX_PAYLOAD_BYTES
+
+HEAD = b"POST /invocations HTTP/1.1\r\nHost: smray\r\nContent-Type: text/csv\r\n"
+
+
+@dataclass
+class Reply:
+    statuses: list[int]  # one per answer read, in order
+    seconds: float  # until the last answer was read, or the connection closed
+    closed: bool  # the server closed the connection
+    bodies: list[bytes]
+
+
+def exchange(port: int, raw: bytes, answers: int = 1, pause_s: float = 0.0, then: bytes = b"") -> Reply:
+    """Sends `raw` (then, after `pause_s`, `then`) and reads up to `answers` answers or until closed."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(raw)
+        if pause_s:
+            time.sleep(pause_s)
+            sock.sendall(then)
+        buffer, statuses, bodies, closed = b"", [], [], False
+        while len(statuses) < answers:
+            parsed = _one_answer(buffer)
+            if parsed is None:
+                try:
+                    chunk = sock.recv(65536)
+                except ConnectionResetError:
+                    chunk = b""
+                if not chunk:
+                    closed = True
+                    break
+                buffer += chunk
+                continue
+            status, body, buffer = parsed
+            statuses.append(status)
+            bodies.append(body)
+        return Reply(statuses, time.monotonic() - started, closed, bodies)
+
+
+def _one_answer(buffer: bytes) -> tuple[int, bytes, bytes] | None:
+    head, sep, rest = buffer.partition(b"\r\n\r\n")
+    if not sep:
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(
+        (int(v) for k, _, v in (h.partition(":") for h in lines[1:]) if k.lower() == "content-length"), 0
+    )
+    if len(rest) < length:
+        return None
+    return int(lines[0].split()[1]), rest[:length], rest[length:]
+
+
+def _post(body: bytes, extra: bytes = b"") -> bytes:
+    return HEAD + extra + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+def check_refusals(port: int, row_csv: bytes) -> None:
+    """Requests that are wrong on their head or body: each gets its 4xx (or 200) at once."""
+    chunked = f"{len(row_csv):x}\r\n".encode() + row_csv + b"\r\n0\r\n\r\n"
+    cases = {
+        "negative Content-Length": (HEAD + b"Content-Length: -1\r\n\r\n", 400),
+        "malformed Content-Length": (HEAD + b"Content-Length: 12abc\r\n\r\n", 400),
+        "6 MiB + 1 byte": (HEAD + f"Content-Length: {MAX_PAYLOAD_BYTES + 1}\r\n\r\n".encode(), 413),
+        "a 20 KiB header": (HEAD + b"X-Padding: " + b"x" * 20_000 + b"\r\n\r\n", 431),
+        "garbage": (b"\x00\x01 not http\r\n\r\n", 400),
+        "chunked (accepted, as SageMaker does)": (
+            HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunked,
+            200,
+        ),
+        "a 400-digit JSON integer": (
+            _post(b"[[" + b"9" * 400 + b",1,1,1,1,1,1,1]]").replace(b"text/csv", b"application/json"),
+            400,
+        ),
+        "JSON nested 100,000 deep": (
+            _post(b"[" * 100_000 + b"]" * 100_000).replace(b"text/csv", b"application/json"),
+            400,
+        ),
+        "a CSV field over 128 KiB": (_post(b'"' + b"1" * 200_000 + b'"\n'), 400),
+        "no body": (HEAD + b"\r\n", 400),
+    }
+    for name, (raw, status) in cases.items():
+        reply = exchange(port, raw)
+        assert reply.statuses == [status], (name, reply)
+        assert reply.seconds < 2, (name, reply.seconds)
+        assert len(reply.bodies[0].splitlines()) == 1, (name, reply.bodies)  # a one-line reason
+
+
+def check_pipelined_and_broken_clients(port: int, row_csv: bytes) -> None:
+    request = _post(row_csv)
+    reply = exchange(port, request * 3, answers=3)
+    assert reply.statuses == [200, 200, 200], reply
+    body = _post(row_csv * 50)
+    for _ in range(5):  # a client that disconnects mid-body, again and again: nothing is left stuck
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(body[: len(body) // 2])
+    assert exchange(port, request).statuses == [200]
+
+
+def check_slow_clients(port: int, client_s: float) -> None:
+    """A head or a body that stalls: the connection is closed at the client deadline (nginx answers no
+    request it never received), and it never reaches the model."""
+    results: dict[str, Reply] = {}
+    cases = {
+        "slow head": HEAD,
+        "slow body": HEAD + b"Content-Length: 100\r\n\r\n1,2,",
+    }
+    threads = [
+        threading.Thread(target=lambda n=n, raw=raw: results.__setitem__(n, exchange(port, raw)))
+        for n, raw in cases.items()
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name, reply in results.items():
+        assert reply.closed and reply.statuses in ([], [408]), (name, reply)
+        assert client_s - 0.5 < reply.seconds < client_s + 3, (name, reply.seconds)
+
+
+def ping_p99_ms_with_slow_clients(port: int, slow: int = 50, pings: int = 200) -> float:
+    """/ping's p99 while `slow` clients each trickle a head one byte a second."""
+    stop = threading.Event()
+    sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(slow)]
+
+    def trickle() -> None:
+        while not stop.wait(1.0):
+            for sock in sockets:
+                with contextlib.suppress(OSError):  # closed at the deadline: nothing more to send
+                    sock.send(b"X")
+
+    feeder = threading.Thread(target=trickle)
+    feeder.start()
+    try:
+        for sock in sockets:
+            sock.sendall(HEAD[:20])
+        times = []
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            for _ in range(pings):
+                started = time.perf_counter()
+                sock.sendall(b"GET /ping HTTP/1.1\r\nHost: smray\r\n\r\n")
+                buffer = b""
+                while _one_answer(buffer) is None:
+                    buffer += sock.recv(4096)
+                assert _one_answer(buffer)[0] == 200
+                times.append((time.perf_counter() - started) * 1000)
+    finally:
+        stop.set()
+        feeder.join()
+        for sock in sockets:
+            sock.close()
+    return sorted(times)[int(0.99 * len(times)) - 1]
+
+
+def in_flight_through_stop(port: int, row_csv: bytes, stop: Callable[[], object]) -> Reply:
+    """A request whose body takes 1.5 s (within the tests' client deadline), and `stop` (a SIGTERM)
+    0.5 s into it: returns the reply it got."""
+    raw = _post(row_csv)
+    replies: list[Reply] = []
+    client = threading.Thread(
+        target=lambda: replies.append(exchange(port, raw[:-5], pause_s=1.5, then=raw[-5:]))
+    )
+    client.start()
+    time.sleep(0.5)
+    stop()
+    client.join()
+    return replies[0]
