@@ -1,10 +1,14 @@
-"""Local endpoints of real containers: deploy, an update under load with zero failed requests, a bad
-version that leaves the endpoint as it was, delete."""
+"""Local endpoints of real containers: deploy, updates under load with zero failed or repeated requests,
+hostile clients at the endpoint's port, a bad version that leaves the endpoint as it was, delete."""
 
+import collections
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +19,7 @@ from smray.errors import UserError
 from smray.registry.local import LocalRegistry
 from smray.workstation.endpoints.client import Connection
 from smray.workstation.endpoints.local import HOME_LABEL, LocalEndpoints
+from tests.support import hostile
 from tests.support.models import build_model, sample_rows
 
 from .conftest import IMAGE
@@ -29,6 +34,8 @@ def endpoints(docker_client, tmp_path):
     mine = f"{HOME_LABEL}={made.root.resolve()}"  # this test's home only: never a user's endpoints
     leftovers = docker_client.containers.list(all=True, filters={"label": mine})
     assert leftovers == [], [c.name for c in leftovers]
+    volumes = docker_client.volumes.list(filters={"label": mine})
+    assert volumes == [], [v.name for v in volumes]
 
 
 def _predict(url: str, rows) -> list[float]:
@@ -149,3 +156,86 @@ def test_an_endpoint_restarts_with_docker_and_a_deploy_brings_back_one_that_is_d
         ["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True
     ).stdout
     assert first.container not in names.split()  # the old model container is gone, not left stopped
+
+
+def test_hostile_clients_at_the_endpoint_s_port(endpoints, tmp_path):
+    registry = LocalRegistry(tmp_path / "registry")
+    endpoint = endpoints.deploy(
+        "houses", registry.register("housing", build_model(tmp_path / "m"), IMAGE, {})
+    )
+    row = sample_rows(1).to_csv(header=False, index=False).encode()
+    hostile.check_refusals(endpoint.port, row)
+    hostile.check_pipelined_and_broken_clients(endpoint.port, row)
+    hostile.check_slow_clients(endpoint.port, client_s=10)  # the router's default
+    p99 = hostile.ping_p99_ms_with_slow_clients(endpoint.port)
+    print(f"/ping p99 at the endpoint with 50 slow clients: {p99:.2f} ms")
+    assert p99 < 50
+
+
+class Follow:
+    """`docker logs -f` of a container from its start until it is removed: its access log survives it."""
+
+    def __init__(self, container: str, folder: Path) -> None:
+        self.out = folder / f"{container}.log"
+        with self.out.open("w") as out:
+            self.process = subprocess.Popen(["docker", "logs", "-f", container], stdout=out, stderr=out)
+
+    def request_ids(self) -> list[str]:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        return re.findall(r'"POST /invocations HTTP/1\.\d" \d+ .* id=(\S+)', self.out.read_text())
+
+
+def test_eight_clients_through_two_back_to_back_deploys(endpoints, tmp_path, monkeypatch):
+    """1-row and 1000-row requests from 8 clients while the endpoint moves v1 -> v2 -> v3: every request
+    is answered 200, and the model containers' access logs hold each request exactly once."""
+    monkeypatch.setenv("SMRAY_SERVE_ACCESS_LOG", "1")
+    registry = LocalRegistry(tmp_path / "registry")
+    versions = [
+        registry.register("housing", build_model(tmp_path / f"m{n}", rounds=5 + n), IMAGE, {})
+        for n in range(3)
+    ]
+    endpoint = endpoints.deploy("houses", versions[0])
+    followed = [Follow(endpoint.container, tmp_path)]
+    bodies = [sample_rows(n).to_csv(header=False, index=False).encode() for n in (1, 1000)]
+    sent: list[str] = []
+    failed: list[str] = []
+    done = threading.Event()
+
+    def client(number: int) -> None:
+        conn = Connection(endpoint.url, timeout_s=60)
+        for n in itertools.count():
+            if done.is_set():
+                return
+            request_id = f"c{number}-{n}"
+            headers = {"Content-Type": "text/csv", "X-Request-Id": request_id}
+            sent.append(request_id)
+            try:
+                answer = conn.request("POST", "/invocations", bodies[n % 2], headers)
+                if answer.status != 200:
+                    failed.append(f"{request_id}: HTTP {answer.status} {answer.body[:100]!r}")
+            except OSError as exc:
+                failed.append(f"{request_id}: {exc!r}")
+                conn.close()
+
+    clients = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for c in clients:
+        c.start()
+    try:
+        time.sleep(2)
+        for version in versions[1:]:
+            endpoint = endpoints.deploy("houses", version)
+            followed.append(Follow(endpoint.container, tmp_path))
+        time.sleep(2)
+    finally:
+        done.set()
+        for c in clients:
+            c.join()
+    time.sleep(0.5)  # the last answers' log lines
+    served = collections.Counter(i for f in followed for i in f.request_ids())
+    assert failed == [], failed[:5]
+    assert endpoint.model == "housing/3" and len(sent) > 100
+    repeated = {i: n for i, n in served.items() if n > 1}
+    assert repeated == {}, list(repeated.items())[:5]
+    assert set(served) == set(sent), (len(served), len(sent))
+    print(f"{len(sent)} requests through two deploys: 0 failed, 0 repeated")

@@ -91,7 +91,7 @@ def config(
     return f"""\
 worker_processes 1;
 pid {runtime / "nginx.pid"};
-error_log stderr warn;
+error_log stderr error;  # not 'warn': a body spilled to a temporary file is routine
 worker_shutdown_timeout {limits.drain_s:g}s;
 events {{ worker_connections 4096; }}
 http {{
@@ -102,6 +102,7 @@ http {{
     client_body_timeout {limits.client_s:g}s;
     send_timeout {limits.answer_s:g}s;
     client_max_body_size {MAX_PAYLOAD_BYTES};
+    client_body_buffer_size 256k;  # a 1000-row CSV in memory; bigger bodies go to a temporary file
     large_client_header_buffers 4 {MAX_HEADER_BYTES};
     keepalive_timeout 65s;
     server {{
