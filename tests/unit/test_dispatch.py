@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 from smray import paths
 from smray.entrypoints import dispatch
 from tests.conftest import write_json
@@ -35,3 +39,20 @@ def test_processing_failures_go_to_the_exit_message(opt_ml):
 def test_bad_mode_arguments_are_a_usage_error(opt_ml):
     assert dispatch.run(["cluster-check", "--hold", "soon"]) == 2
     assert "invalid arguments for mode cluster-check" in (opt_ml / "output" / "failure").read_text()
+
+
+def test_a_job_s_stdout_on_a_tty_is_a_log_so_ray_data_logs_its_progress():
+    """SageMaker local mode gives containers a TTY; Ray Data would redraw bars there that never reach
+    the run log. After the entrypoint's logging set-up, stdout says it is not a terminal."""
+    import pty
+
+    main, child = pty.openpty()
+    code = (
+        "import sys; from smray.entrypoints import dispatch; "
+        "dispatch._configure_logging(); print(sys.stdout.isatty())"
+    )
+    process = subprocess.run([sys.executable, "-c", code], stdout=child, timeout=60)
+    os.close(child)
+    assert process.returncode == 0
+    assert os.read(main, 1024).decode().strip() == "False"
+    os.close(main)

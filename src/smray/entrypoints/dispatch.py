@@ -8,6 +8,7 @@ in the failure file and exit 1. An unknown mode is a usage error (exit 2).
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import signal
@@ -145,7 +146,20 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated("stopped by SIGTERM")
 
 
+class _LogOutput(io.TextIOWrapper):
+    """stdout as what it is in a job, a log (CloudWatch, the local run log) even where a TTY carries it
+    (SageMaker local mode gives containers one): Ray Data then logs its progress every 10 s instead of
+    redrawing bars in place, which never reach a log."""
+
+    def isatty(self) -> bool:
+        return False
+
+
 def _configure_logging() -> None:
+    if sys.stdout.isatty():
+        sys.stdout.flush()
+        raw = io.FileIO(sys.stdout.fileno(), "wb", closefd=False)
+        sys.stdout = _LogOutput(io.BufferedWriter(raw), line_buffering=True)
     logging.basicConfig(
         level=os.environ.get("SMRAY_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

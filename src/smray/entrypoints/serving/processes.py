@@ -33,6 +33,10 @@ class Children:
     started: list[Child] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
 
+    def __post_init__(self) -> None:  # from the first child on, a SIGTERM is a graceful stop
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stopping.set())
+
     def start(
         self, name: str, argv: list[str], graceful: signal.Signals, env: dict[str, str] | None = None
     ) -> None:
@@ -40,7 +44,7 @@ class Children:
 
     def wait_until(self, ready: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
-        while not ready():
+        while not ready() and not self.stopping.is_set():  # stopping: run() stops them all
             self._check_alive()
             if time.monotonic() > deadline:
                 self.stop()
@@ -49,8 +53,6 @@ class Children:
 
     def run(self) -> None:
         """Until SIGTERM/SIGINT (then a graceful stop, and return) or a child's end (then raise)."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.stopping.set())
         while not self.stopping.wait(0.2):
             self._check_alive()
         self.stop()
