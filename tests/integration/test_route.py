@@ -106,13 +106,7 @@ def route_to_serve(model_dir, sockets, tmp_path):
 
 
 def test_hostile_clients_get_their_status_through_the_router(route_to_serve):
-    row = sample_rows(1).to_csv(header=False, index=False).encode()
-    hostile.check_refusals(route_to_serve, row)
-    hostile.check_pipelined_and_broken_clients(route_to_serve, row)
-    hostile.check_slow_clients(route_to_serve, client_s=CLIENT_TIMEOUT_S)
-    p99 = hostile.ping_p99_ms_with_slow_clients(route_to_serve)
-    print(f"/ping p99 through the router with 50 slow clients: {p99:.2f} ms")
-    assert p99 < 50
+    hostile.check_every_case(route_to_serve, CLIENT_TIMEOUT_S, "through the router")
 
 
 @pytest.mark.parametrize("close", [True, False], ids=["model closes", "model never answers"])

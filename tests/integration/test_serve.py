@@ -118,18 +118,7 @@ def test_bad_requests_get_a_clear_4xx(server, case):
 
 def test_hostile_clients_get_their_status(server):
     url, _ = server
-    port = int(url.rsplit(":", 1)[1])
-    row = _csv(sample_rows(1))
-    hostile.check_refusals(port, row)
-    hostile.check_pipelined_and_broken_clients(port, row)
-    hostile.check_slow_clients(port, client_s=CLIENT_TIMEOUT_S)
-
-
-def test_ping_stays_fast_while_50_slow_clients_are_connected(server):
-    url, _ = server
-    p99 = hostile.ping_p99_ms_with_slow_clients(int(url.rsplit(":", 1)[1]))
-    print(f"/ping p99 with 50 slow clients: {p99:.2f} ms")
-    assert p99 < 50
+    hostile.check_every_case(int(url.rsplit(":", 1)[1]), CLIENT_TIMEOUT_S, "at serve")
 
 
 def test_unknown_paths_are_404(server):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from smray.contracts.payload import MAX_PAYLOAD_BYTES
+from tests.support.models import sample_rows
 
 HEAD = b"POST /invocations HTTP/1.1\r\nHost: smray\r\nContent-Type: text/csv\r\n"
 
@@ -178,3 +179,15 @@ def in_flight_through_stop(port: int, row_csv: bytes, stop: Callable[[], object]
     stop()
     client.join()
     return replies[0]
+
+
+def check_every_case(port: int, client_s: float, what: str) -> None:
+    """The whole suite against one front: refusals, pipelined and broken clients, slow clients, and
+    /ping under 50 ms p99 beside 50 slow clients."""
+    row = sample_rows(1).to_csv(header=False, index=False).encode()
+    check_refusals(port, row)
+    check_pipelined_and_broken_clients(port, row)
+    check_slow_clients(port, client_s)
+    p99 = ping_p99_ms_with_slow_clients(port)
+    print(f"/ping p99 {what} with 50 slow clients: {p99:.2f} ms")
+    assert p99 < 50
