@@ -1,5 +1,7 @@
 """Time from `compose up` to a formed cluster (every host joined) and to the job's end, for N = 1, 2, 3
-hosts of the smray image running `cluster-check`, plus the image's size.
+hosts of the smray image running `cluster-check`, plus the image's size; and, side by side, the floor for
+2 hosts: the same compose services doing nothing but a bare `ray start` (head, then a worker that joins
+it) and `ray stop`, from `compose up` to the last exit.
 
     .venv/bin/python bench/cluster_formation.py [--image smray:latest] [--hosts 1 2 3] [--repeat 1]
 """
@@ -7,39 +9,66 @@ hosts of the smray image running `cluster-check`, plus the image's size.
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import secrets
 import statistics
 import subprocess
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+from smray.ray_bootstrap import auth
 from smray.workstation.local_cluster import LocalCluster, host_names, new_token
 
+BARE_HEAD = (
+    "ray start --head --port=6379 --include-dashboard=false --disable-usage-stats >/dev/null"
+    " && until [ -e /shared/worker-done ]; do sleep 0.05; done; ray stop >/dev/null"
+)
+BARE_WORKER = (
+    "until ray start --address=$HEAD:6379 >/dev/null 2>&1; do sleep 0.1; done;"
+    " ray stop >/dev/null; touch /shared/worker-done"
+)
 
-def measure(image: str, count: int, workdir: Path) -> tuple[float, float]:
+
+def measure(image: str, count: int, workdir: Path, bare: bool = False) -> tuple[float | None, float]:
+    """(seconds to a formed cluster, seconds until every host exited) of one job. With `bare`, the same
+    compose services run a bare `ray start` and `ray stop` instead of the image's entrypoint."""
     local = LocalCluster(
-        workdir=workdir, image=image, command=["cluster-check"], hosts=host_names(count), env=new_token()
+        workdir=workdir,
+        image=image,
+        command=["cluster-check"],
+        hosts=host_names(count),
+        env=new_token() | auth.ray_env(secrets.token_hex(32)),
+        volumes={str(workdir / "shared"): "/shared"},
     )
     local.write()
-    started = time.monotonic()
-    formed = None
+    if bare:
+        compose = json.loads(local.compose_file.read_text())
+        for host, service in compose["services"].items():
+            service["entrypoint"] = ["sh", "-c"]
+            service["command"] = [
+                BARE_HEAD if host == local.head else BARE_WORKER.replace("$HEAD", local.head)
+            ]
+        local.compose_file.write_text(json.dumps(compose))
+    started = time.time()
     try:
         local.compose("up", "-d", "--no-color", capture=True)
-        while True:
-            if formed is None:
-                logs = local.compose("logs", "--no-color", local.head, capture=True).stdout
-                if "cluster formed" in logs:
-                    formed = time.monotonic() - started
+        while True:  # exit codes only: reading logs meanwhile would load the 2 cores the job runs on
             codes = local.exit_codes()
             if codes and all(code >= 0 for code in codes.values()):
                 break
             time.sleep(0.2)
-        done = time.monotonic() - started
-        if formed is None or any(codes.values()):
-            raise SystemExit(f"{count}-host run failed: exit codes {codes}")
+        done = time.time() - started
+        if any(codes.values()):
+            raise SystemExit(f"{count}-host {'bare ' if bare else ''}run failed: exit codes {codes}")
+        logs = local.compose("logs", "--no-color", local.head, capture=True).stdout
     finally:
         local.down()
-    return formed, done
+    formed = re.search(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+) INFO \S+: cluster formed", logs)
+    stamp = formed and datetime.strptime(formed.group(1), "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
+    return (stamp.timestamp() - started if stamp else None), done
 
 
 def main() -> None:
@@ -60,12 +89,19 @@ def main() -> None:
     )
     print(f"image {args.image}: {size / 1e6:.0f} MB uncompressed")
     print(f"{'hosts':>5}  {'formed (s)':>10}  {'job done (s)':>12}  runs")
+    done_by_count = {}
     with tempfile.TemporaryDirectory() as tmp:
         for count in args.hosts:
             runs = [measure(args.image, count, Path(tmp) / f"n{count}-{i}") for i in range(args.repeat)]
-            formed = statistics.median(r[0] for r in runs)
-            done = statistics.median(r[1] for r in runs)
-            print(f"{count:>5}  {formed:>10.1f}  {done:>12.1f}  {len(runs)}", flush=True)
+            formed = statistics.median(r[0] or float("nan") for r in runs)
+            done_by_count[count] = statistics.median(r[1] for r in runs)
+            print(f"{count:>5}  {formed:>10.1f}  {done_by_count[count]:>12.1f}  {len(runs)}", flush=True)
+        floor = statistics.median(
+            measure(args.image, 2, Path(tmp) / f"bare-{i}", bare=True)[1] for i in range(args.repeat)
+        )
+    print(f"bare 2-host ray start + ray stop: {floor:.1f} s")
+    if 2 in done_by_count:
+        print(f"2-host cluster-check job / bare: {done_by_count[2] / floor:.2f}x")
 
 
 if __name__ == "__main__":

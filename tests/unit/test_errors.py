@@ -3,6 +3,8 @@ one line by the CLI and in a job's failure file, which says which kind it is."""
 
 import argparse
 import subprocess
+import sys
+import types
 
 import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
@@ -64,8 +66,10 @@ def test_a_job_s_failure_file_names_a_platform_error_without_a_traceback(opt_ml,
     def lost(config, opts):
         raise ClusterError("lost a host")
 
-    parser = argparse.ArgumentParser
-    monkeypatch.setitem(dispatch.MODES, "register", dispatch.Mode("register", "", parser, lost, False))
+    fake = types.ModuleType("lost_mode")
+    fake.parser, fake.run = argparse.ArgumentParser, lost
+    monkeypatch.setitem(sys.modules, "lost_mode", fake)
+    monkeypatch.setitem(dispatch.MODES, "register", dispatch.Mode("register", "", "lost_mode", False))
     assert dispatch.run(["register"]) == 1
     assert (opt_ml / "output" / "failure").read_text() == "platform error: lost a host\n"
     assert "Traceback" not in caplog.text and "unexpected failure" not in caplog.text

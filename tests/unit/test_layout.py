@@ -62,3 +62,5 @@ def test_the_check_sees_a_lazy_import_across_the_boundary(tmp_path):
 def test_the_dispatch_table_and_the_modes_folder_list_the_same_modes():
     folder = {p.stem.replace("_", "-") for p in (PACKAGE / "entrypoints" / "modes").glob("[!_]*.py")}
     assert set(dispatch.MODES) == folder
+    for mode in dispatch.MODES.values():  # each names its module rightly (it is imported only when run)
+        assert mode.parser().prog == f"smray-entrypoint {mode.name}"

@@ -8,18 +8,17 @@ in the failure file and exit 1. An unknown mode is a usage error (exit 2).
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from smray import __version__, errors
 from smray.contracts.resource_config import ResourceConfig, discover, job_kind
 from smray.entrypoints.failure import report_and_exit, write_failure
-from smray.entrypoints.modes import cluster_check, evaluate, ingest, preprocess, register, route, serve, train
 from smray.entrypoints.ray_tasks import original
 from smray.errors import UserError
 from smray.ray_bootstrap import cluster
@@ -35,49 +34,45 @@ TINI = "/usr/bin/tini"  # the image's init (its ENTRYPOINT)
 class Mode:
     name: str
     summary: str
-    parser: Callable[[], argparse.ArgumentParser]
-    run: Callable[[ResourceConfig, argparse.Namespace], None]
+    module: str  # imported only for the mode that runs: each mode's libraries take seconds to import
     on_cluster: bool = True  # the head runs it on the job's Ray cluster; workers serve that cluster
 
+    def parser(self) -> argparse.ArgumentParser:
+        return importlib.import_module(self.module).parser()
 
+    def run(self, config: ResourceConfig, opts: argparse.Namespace) -> None:
+        importlib.import_module(self.module).run(config, opts)
+
+
+_MODES = "smray.entrypoints.modes."
 MODES = {
     m.name: m
     for m in (
-        Mode("ingest", "raw CSV/Parquet files -> feature group (local store)", ingest.parser, ingest.run),
+        Mode("ingest", "raw CSV/Parquet files -> feature group (local store)", _MODES + "ingest"),
         Mode(
             "preprocess",
             "feature group -> scaled train/validation/test + preprocessing artifact",
-            preprocess.parser,
-            preprocess.run,
+            _MODES + "preprocess",
         ),
-        Mode("train", "distributed XGBoost (optionally tuned) -> /opt/ml/model", train.parser, train.run),
-        Mode("evaluate", "model + test split -> evaluation.json and a report", evaluate.parser, evaluate.run),
+        Mode("train", "distributed XGBoost (optionally tuned) -> /opt/ml/model", _MODES + "train"),
+        Mode("evaluate", "model + test split -> evaluation.json and a report", _MODES + "evaluate"),
         Mode(
             "register",
             "model + evaluation -> a new version in the local model registry",
-            register.parser,
-            register.run,
+            _MODES + "register",
             on_cluster=False,
         ),
-        Mode(
-            "serve",
-            "SageMaker's inference contract on port 8080",
-            serve.parser,
-            serve.run,
-            on_cluster=False,
-        ),
+        Mode("serve", "SageMaker's inference contract on port 8080", _MODES + "serve", on_cluster=False),
         Mode(
             "route",
             "a local endpoint's front: forwards each request to its current model container",
-            route.parser,
-            route.run,
+            _MODES + "route",
             on_cluster=False,
         ),
         Mode(
             "cluster-check",
             "run a task on every host and print its SageMaker host name",
-            cluster_check.parser,
-            cluster_check.run,
+            _MODES + "cluster_check",
         ),
     )
 }
