@@ -68,7 +68,7 @@ def test_the_pass_branch_end_to_end_on_two_hosts(home, tmp_path):
     preprocess = json.loads((folder / "preprocess" / "preprocess.json").read_text())
     assert sum(preprocess["splits"].values()) > 9000
     trained = model_artifact.load(folder / "model" / "model.tar.gz").metadata
-    assert trained["engine"] == "ray-train x2", trained["engine"]  # both hosts trained, each on its share
+    assert trained["engine"] == "collective x2", trained["engine"]  # both hosts trained, each on its share
     assert len({w["host"] for w in trained["workers"]}) == 2 and all(
         w["rows"] > 0 for w in trained["workers"]
     )

@@ -68,7 +68,7 @@ def test_checkpoints_every_k_rounds_and_a_restart_resumes(opt_ml, caplog, capsys
     meta = run_train(opt_ml, num_round=30, early_stopping_rounds=0, checkpoint_every=10)
     saved = json.loads((opt_ml / "checkpoints" / "checkpoint.json").read_text())
     assert saved["rounds"] == 30 and meta["rounds"] == 30
-    caplog.set_level("INFO")
+    caplog.set_level("INFO", logger="smray")
     capsys.readouterr()
     meta = run_train(opt_ml, num_round=45, early_stopping_rounds=0, checkpoint_every=10)
     assert "resuming from a checkpoint after 30 rounds" in caplog.text

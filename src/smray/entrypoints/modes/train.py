@@ -62,7 +62,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         print(_trials_table(trials, values["eval_metric"]), flush=True)
     engine = values["engine"]
     if engine == "auto":
-        engine = "xgboost" if len(config.hosts) == 1 else "ray-train"
+        engine = "xgboost" if len(config.hosts) == 1 else "collective"
     fingerprint_ = checkpoint.fingerprint(
         {**hyperparameters.xgboost_params(job.values), "target": target}, _inventory(job.train_dir)
     )
