@@ -1,6 +1,8 @@
 """End-to-end wall time of the main command (`smray run local`) on generated data, default 100k rows: a
 first run into a fresh SMRAY_HOME, then a second run that reuses what it can (staged input, feature
-store, image), side by side. Prints each run's steps and the ratio.
+store, image), side by side; and the floor, the same work in one plain Python process (read, split,
+scale with train's statistics, the same number of tuning trials over the same ranges with early stopping
+and the default rounds, the final model, the test RMSE). Prints each run's steps and the ratios.
 
   .venv/bin/python bench/main_command.py [ROWS]
 """
@@ -35,9 +37,68 @@ def run(home: Path, rows: int) -> tuple[float, dict[str, int], str]:
     return seconds, steps, rmse[1] if rmse else "?"
 
 
+def plain_floor(rows: int) -> tuple[float, float]:
+    """(seconds, test RMSE) of the main command's work in one process with pandas and xgboost. No
+    scheduler stops a trial early here (smray's ASHA does): the floor does at least the work it does."""
+    import numpy as np
+    import pandas as pd
+    import xgboost
+
+    from smray import hyperparameters, schema
+    from smray.entrypoints.modes.preprocess import split_of
+    from smray.workstation import datagen
+
+    housing = schema.housing()
+    defaults = {p.name: p.default for p in hyperparameters.PARAMS}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "houses.parquet"
+        datagen.housing_frame(rows, seed=1).to_parquet(path)
+        started = time.monotonic()
+        frame = pd.read_parquet(path)
+        split = split_of(frame[housing.record_id], 42, [0.6, 0.2, 0.2]).to_numpy()
+        features = frame[housing.feature_names].astype("float64")
+        train = features[split == "train"]
+        features = (features - train.mean()) / train.std(ddof=0).replace(0, 1)
+        data = {
+            name: xgboost.DMatrix(features[split == name], label=frame[housing.target][split == name])
+            for name in ("train", "validation", "test")
+        }
+        rng = np.random.default_rng(defaults["seed"])
+
+        def sample(p: hyperparameters.Param) -> float:
+            low, high = p.tune
+            if p.kind is int:
+                return int(rng.integers(int(low), int(high) + 1))
+            return float(
+                np.exp(rng.uniform(np.log(low), np.log(high))) if p.log_scale else rng.uniform(low, high)
+            )
+
+        def fit(values: dict) -> xgboost.Booster:
+            return xgboost.train(
+                hyperparameters.xgboost_params(values, nthread=os.cpu_count()),
+                data["train"],
+                num_boost_round=values["num_round"],
+                evals=[(data["validation"], "validation")],
+                early_stopping_rounds=values["early_stopping_rounds"],
+                verbose_eval=False,
+            )
+
+        trials = [
+            {**defaults, **{p.name: sample(p) for p in hyperparameters.PARAMS if p.tune}}
+            for _ in range(defaults["tune_trials"])
+        ]
+        best = min(trials, key=lambda values: fit(values).best_score)
+        model = fit(best)
+        predicted = model.predict(data["test"], iteration_range=(0, model.best_iteration + 1))
+        rmse = float(np.sqrt(np.mean((predicted - data["test"].get_label()) ** 2)))
+        return time.monotonic() - started, rmse
+
+
 def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     home = Path(tempfile.mkdtemp(prefix="smray-bench-main-"))
+    floor, floor_rmse = plain_floor(rows)
+    print(f"plain floor: {floor:.1f} s, test RMSE {floor_rmse:,.0f}", flush=True)
     first = run(home, rows)
     print(f"first run: {first[0]:.0f} s, steps {first[1]}, {first[2]}", flush=True)
     second = run(home, rows)
@@ -49,6 +110,11 @@ def main() -> None:
         f"{'wall time':<24}{first[0]:>10.0f} s{second[0]:>10.0f} s   second/first {second[0] / first[0]:.2f}"
     )
     print(f"test metrics: first {first[2]}; second {second[2]}")
+    pipeline = sum(first[1].values())
+    print(
+        f"plain floor (one process, same trials and rounds): {floor:.1f} s, test RMSE {floor_rmse:,.0f}; "
+        f"main command / floor: pipeline {pipeline / floor:.1f}x, wall {first[0] / floor:.1f}x"
+    )
     subprocess.run([SMRAY, "endpoints", "delete", "housing"], env={**os.environ, "SMRAY_HOME": str(home)})
 
 
