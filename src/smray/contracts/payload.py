@@ -56,14 +56,17 @@ def response_type(accept: str | None, request_type: str) -> str:
     raise RequestError(406, f"cannot answer in {accept!r}: supported are {', '.join(CONTENT_TYPES)}")
 
 
+def check_size(length: int) -> None:
+    """A body of `length` bytes is within the endpoint's limit, or a 413."""
+    if length > MAX_PAYLOAD_BYTES:
+        raise RequestError(413, f"payload of {length:,} bytes is over the {MAX_PAYLOAD_BYTES:,}-byte limit")
+
+
 def parse(body: bytes, content_type: str | None, features: list[str]) -> pd.DataFrame:
     kind = media_type(content_type)
     if kind not in CONTENT_TYPES:
         raise RequestError(415, f"unsupported content type {content_type!r}: use {', '.join(CONTENT_TYPES)}")
-    if len(body) > MAX_PAYLOAD_BYTES:
-        raise RequestError(
-            413, f"payload of {len(body):,} bytes is over the {MAX_PAYLOAD_BYTES:,}-byte limit"
-        )
+    check_size(len(body))
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import tempfile
 from pathlib import Path
 
 from smray.contracts.resource_config import ResourceConfig
@@ -38,19 +37,12 @@ def parser() -> argparse.ArgumentParser:
 def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     if not opts.sockets.is_dir():
         raise UserError(f"no sockets folder at {opts.sockets}")
-    runtime = Path(tempfile.mkdtemp(prefix="smray-route-"))
-    runtime.chmod(0o755)  # nginx's workers run as nobody
-    conf = runtime / "nginx.conf"
-    conf.write_text(
-        nginx.config(
-            [f"0.0.0.0:{opts.port}"],
-            opts.sockets / CURRENT,
-            "model container",
-            runtime,
-            nginx.Limits.from_options(opts),
-        )
+    limits = nginx.Limits.from_options(opts)
+    runtime = nginx.runtime_dir("smray-route-")
+    front = nginx.command(
+        runtime, [f"0.0.0.0:{opts.port}"], opts.sockets / CURRENT, "model container", limits
     )
     log.info("route: port %d -> %s", opts.port, opts.sockets / CURRENT)
     children = Children(drain_s=opts.drain_s)
-    children.start("nginx", nginx.command(conf, runtime), signal.SIGQUIT)
+    children.start("nginx", front, signal.SIGQUIT)
     children.run()

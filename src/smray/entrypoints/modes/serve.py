@@ -54,23 +54,20 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         model_artifact.load(opts.model_dir)
     except UserError as exc:
         raise UserError(f"cannot load the model from {opts.model_dir}: {exc}") from exc
-    runtime = Path(tempfile.mkdtemp(prefix="smray-serve-"))
-    runtime.chmod(0o755)  # nginx's workers run as nobody
+    runtime = nginx.runtime_dir("smray-serve-")
     workers = runtime / "gunicorn.sock"
     listen = [f"0.0.0.0:{opts.port}"]
     if opts.socket:
         opts.socket.unlink(missing_ok=True)  # left by a container that was killed
         listen.append(f"unix:{opts.socket}")
-    conf = runtime / "nginx.conf"
-    limits = nginx.Limits.from_options(opts)
-    conf.write_text(nginx.config(listen, workers, "model", runtime, limits, opts.access_log))
+    front = nginx.command(runtime, listen, workers, "model", nginx.Limits.from_options(opts), opts.access_log)
     log.info("serve: port %d, %d worker(s), model %s", opts.port, opts.workers, opts.model_dir)
 
     children = Children(drain_s=opts.drain_s)
     env = {**os.environ, app.MODEL_DIR_ENV: str(opts.model_dir), app.WORKERS_ENV: str(opts.workers)}
     children.start("gunicorn", _gunicorn(workers, opts), signal.SIGTERM, env)
     children.wait_until(lambda: _accepts(workers), "gunicorn's workers")
-    children.start("nginx", nginx.command(conf, runtime), signal.SIGQUIT)
+    children.start("nginx", front, signal.SIGQUIT)
     children.run()
     log.info("serve: stopped")
 

@@ -68,10 +68,7 @@ class Application:
 def _body(environ: dict) -> bytes:
     """The front has checked the length against the limit and buffered the whole body."""
     length = int(environ.get("CONTENT_LENGTH") or 0)
-    if length > payload.MAX_PAYLOAD_BYTES:
-        raise payload.RequestError(
-            413, f"payload of {length:,} bytes is over the {payload.MAX_PAYLOAD_BYTES:,}-byte limit"
-        )
+    payload.check_size(length)  # before reading it
     return environ["wsgi.input"].read(length) if length else b""
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +25,12 @@ class Limits:
     drain_s: float  # on a graceful stop, for requests in flight: closed after it
 
     @staticmethod
-    def add_arguments(p: argparse.ArgumentParser, answer_s: float = 60.0) -> None:
+    def add_arguments(p: argparse.ArgumentParser) -> None:
         """60 s to answer: what SageMaker gives a real-time invocation."""
         p.add_argument(
             "--client-timeout-s", type=float, default=10.0, help="for a head, and between body reads"
         )
-        p.add_argument("--answer-deadline-s", type=float, default=answer_s, help="for the model to answer")
+        p.add_argument("--answer-deadline-s", type=float, default=60.0, help="for the model to answer")
         p.add_argument(
             "--drain-s",
             type=float,
@@ -62,7 +63,32 @@ def _refusals(upstream_role: str) -> dict[int, tuple[int, str]]:
 ACCESS_FORMAT = '$msec "$request" $status $request_length $request_time id=$http_x_request_id'
 
 
-def config(
+def runtime_dir(prefix: str) -> Path:
+    """A private folder for nginx's pid, config and temporary files (and whatever else the mode keeps
+    beside them), which nginx's workers, running as nobody, can enter."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o755)
+    return folder
+
+
+def command(
+    runtime: Path,
+    listen: list[str],
+    upstream_socket: Path,
+    upstream_role: str,
+    limits: Limits,
+    access_log: bool = False,
+) -> list[str]:
+    """Writes `runtime`/nginx.conf; returns the command that runs nginx on it, in the foreground."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(binary).exists():
+        raise PlatformError("nginx is not installed: the image installs it (apt-get install nginx)")
+    conf = runtime / "nginx.conf"
+    conf.write_text(_config(listen, upstream_socket, upstream_role, runtime, limits, access_log))
+    return [binary, "-p", str(runtime), "-e", "stderr", "-c", str(conf), "-g", "daemon off;"]
+
+
+def _config(
     listen: list[str],
     upstream_socket: Path,
     upstream_role: str,
@@ -121,10 +147,3 @@ http {{
     }}
 }}
 """
-
-
-def command(conf: Path, runtime: Path) -> list[str]:
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(binary).exists():
-        raise PlatformError("nginx is not installed: the image installs it (apt-get install nginx)")
-    return [binary, "-p", str(runtime), "-e", "stderr", "-c", str(conf), "-g", "daemon off;"]

@@ -187,6 +187,7 @@ def train_on_cluster(job: Job, fingerprint_: str, resume: checkpoint.Saved | Non
     waiting = threading.Thread(target=tracker.wait_for, daemon=True)  # worker_args() needs it running
     waiting.start()
     rank_task = ray.remote(_train_rank)
+    collective = tracker.worker_args()  # how each rank finds the tracker
     try:
         ray_tasks.get(
             [
@@ -195,7 +196,7 @@ def train_on_cluster(job: Job, fingerprint_: str, resume: checkpoint.Saved | Non
                     scheduling_strategy=PlacementGroupSchedulingStrategy(
                         hosts_group, placement_group_bundle_index=r
                     ),
-                ).remote(job, sink, resume, cpus, r, hosts, tracker.worker_args())
+                ).remote(job, sink, resume, cpus, r, hosts, collective)
                 for r in range(hosts)
             ]
         )

@@ -276,14 +276,18 @@ def _switch(container: str) -> None:
     _docker("exec", container, "sh", "-c", script)
 
 
-def _label(container: str, key: str) -> str:
-    out = _docker("inspect", "-f", f'{{{{index .Config.Labels "{key}"}}}}', container, check=False)
+def _inspect(container: str, template: str) -> str:
+    """One field of `docker inspect`; "" for a container that does not exist."""
+    out = _docker("inspect", "-f", template, container, check=False)
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
+def _label(container: str, key: str) -> str:
+    return _inspect(container, f'{{{{index .Config.Labels "{key}"}}}}')
+
+
 def _running(container: str) -> bool:
-    out = _docker("inspect", "-f", "{{.State.Running}}", container, check=False)
-    return out.returncode == 0 and out.stdout.strip() == "true"
+    return _inspect(container, "{{.State.Running}}") == "true"
 
 
 def _wait_ping(container: str, port: int, timeout_s: float) -> None:
