@@ -54,7 +54,8 @@ def plain(store: Path, out: Path) -> int:
     """The floor: the same steps in one pandas process."""
     from smray import schema as schema_mod
     from smray.entrypoints.modes.preprocess import split_of
-    from smray.feature_store.local import LocalFeatureStore, latest_versions
+    from smray.feature_store.local import LocalFeatureStore
+    from smray.feature_store.record_state import latest_versions
 
     local = LocalFeatureStore(store)
     group = local.describe(GROUP)

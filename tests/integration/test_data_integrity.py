@@ -17,7 +17,8 @@ from smray.contracts.resource_config import local
 from smray.entrypoints.modes import ingest, preprocess
 from smray.entrypoints.training import data as channel_data
 from smray.errors import UserError
-from smray.feature_store.local import LocalFeatureStore, latest_versions
+from smray.feature_store.local import LocalFeatureStore
+from smray.feature_store.record_state import latest_versions
 from smray.workstation import datagen
 from smray.workstation.local_workflow import stage_input
 from tests.integration.test_ingest import GOOD, HEADER, options, write
@@ -226,7 +227,18 @@ def test_the_default_event_time_is_the_run_s_time_and_unchanged_records_keep_the
     assert list(second.index[changed]) == ["3"] and second.loc["3", "PRICE"] == frame.loc[3, "PRICE"]
 
 
-def test_a_store_of_an_earlier_smray_is_upgraded_and_its_records_stay_unchanged(tmp_path):
+_EARLIER_CATALOGS = {
+    "keys only": "CREATE TABLE offline_keys (record_id TEXT, event_time REAL, deleted INTEGER); "
+    "CREATE TABLE online (record_id TEXT PRIMARY KEY, event_time REAL);",
+    "state in SQLite": "CREATE TABLE record_versions (record_id TEXT, event_time REAL, digest INTEGER, "
+    "deleted INTEGER, PRIMARY KEY (record_id, event_time, digest, deleted)) WITHOUT ROWID; "
+    "CREATE TABLE online_records (record_id TEXT PRIMARY KEY, event_time REAL, digest INTEGER, record TEXT);",
+}
+
+
+@pytest.mark.parametrize("earlier", sorted(_EARLIER_CATALOGS))
+def test_a_store_of_an_earlier_smray_is_upgraded_and_its_records_stay_unchanged(tmp_path, earlier):
+    import shutil
     import sqlite3
 
     from smray.feature_store.definition import FeatureGroupDefinition
@@ -236,13 +248,11 @@ def test_a_store_of_an_earlier_smray_is_upgraded_and_its_records_stay_unchanged(
     frame = datagen.housing_frame(20, seed=8)
     store.put(group, frame)
     store.put(group, frame.iloc[[4]].assign(event_time=frame["event_time"].max() + 1), deleted=True)
-    catalog = sqlite3.connect(Path(group.offline_uri) / "catalog.sqlite")  # the earlier catalog's tables
-    catalog.executescript(
-        "DROP TABLE record_versions; DROP TABLE online_records; "
-        "CREATE TABLE offline_keys (record_id TEXT, event_time REAL, deleted INTEGER); "
-        "CREATE TABLE online (record_id TEXT PRIMARY KEY, event_time REAL);"
-    )
+    shutil.rmtree(Path(group.offline_uri) / "catalog")  # the record state as an earlier smray kept it
+    catalog = sqlite3.connect(Path(group.offline_uri) / "catalog.sqlite")
+    catalog.executescript("DROP TABLE state_files; " + _EARLIER_CATALOGS[earlier])
     catalog.close()
+    store = LocalFeatureStore(tmp_path / "store")
     assert store.online_count(group) == 19  # rebuilt from the offline files, the delete included
     assert store.get_record(group, "7")["PRICE"] == frame.loc[7, "PRICE"]
     again = store.put(group, frame.drop(index=4))

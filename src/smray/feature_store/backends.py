@@ -56,22 +56,27 @@ class StoreSpec:
     def write(
         self, group: FeatureGroupDefinition, frame: pd.DataFrame, batch_rows: int, times_given: bool
     ) -> dict[str, Any]:
-        """Write in batches; counts of what happened (failed: records lost after every retry).
+        """Write a host's share; counts of what happened (failed: records lost after every retry).
         `times_given`: the event times came from the data (else the run's time, which an unchanged
-        record does not take on the local store)."""
+        record does not take on the local store). The local store commits the share at once: all of it
+        or nothing. SageMaker takes it in batches of `batch_rows`, each retried record by record."""
+        if self.backend == "local":
+            result = self.local().put(group, frame, keep_unchanged_times=not times_given)
+            return {
+                "offered": result.offered,
+                "written": result.written_offline,
+                "already_present": result.already_present,
+                "failed": 0,
+                "errors": {},
+            }
         totals: dict[str, Any] = {"offered": 0, "written": 0, "already_present": 0, "failed": 0, "errors": {}}
-        store: Any = self.local() if self.backend == "local" else self.sagemaker()
+        store = self.sagemaker()
         for start in range(0, len(frame), batch_rows):
             batch = frame.iloc[start : start + batch_rows]
-            if self.backend == "local":
-                result = store.put(group, batch, keep_unchanged_times=not times_given)
-                totals["written"] += result.written_offline
-                totals["already_present"] += result.already_present
-            else:
-                report = store.put(group, batch)
-                totals["written"] += report.written
-                totals["failed"] += report.failed
-                for code, n in report.errors.items():
-                    totals["errors"][code] = totals["errors"].get(code, 0) + n
+            report = store.put(group, batch)
+            totals["written"] += report.written
+            totals["failed"] += report.failed
+            for code, n in report.errors.items():
+                totals["errors"][code] = totals["errors"].get(code, 0) + n
             totals["offered"] += len(batch)
         return totals

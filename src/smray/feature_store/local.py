@@ -4,15 +4,18 @@
   `<root>/<account>/sagemaker/<region>/offline-store/<group>-<creation epoch>/data/year=YYYY/month=MM/
   day=DD/hour=HH/<YYYYMMDDTHHMMSSZ>_<16 alphanumerics>.parquet`, partitioned by event time, with the extra
   columns write_time, api_invocation_time and is_deleted.
-- Online store: SQLite, the latest record per id, by SageMaker's rule: a record whose event time is older
-  than the stored one goes to the offline store only.
+- Online store: the latest record per id, by SageMaker's rule: a record whose event time is older than
+  the stored one goes to the offline store only.
 - Versions by content: a record is written when its (record id, event time, values) is new to the store,
   so a re-run writes nothing, and a changed record becomes a new version. `delete_absent` deletes the
   live records an ingest did not bring (the input is the whole table).
-- Atomic and immediately visible: a batch's Parquet files are staged, the batch is committed in one SQLite
-  transaction (keys, online rows, file list), then the files are moved into place. Readers list committed
-  files from the catalog, never by globbing, so they never see a half-written batch, and a crashed batch
-  is finished or discarded on the next open.
+- Columnar: the record state (every version's key, every online row) lives in Parquet files under
+  `catalog/`: one per batch for its new versions and one for its online changes, merged into one file
+  each when they pile up. SQLite holds only the catalog: which files are committed.
+- Atomic and immediately visible: a batch's Parquet files (offline and state) are staged, the batch is
+  committed in one SQLite transaction (the file lists), then the offline files are moved into place.
+  Readers list committed files from the catalog, never by globbing, so they never see a half-written
+  batch, and a crashed batch is finished or discarded on the next open.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import pyarrow.parquet as pq
 from smray import schema as schema_mod
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
+from smray.feature_store.record_state import DIGEST, RecordState, is_in
 from smray.locks import exclusive
 from smray.schema import Schema
 
@@ -44,16 +48,22 @@ LOCAL_ACCOUNT = "000000000000"
 LOCAL_REGION = "local"
 _ALNUM = string.ascii_letters + string.digits
 _BUSY_TIMEOUT_S = 120.0
-_DIGEST = "_digest"  # a record's values digest; never a valid SageMaker feature name, so never a column
-_OFFLINE_EXTRAS = ["write_time", "api_invocation_time", "is_deleted"]
-# No column name is ever formatted into SQL: the online store keeps each record's values as one JSON object.
 _CATALOG = """
-CREATE TABLE IF NOT EXISTS record_versions (record_id TEXT, event_time REAL, digest INTEGER,
-    deleted INTEGER, PRIMARY KEY (record_id, event_time, digest, deleted)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS online_records (record_id TEXT PRIMARY KEY, event_time REAL, digest INTEGER,
-    record TEXT);
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, staged TEXT, rows INTEGER, committed_at REAL);
+CREATE TABLE IF NOT EXISTS state_files (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, path TEXT,
+    retired_at REAL);
 """
+# The record state's files: new versions, a full online snapshot, a batch's online changes.
+_VERSIONS, _ONLINE, _ONLINE_CHANGES = "versions", "online", "online-changes"
+_MAX_STATE_FILES = 16  # more, and a batch compacts them: opening the store reads few files
+_RETIRED_KEPT_S = 600.0  # a compacted file stays this long for readers that listed it just before
+# A catalog's state version: its folder, its newest state file's number and (random) name.
+_StateVersion = tuple[str, int, str]
+# The last record state this process read or committed, and its version: steps open the store several
+# times, and need not read the state again while no one commits.
+_last_state: list[tuple[_StateVersion, RecordState]] = []
+# Earlier smray kept the record state in SQLite: a catalog with these tables is upgraded on open.
+_LEGACY_TABLES = ("offline_keys", "online", "record_versions", "online_records")
 
 
 @dataclass(frozen=True)
@@ -150,7 +160,8 @@ class LocalFeatureStore:
             conn.close()
 
     def _recover(self, conn: sqlite3.Connection, group: FeatureGroupDefinition) -> None:
-        """Finish moving the files of committed batches; drop staged files no batch committed."""
+        """Finish moving the files of committed batches; drop staged and state files no batch committed,
+        and state files retired long enough ago that no reader still reads them."""
         for path, staged in conn.execute(
             "SELECT path, staged FROM files WHERE staged IS NOT NULL"
         ).fetchall():
@@ -159,31 +170,114 @@ class LocalFeatureStore:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 stage.replace(final)
             conn.execute("UPDATE files SET staged = NULL WHERE path = ?", (path,))
+        hour_ago = time.time() - 3600
         staging = Path(group.offline_uri) / "staging"
         if staging.exists():
             committed = {s for (s,) in conn.execute("SELECT staged FROM files WHERE staged IS NOT NULL")}
             for leftover in staging.rglob("*.parquet"):
-                if str(leftover) not in committed and leftover.stat().st_mtime < time.time() - 3600:
+                if str(leftover) not in committed and leftover.stat().st_mtime < hour_ago:
                     leftover.unlink()  # an hour old and never committed: its batch died
+        state_dir = self._state_dir(group)
+        for (name,) in conn.execute(
+            "DELETE FROM state_files WHERE retired_at < ? RETURNING path", (time.time() - _RETIRED_KEPT_S,)
+        ).fetchall():
+            (state_dir / name).unlink(missing_ok=True)
+        if state_dir.exists():
+            listed = {n for (n,) in conn.execute("SELECT path FROM state_files")}
+            for leftover in state_dir.glob("*.parquet"):
+                if leftover.name not in listed and leftover.stat().st_mtime < hour_ago:
+                    leftover.unlink()
 
     def _upgrade(self, conn: sqlite3.Connection, group: FeatureGroupDefinition) -> None:
-        """A catalog of an earlier smray kept keys without contents: rebuild versions and the online
-        store from the committed offline files, so that unchanged records stay unchanged."""
-        old = conn.execute("SELECT name FROM sqlite_master WHERE name = 'offline_keys'").fetchone()
-        if old is None:
+        """An earlier smray kept the record state in SQLite tables: rebuild it from the committed offline
+        files, so that unchanged records stay unchanged."""
+        legacy = [
+            name
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if name in _LEGACY_TABLES
+        ]
+        if not legacy:
             return
-        rels = [r for (r,) in conn.execute("SELECT path FROM files")]
         conn.execute("BEGIN IMMEDIATE")
-        if rels:
-            history = pd.concat(
-                [pd.read_parquet(Path(group.offline_uri) / r) for r in rels], ignore_index=True
+        try:
+            history = self._history(conn, group)
+            values = list(group.value_types())
+            if history is not None:
+                state = RecordState.from_history(history, group.record_id, group.event_time, values)
+                self._compact(conn, group, state)
+            for name in legacy:
+                conn.execute(f"DROP TABLE {name}")  # a name from _LEGACY_TABLES, never from input
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _history(conn: sqlite3.Connection, group: FeatureGroupDefinition) -> pd.DataFrame | None:
+        rels = [r for (r,) in conn.execute("SELECT path FROM files")]
+        if not rels:
+            return None
+        return pd.concat([pd.read_parquet(Path(group.offline_uri) / r) for r in rels], ignore_index=True)
+
+    # ---- the record state: Parquet files listed in the catalog --------------------------------------
+
+    @staticmethod
+    def _state_dir(group: FeatureGroupDefinition) -> Path:
+        return Path(group.offline_uri) / "catalog"
+
+    @staticmethod
+    def _state_version(conn: sqlite3.Connection, group: FeatureGroupDefinition) -> _StateVersion:
+        newest = conn.execute("SELECT seq, path FROM state_files ORDER BY seq DESC LIMIT 1").fetchone()
+        return (group.offline_uri, *(newest or (0, "")))
+
+    def _state(self, conn: sqlite3.Connection, group: FeatureGroupDefinition) -> RecordState:
+        """The committed record state (the last one read or written is kept while no one commits)."""
+        version = self._state_version(conn, group)
+        if _last_state and _last_state[0][0] == version:
+            return _last_state[0][1]
+        active = conn.execute(
+            "SELECT seq, kind, path FROM state_files WHERE retired_at IS NULL ORDER BY seq"
+        ).fetchall()
+        snapshot = max((seq for seq, kind, _ in active if kind == _ONLINE), default=0)
+        read = self._state_dir(group)
+        state = RecordState.from_files(
+            RecordState.empty(group.record_id, group.event_time, list(group.value_types())),
+            versions=[pd.read_parquet(read / p) for _, kind, p in active if kind == _VERSIONS],
+            online=[
+                pd.read_parquet(read / p) for seq, kind, p in active if kind != _VERSIONS and seq >= snapshot
+            ],
+        )
+        _last_state[:] = [(version, state)]
+        return state
+
+    def _add_state_file(
+        self, conn: sqlite3.Connection, group: FeatureGroupDefinition, kind: str, frame: pd.DataFrame
+    ) -> Path:
+        path = self._state_dir(group) / f"{kind}-{secrets.token_hex(8)}.parquet"
+        path.parent.mkdir(exist_ok=True)
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+        conn.execute("INSERT INTO state_files (kind, path) VALUES (?, ?)", (kind, path.name))
+        return path
+
+    def _compact(
+        self, conn: sqlite3.Connection, group: FeatureGroupDefinition, state: RecordState
+    ) -> list[Path]:
+        """Replace the state's files by one of versions and one online snapshot (inside a transaction)."""
+        active = conn.execute("SELECT MAX(seq) FROM state_files").fetchone()[0]
+        written = [
+            self._add_state_file(conn, group, _VERSIONS, state.versions),
+            self._add_state_file(conn, group, _ONLINE, state.online.reset_index()),
+        ]
+        if active is not None:
+            conn.execute(
+                "UPDATE state_files SET retired_at = ? WHERE seq <= ? AND retired_at IS NULL",
+                (time.time(), active),
             )
-            for deleted, part in history.groupby("is_deleted"):  # live rows first: none is revived
-                self._claim(conn, group, part.drop(columns=_OFFLINE_EXTRAS), bool(deleted), False, 0.0)
-            self._set_online(conn, group, latest_versions(history, group.record_id, group.event_time))
-        conn.execute("DROP TABLE offline_keys")
-        conn.execute("DROP TABLE IF EXISTS online")
-        conn.execute("COMMIT")
+        return written
+
+    @staticmethod
+    def _active_state_files(conn: sqlite3.Connection) -> int:
+        return conn.execute("SELECT COUNT(*) FROM state_files WHERE retired_at IS NULL").fetchone()[0]
 
     def put(
         self,
@@ -206,148 +300,54 @@ class LocalFeatureStore:
                 group.event_time: frame[group.event_time].astype(float),
             }
         )
+        values = list(group.value_types())
         files: list[tuple[str, Path, int]] = []
+        state_files: list[Path] = []
         with self._catalog(group) as conn:
             conn.execute("BEGIN IMMEDIATE")  # one writer at a time across processes and hosts
             try:
-                fresh = self._claim(conn, group, frame, deleted, keep_unchanged_times, now.timestamp())
-                files = self._stage(group, fresh, now, deleted)
-                online = self._update_online(conn, group, fresh, deleted)
+                applied = self._state(conn, group).apply(
+                    frame, values, deleted, keep_unchanged_times, now.timestamp()
+                )
+                files = self._stage(group, applied.fresh, now, deleted)
+                if not applied.versions.empty:
+                    state_files.append(self._add_state_file(conn, group, _VERSIONS, applied.versions))
+                if not applied.online_changes.empty:
+                    state_files.append(
+                        self._add_state_file(conn, group, _ONLINE_CHANGES, applied.online_changes)
+                    )
+                if self._active_state_files(conn) > _MAX_STATE_FILES:
+                    state_files += self._compact(conn, group, applied.state)
                 conn.executemany(
                     "INSERT INTO files (path, staged, rows, committed_at) VALUES (?, ?, ?, ?)",
                     [(rel, str(stage), rows, now.timestamp()) for rel, stage, rows in files],
                 )
+                version = self._state_version(conn, group)
                 conn.execute("COMMIT")
+                _last_state[:] = [(version, applied.state)]
             except BaseException:
                 conn.execute("ROLLBACK")
-                for _, stage, _ in files:
+                _last_state.clear()
+                for stage in [s for _, s, _ in files] + state_files:
                     Path(stage).unlink(missing_ok=True)
                 raise
             with exclusive(self._lock_path(group)):
                 self._recover(conn, group)  # moves this batch's files into place
-        return PutResult(len(frame), len(fresh), len(frame) - len(fresh), online)
+        fresh = len(applied.fresh)
+        return PutResult(len(frame), fresh, len(frame) - fresh, len(applied.online_changes))
 
     def delete_absent(self, group: FeatureGroupDefinition, present: np.ndarray, event_time: float) -> int:
         """Delete (as DeleteRecord does: a deletion row offline, the record gone online) every live record
         whose id is not in `present`: the input was the whole table, and these rows left it."""
         with self._catalog(group) as conn:
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS present (record_id TEXT PRIMARY KEY)")
-            conn.execute("DELETE FROM present")
-            conn.executemany("INSERT OR IGNORE INTO present VALUES (?)", ((i,) for i in present.tolist()))
-            absent = [
-                r
-                for (r,) in conn.execute(
-                    "SELECT record_id FROM online_records o WHERE NOT EXISTS "
-                    "(SELECT 1 FROM present p WHERE p.record_id = o.record_id)"
-                )
-            ]
-        if not absent:
+            online = self._state(conn, group).online
+        absent = online.index[~is_in(online.index, present)]
+        if absent.empty:
             return 0
-        gone = pd.DataFrame({group.record_id: absent, group.event_time: event_time})
+        gone = pd.DataFrame({group.record_id: absent.to_numpy(dtype=object), group.event_time: event_time})
         for column, kind in group.value_types().items():
             gone[column] = pd.Series(np.nan, index=gone.index, dtype=_PANDAS_TYPES[kind])
         return self.put(group, gone, deleted=True).written_offline
-
-    def _claim(
-        self,
-        conn: sqlite3.Connection,
-        group: FeatureGroupDefinition,
-        frame: pd.DataFrame,
-        deleted: bool,
-        keep_unchanged_times: bool,
-        now: float,
-    ) -> pd.DataFrame:
-        """Record the batch's versions; returns the rows that are new versions (a delete is its own
-        version, beside the record it deletes)."""
-        digests = record_digests(frame, list(group.value_types())) if not deleted else np.zeros(len(frame))
-        conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS batch (pos INTEGER PRIMARY KEY, record_id TEXT, "
-            "event_time REAL, digest INTEGER)"
-        )
-        conn.execute("CREATE INDEX IF NOT EXISTS batch_ids ON batch (record_id, event_time)")
-        conn.execute("DELETE FROM batch")
-        conn.executemany(
-            "INSERT INTO batch VALUES (?, ?, ?, ?)",
-            zip(
-                range(len(frame)),
-                frame[group.record_id].tolist(),
-                frame[group.event_time].tolist(),
-                digests.astype("int64").tolist(),
-                strict=True,
-            ),
-        )
-        if keep_unchanged_times:
-            conn.execute(
-                "UPDATE batch SET event_time = o.event_time FROM online_records o "
-                "WHERE o.record_id = batch.record_id AND o.digest = batch.digest"
-            )
-        if not deleted:
-            # A row no newer than its record's deletion is history the deletion overrules; the input says
-            # the record is live (a snapshot is the whole table), so its newest row comes back as of now.
-            conn.execute(
-                "UPDATE batch SET event_time = MAX(?, last.t + 0.001) FROM (SELECT b.pos, "
-                "(SELECT MAX(v.event_time) FROM record_versions v WHERE v.record_id = b.record_id) AS t "
-                "FROM batch b) last WHERE last.pos = batch.pos AND last.t >= batch.event_time "
-                "AND EXISTS (SELECT 1 FROM record_versions d WHERE d.record_id = batch.record_id "
-                "AND d.event_time = last.t AND d.deleted = 1) AND batch.event_time = "
-                "(SELECT MAX(n.event_time) FROM batch n WHERE n.record_id = batch.record_id)",
-                (now,),
-            )
-        rows = conn.execute(
-            "SELECT b.pos, b.event_time, EXISTS (SELECT 1 FROM record_versions v WHERE "
-            "v.record_id = b.record_id AND v.event_time = b.event_time AND v.digest = b.digest "
-            "AND v.deleted = ?) FROM batch b ORDER BY b.pos",
-            (int(deleted),),
-        ).fetchall()
-        conn.execute(
-            "INSERT OR IGNORE INTO record_versions SELECT record_id, event_time, digest, ? FROM batch",
-            (int(deleted),),
-        )
-        claimed = np.array([known == 0 for _, _, known in rows], dtype=bool)
-        out = frame.assign(**{group.event_time: [t for _, t, _ in rows], _DIGEST: digests})
-        # Two equal rows of one batch are one version.
-        out = out[claimed & ~out.duplicated([group.record_id, group.event_time, _DIGEST]).to_numpy()]
-        return out
-
-    def _update_online(
-        self, conn: sqlite3.Connection, group: FeatureGroupDefinition, fresh: pd.DataFrame, deleted: bool
-    ) -> int:
-        if fresh.empty:
-            return 0
-        # Newest per id within the batch, then SageMaker's rule against what the online store holds.
-        latest = fresh.sort_values(group.event_time, kind="stable").drop_duplicates(
-            group.record_id, keep="last"
-        )
-        if deleted:
-            before = conn.total_changes
-            conn.executemany(
-                "DELETE FROM online_records WHERE record_id = ? AND event_time <= ?",
-                zip(latest[group.record_id], latest[group.event_time].astype(float), strict=True),
-            )
-            return conn.total_changes - before
-        return self._set_online(conn, group, latest)
-
-    @staticmethod
-    def _set_online(conn: sqlite3.Connection, group: FeatureGroupDefinition, latest: pd.DataFrame) -> int:
-        """Upsert one row per id (its values as a JSON object): a newer or equal event time wins."""
-        if _DIGEST not in latest:
-            latest = latest.assign(**{_DIGEST: record_digests(latest, list(group.value_types()))})
-        values = latest[list(group.value_types())].to_json(orient="records", lines=True).splitlines()
-        before = conn.total_changes
-        conn.executemany(
-            "INSERT INTO online_records (record_id, event_time, digest, record) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(record_id) DO UPDATE SET event_time = excluded.event_time, "
-            "digest = excluded.digest, record = excluded.record "
-            "WHERE excluded.event_time >= online_records.event_time",
-            zip(
-                latest[group.record_id].astype(str),
-                latest[group.event_time].astype(float),
-                latest[_DIGEST].astype("int64").tolist(),
-                values,
-                strict=True,
-            ),
-        )
-        return conn.total_changes - before
 
     def _stage(
         self, group: FeatureGroupDefinition, fresh: pd.DataFrame, now: datetime, deleted: bool
@@ -355,21 +355,25 @@ class LocalFeatureStore:
         """Write the rows as Parquet files, one per event-time hour, into the staging folder."""
         if fresh.empty:
             return []
-        table = fresh.drop(columns=[_DIGEST])
-        table["write_time"] = pd.Timestamp(now)
-        table["api_invocation_time"] = pd.Timestamp(now)
-        table["is_deleted"] = deleted
-        hours = pd.to_datetime(table[group.event_time].astype(float), unit="s", utc=True).dt.floor("h")
+        rows = fresh.drop(columns=[DIGEST]).assign(
+            write_time=pd.Timestamp(now), api_invocation_time=pd.Timestamp(now), is_deleted=deleted
+        )
+        hours = (rows[group.event_time].to_numpy(dtype="float64") // 3600).astype("int64")
+        order = np.argsort(hours, kind="stable")
+        table = pa.Table.from_pandas(rows, preserve_index=False).take(order)
+        starts = np.flatnonzero(np.diff(hours[order], prepend=hours[order][0] - 1))
+        ends = [*starts[1:], len(order)]
         staging = Path(group.offline_uri) / "staging" / secrets.token_hex(8)
         staging.mkdir(parents=True)
         stamp = now.strftime("%Y%m%dT%H%M%SZ")
         out: list[tuple[str, Path, int]] = []
-        for hour, part in table.groupby(hours, sort=True):
+        for start, end in zip(starts, ends, strict=True):
+            hour = datetime.fromtimestamp(int(hours[order][start]) * 3600, UTC)
             name = f"{stamp}_{''.join(secrets.choice(_ALNUM) for _ in range(16))}.parquet"
             rel = f"data/year={hour:%Y}/month={hour:%m}/day={hour:%d}/hour={hour:%H}/{name}"
             stage = staging / name
-            pq.write_table(pa.Table.from_pandas(part, preserve_index=False), stage)
-            out.append((rel, stage, len(part)))
+            pq.write_table(table.slice(start, end - start), stage)
+            out.append((rel, stage, int(end - start)))
         return out
 
     def committed_files(self, group: FeatureGroupDefinition) -> list[Path]:
@@ -381,31 +385,16 @@ class LocalFeatureStore:
 
     def online_count(self, group: FeatureGroupDefinition) -> int:
         with self._catalog(group) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM online_records").fetchone()[0])
+            return len(self._state(conn, group).online)
 
     def get_record(self, group: FeatureGroupDefinition, record_id: str) -> dict | None:
         """The online record of an id: id, event time and its values (None for a missing value)."""
         with self._catalog(group) as conn:
-            row = conn.execute(
-                "SELECT event_time, record FROM online_records WHERE record_id = ?", (record_id,)
-            ).fetchone()
-        if row is None:
+            online = self._state(conn, group).online
+        if record_id not in online.index:
             return None
-        return {group.record_id: record_id, group.event_time: row[0], **json.loads(row[1])}
-
-
-def record_digests(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """A 64-bit digest of each row's values (as float64): equal values, equal digest."""
-    values = frame[columns].astype("float64")
-    return pd.util.hash_pandas_object(values, index=False).to_numpy().view("int64")
-
-
-def latest_versions(history: pd.DataFrame, record_id: str, event_time: str) -> pd.DataFrame:
-    """Each id's latest row of an offline history (the newest event time, then the latest write, then a
-    delete over a record), live records only."""
-    order = [record_id, event_time, "write_time", "is_deleted"]
-    latest = history.sort_values(order, kind="stable").drop_duplicates(record_id, keep="last")
-    return latest[~latest["is_deleted"].astype(bool)]
+        row = online.loc[record_id].drop(DIGEST)
+        return {group.record_id: record_id, **{k: None if pd.isna(v) else v for k, v in row.items()}}
 
 
 _PANDAS_TYPES = {"Integral": "float64", "Fractional": "float64", "String": "object"}

@@ -3,10 +3,10 @@
 Two phases, so bad input leaves nothing behind: first every host reads and checks its own share of the
 files (disjoint: whole files, or row slices when there are fewer files than hosts); only when every share
 passed, and no record id appears twice at one event time with different values in the whole input, is
-anything written, in batches: into the local store by the head alone (on AWS each host has a disk of its
-own, whose upload would overwrite the others'), into SageMaker Feature Store by every host for its share.
-The local store commits each batch atomically and is readable at once, so the next step cannot race the
-writes.
+anything written: into the local store by the head alone, one commit per host's share (on AWS each host
+has a disk of its own, whose upload would overwrite the others'), into SageMaker Feature Store by every
+host for its share, in batches. The local store's commits are atomic and readable at once, so the next
+step cannot race the writes.
 
 What the store holds afterwards, in one sentence: every record's latest content. Rows without an
 event-time column take this run's time; a record whose values did not change is not written again (it
@@ -35,7 +35,7 @@ from smray.entrypoints import ray_tasks
 from smray.errors import UserError
 from smray.feature_store.backends import BACKENDS, StoreSpec
 from smray.feature_store.definition import FeatureGroupDefinition
-from smray.feature_store.local import record_digests
+from smray.feature_store.record_state import record_digests
 from smray.quality import check as check_quality
 from smray.schema import Schema
 
@@ -80,7 +80,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--report", type=Path, default=proc / contract.REPORT / contract.REPORT_FILE, help="summary JSON"
     )
-    p.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help="rows per committed batch")
+    p.add_argument(
+        "--batch-rows",
+        type=int,
+        default=BATCH_ROWS,
+        help="sagemaker: records per batch of PutRecord calls (the local store commits a share at once)",
+    )
     p.add_argument("--backend", choices=BACKENDS, default="local", help="feature store (default: local)")
     p.add_argument("--role-arn", default="", help="sagemaker: role for a new group's offline store")
     p.add_argument(
@@ -171,22 +176,30 @@ def prepare(units: list[Unit], schema: Schema, default_event_time: float, root: 
     )
 
 
-def conflicting_records(keys: pd.DataFrame) -> str | None:
-    """One line naming the first record id that has two different contents at one event time in the
-    input (columns id, time, digest, place), or None."""
+@dataclass(frozen=True)
+class Repeats:
+    """Rows of the input whose record id and event time another row has too."""
+
+    duplicates: int  # rows equal to an earlier one (same id, time and values): one record, written once
+    conflict: str | None  # one line naming a record id with two contents at one time, if there is one
+
+
+def find_repeats(keys: pd.DataFrame) -> Repeats:
+    """`keys`: columns id, time, digest, and file and row (where each record came from)."""
+    if pd.Index(keys["id"]).is_unique:
+        return Repeats(0, None)
     repeated = keys[keys.duplicated(["id", "time"], keep=False)]
-    if repeated.empty:
-        return None
     variants = repeated.drop_duplicates(["id", "time", "digest"])
+    duplicates = len(repeated) - len(variants)
     clashing = variants[variants.duplicated(["id", "time"], keep=False)]
     if clashing.empty:
-        return None  # the same row twice: one record
-    first = clashing[clashing["id"] == clashing["id"].iloc[0]]
-    places = sorted(first["place"], key=lambda p: (p.rsplit(" row ", 1)[0], int(p.rsplit(" ", 1)[1])))
-    count = clashing["id"].nunique()
-    return (
+        return Repeats(duplicates, None)  # the same row twice: one record
+    first = clashing[clashing["id"] == clashing["id"].iloc[0]].sort_values(["file", "row"])
+    places = [f"{file} row {row}" for file, row in zip(first["file"], first["row"], strict=True)]
+    return Repeats(
+        duplicates,
         f"record id {first['id'].iloc[0]} has different values at {places[0]} and at {places[1]} "
-        f"({count} such record id(s)): a record has one content per event time"
+        f"({clashing['id'].nunique()} such record id(s)): a record has one content per event time",
     )
 
 
@@ -201,8 +214,6 @@ class IngestWorker:
         schema = schema_mod.parse(schema_dict)
         self._prepared = prepared = prepare(units, schema, default_event_time, Path(root))
         rec = prepared.records
-        files = np.array(prepared.files, dtype=object)
-        places = files[prepared.places["file"].to_numpy()] + " row " + prepared.places["row"].astype(str)
         return {
             "host": self._host,
             "rows_read": prepared.rows_read,
@@ -211,7 +222,8 @@ class IngestWorker:
             "ids": rec[schema.record_id].to_numpy(),
             "times": rec[schema.event_time].to_numpy(),
             "digests": record_digests(rec, schema.value_columns),
-            "places": places.to_numpy(),
+            "files": np.array(prepared.files, dtype=object)[prepared.places["file"].to_numpy()],
+            "rows": prepared.places["row"].to_numpy(),
         }
 
     def keep_quarantine(self, quarantine_dir: str) -> None:
@@ -264,11 +276,11 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         [w.check.remote(s, schema.to_dict(), default_time, str(opts.input)) for w, s in busy]
     )
     keys = pd.DataFrame(
-        {k: np.concatenate([c[k + "s"] for c in checks]) for k in ("id", "time", "digest", "place")}
+        {k: np.concatenate([c[k + "s"] for c in checks]) for k in ("id", "time", "digest", "file", "row")}
     )
-    conflict = conflicting_records(keys)
-    if conflict:
-        raise UserError(conflict)
+    repeats = find_repeats(keys)
+    if repeats.conflict:
+        raise UserError(repeats.conflict)
     group = spec.ensure_group(FeatureGroupDefinition.from_schema(opts.feature_group, schema))
     since_ms = int(time.time() * 1000)
     ray_tasks.get([w.keep_quarantine.remote(str(opts.quarantine)) for w, _ in busy])
@@ -301,7 +313,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         # PutRecord lands in the offline store minutes later: the next step must not read before.
         spec.sagemaker().wait_offline(group, since_ms, sum(w["written"] for w in writes), opts.wait_offline_s)
     elapsed = time.monotonic() - started
-    duplicates = len(keys) - len(keys.drop_duplicates(["id", "time", "digest"]))
+    duplicates = repeats.duplicates
     report = summarize(checks, writes, group, elapsed, files) | {
         "mode": mode,
         "deleted": deleted,

@@ -33,7 +33,8 @@ from smray.contracts.jobs import processing_root
 from smray.contracts.resource_config import ResourceConfig
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
-from smray.feature_store.local import LocalFeatureStore, latest_versions
+from smray.feature_store.local import LocalFeatureStore
+from smray.feature_store.record_state import latest_versions
 from smray.schema import Schema
 from smray.transform import Scale, Transform
 
