@@ -255,8 +255,12 @@ class LocalFeatureStore:
     ) -> Path:
         path = self._state_dir(group) / f"{kind}-{secrets.token_hex(8)}.parquet"
         path.parent.mkdir(exist_ok=True)
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
-        conn.execute("INSERT INTO state_files (kind, path) VALUES (?, ?)", (kind, path.name))
+        try:
+            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+            conn.execute("INSERT INTO state_files (kind, path) VALUES (?, ?)", (kind, path.name))
+        except BaseException:
+            path.unlink(missing_ok=True)  # a file no catalog row lists
+            raise
         return path
 
     def _compact(

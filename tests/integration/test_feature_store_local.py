@@ -1,0 +1,88 @@
+"""The local store's record state in Parquet files: compacted when batches pile up, never stale when
+another process commits, untouched by a batch that fails."""
+
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from smray import schema as schema_mod
+from smray.feature_store import local as local_store
+from smray.feature_store.definition import FeatureGroupDefinition
+from smray.feature_store.local import LocalFeatureStore
+from smray.workstation import datagen
+
+
+def _store(root: Path) -> tuple[LocalFeatureStore, FeatureGroupDefinition]:
+    store = LocalFeatureStore(root)
+    return store, store.ensure_group(FeatureGroupDefinition.from_schema("housing", schema_mod.housing()))
+
+
+def _state_files(group: FeatureGroupDefinition) -> set[str]:
+    return {p.name for p in (Path(group.offline_uri) / "catalog").glob("*.parquet")}
+
+
+def _active_state_files(group: FeatureGroupDefinition) -> int:
+    with sqlite3.connect(Path(group.offline_uri) / "catalog.sqlite") as catalog:
+        return catalog.execute("SELECT COUNT(*) FROM state_files WHERE retired_at IS NULL").fetchone()[0]
+
+
+def test_batches_that_pile_up_are_compacted_and_the_store_reads_the_same_records(tmp_path, monkeypatch):
+    store, group = _store(tmp_path / "store")
+    for batch in range(30):
+        store.put(group, datagen.housing_frame(10, seed=batch, first_id=10 * batch))
+    edited = datagen.housing_frame(10, seed=0).iloc[[3]]
+    store.put(group, edited.assign(PRICE=1, event_time=edited["event_time"] + 1))
+    store.put(group, edited.assign(event_time=edited["event_time"] + 2), deleted=True)
+    assert len(_state_files(group)) > 64 and _active_state_files(group) <= local_store._MAX_STATE_FILES
+
+    local_store._last_state.clear()  # read from the files, as a new process would
+    assert store.online_count(group) == 299 and store.get_record(group, "3") is None
+    assert store.get_record(group, "4")["PRICE"] == datagen.housing_frame(10, seed=0).loc[4, "PRICE"]
+    again = store.put(group, datagen.housing_frame(10, seed=29, first_id=290))
+    assert (again.written_offline, again.already_present) == (0, 10)
+
+    monkeypatch.setattr(local_store, "_RETIRED_KEPT_S", -1.0)  # readers of compacted files are gone
+    store.online_count(group)
+    assert len(_state_files(group)) == _active_state_files(group)
+
+
+def _edit_record(root: str, record: int, price: int) -> None:
+    store, group = _store(Path(root))
+    row = datagen.housing_frame(20, seed=5).iloc[[record]]
+    store.put(group, row.assign(PRICE=price, event_time=row["event_time"] + 60))
+
+
+def test_a_commit_by_another_process_is_seen_by_a_store_that_read_the_state_before(tmp_path):
+    store, group = _store(tmp_path / "store")
+    store.put(group, datagen.housing_frame(20, seed=5))
+    assert store.get_record(group, "3")["PRICE"] == datagen.housing_frame(20, seed=5).loc[3, "PRICE"]
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        pool.apply(_edit_record, (str(tmp_path / "store"), 3, 123))
+    assert store.get_record(group, "3")["PRICE"] == 123
+    # The original rows again: record 3's row is an older version the store holds, not new.
+    again = store.put(group, datagen.housing_frame(20, seed=5))
+    assert (again.written_offline, store.get_record(group, "3")["PRICE"]) == (0, 123)
+
+
+def test_a_batch_that_fails_leaves_no_files_and_the_state_as_it_was(tmp_path, monkeypatch):
+    store, group = _store(tmp_path / "store")
+    store.put(group, datagen.housing_frame(20, seed=6))
+    before, offline = _state_files(group), store.committed_files(group)
+    write = local_store.pq.write_table
+
+    def disk_full_at_the_online_changes(table, where, **kw):  # the batch's versions are written by then
+        if "online-changes" in str(where):
+            Path(where).write_bytes(b"PAR1")
+            raise OSError("disk full")
+        write(table, where, **kw)
+
+    monkeypatch.setattr(local_store.pq, "write_table", disk_full_at_the_online_changes)
+    with pytest.raises(OSError, match="disk full"):
+        store.put(group, datagen.housing_frame(20, seed=7, first_id=100))
+    monkeypatch.undo()
+    assert _state_files(group) == before and store.committed_files(group) == offline
+    assert not list((Path(group.offline_uri) / "staging").rglob("*.parquet"))
+    assert store.online_count(group) == 20
+    assert store.put(group, datagen.housing_frame(20, seed=7, first_id=100)).written_offline == 20
