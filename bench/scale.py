@@ -1,0 +1,134 @@
+"""The whole workflow at scale: `smray run local --generate N` (2-host processing, the training defaults)
+for each size, default 1M and 10M rows, each into a fresh SMRAY_HOME; per step its time and rows/s, the
+peak memory of every job container, and the same work in one plain process (pandas + xgboost, the same
+trials, ranges and rounds: `main_command.plain_floor`) measured in the same run.
+
+Peak memory is what a container could not give back: resident plus shared memory (Ray's object store
+lives in /dev/shm), sampled from its cgroup every second. The issue's bound: a quarter of the machine.
+
+  .venv/bin/python bench/scale.py [ROWS ...]
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from main_command import SMRAY, plain_floor, run
+
+GIB = 1024**3
+CGROUP_V1 = Path("/sys/fs/cgroup/memory/docker")
+CGROUP_V2 = Path("/sys/fs/cgroup/system.slice")
+
+
+def _needed_bytes(container_id: str) -> int | None:
+    """A running container's resident + shared memory now, from its cgroup (v1 or v2), or None."""
+    for stat, fields in (
+        (CGROUP_V1 / container_id / "memory.stat", ("total_rss", "total_shmem")),
+        (CGROUP_V2 / f"docker-{container_id}.scope" / "memory.stat", ("anon", "shmem")),
+    ):
+        try:
+            values = dict(line.split() for line in stat.read_text().splitlines())
+        except OSError:
+            continue
+        return sum(int(values.get(f, 0)) for f in fields)
+    return None
+
+
+class PeakMemory(threading.Thread):
+    """Samples every container that starts after it does, until stopped: name -> peak bytes."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.before = set(self._running())
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _running() -> dict[str, str]:
+        out = subprocess.run(
+            ["docker", "ps", "--no-trunc", "--format", "{{.ID}} {{.Names}}"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+    def run(self) -> None:
+        names: dict[str, str] = {}
+        polls = 0
+        while not self._stop.wait(1.0):
+            if polls % 3 == 0:  # new containers appear every few seconds; docker ps costs a little CPU
+                names.update({i: n for i, n in self._running().items() if i not in self.before})
+            polls += 1
+            for container_id, name in names.items():
+                now = _needed_bytes(container_id)
+                if now is not None:
+                    self.peaks[name] = max(self.peaks.get(name, 0), now)
+
+    def stop(self) -> dict[str, int]:
+        self._stop.set()
+        self.join()
+        return self.peaks
+
+
+def main() -> None:
+    sizes = [int(a) for a in sys.argv[1:]] or [1_000_000, 10_000_000]
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    results = []
+    for rows in sizes:
+        print(f"--- {rows:,} rows: the plain floor", flush=True)
+        floor, floor_rmse = plain_floor(rows)
+        print(f"plain floor: {floor:.1f} s, test RMSE {floor_rmse:,.0f}", flush=True)
+        home = Path(tempfile.mkdtemp(prefix=f"smray-bench-scale-{rows}-"))
+        memory = PeakMemory()
+        memory.start()
+        print(f"--- {rows:,} rows: smray run local (SMRAY_HOME {home})", flush=True)
+        wall, steps, metrics = run(home, rows)
+        peaks = memory.stop()
+        subprocess.run([SMRAY, "endpoints", "delete", "housing"], env={**os.environ, "SMRAY_HOME": str(home)})
+        results.append((rows, floor, floor_rmse, wall, steps, metrics, peaks))
+        report(*results[-1], machine)
+    print("\nsummary")
+    print(f"{'rows':>12}{'pipeline':>10}{'wall':>8}{'floor':>8}{'pipeline/floor':>16}{'peak container':>16}")
+    for rows, floor, _, wall, steps, _, peaks in results:
+        pipeline = sum(steps.values())
+        peak = max(peaks.values(), default=0)
+        print(
+            f"{rows:>12,}{pipeline:>8} s{wall:>6.0f} s{floor:>6.0f} s{pipeline / floor:>15.1f}x"
+            f"{peak / GIB:>12.2f} GiB"
+        )
+
+
+def report(
+    rows: int,
+    floor: float,
+    floor_rmse: float,
+    wall: float,
+    steps: dict[str, int],
+    metrics: str,
+    peaks: dict[str, int],
+    machine: int,
+) -> None:
+    pipeline = sum(steps.values())
+    print(f"\n{rows:,} rows, {os.cpu_count()} cores, {machine / GIB:.0f} GiB")
+    print(f"{'step':<12}{'seconds':>9}{'rows/s':>12}")
+    for step, seconds in steps.items():
+        print(f"{step:<12}{seconds:>9}{rows / max(seconds, 1):>12,.0f}")
+    print(f"{'pipeline':<12}{pipeline:>9}   wall {wall:.0f} s; test metrics {metrics}")
+    print(
+        f"plain process: {floor:.1f} s, test RMSE {floor_rmse:,.0f}; "
+        f"pipeline / plain {pipeline / floor:.2f}x, wall / plain {wall / floor:.2f}x"
+    )
+    print(f"peak memory per container (a quarter of the machine: {machine / 4 / GIB:.1f} GiB):")
+    for name, peak in sorted(peaks.items()):
+        flag = "  OVER A QUARTER" if peak > machine / 4 else ""
+        print(f"  {name:<48}{peak / GIB:>7.2f} GiB{flag}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
