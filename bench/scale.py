@@ -46,7 +46,7 @@ class PeakMemory(threading.Thread):
         super().__init__(daemon=True)
         self.before = set(self._running())
         self.peaks: dict[str, int] = {}
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     @staticmethod
     def _running() -> dict[str, str]:
@@ -60,7 +60,7 @@ class PeakMemory(threading.Thread):
     def run(self) -> None:
         names: dict[str, str] = {}
         polls = 0
-        while not self._stop.wait(1.0):
+        while not self._done.wait(1.0):
             if polls % 3 == 0:  # new containers appear every few seconds; docker ps costs a little CPU
                 names.update({i: n for i, n in self._running().items() if i not in self.before})
             polls += 1
@@ -70,7 +70,7 @@ class PeakMemory(threading.Thread):
                     self.peaks[name] = max(self.peaks.get(name, 0), now)
 
     def stop(self) -> dict[str, int]:
-        self._stop.set()
+        self._done.set()
         self.join()
         return self.peaks
 
@@ -115,16 +115,19 @@ def report(
 ) -> None:
     pipeline = sum(steps.values())
     print(f"\n{rows:,} rows, {os.cpu_count()} cores, {machine / GIB:.0f} GiB")
-    print(f"{'step':<12}{'seconds':>9}{'rows/s':>12}")
+    print(f"{'step':<24}{'seconds':>9}{'rows/s':>12}")
     for step, seconds in steps.items():
-        print(f"{step:<12}{seconds:>9}{rows / max(seconds, 1):>12,.0f}")
-    print(f"{'pipeline':<12}{pipeline:>9}   wall {wall:.0f} s; test metrics {metrics}")
+        print(f"{step:<24}{seconds:>9}{rows / max(seconds, 1):>12,.0f}")
+    print(f"{'pipeline':<24}{pipeline:>9}   wall {wall:.0f} s; test metrics {metrics}")
     print(
         f"plain process: {floor:.1f} s, test RMSE {floor_rmse:,.0f}; "
         f"pipeline / plain {pipeline / floor:.2f}x, wall / plain {wall / floor:.2f}x"
     )
-    print(f"peak memory per container (a quarter of the machine: {machine / 4 / GIB:.1f} GiB):")
-    for name, peak in sorted(peaks.items()):
+    print(
+        f"peak memory per container, in the order they started (one job per step, each step's hosts "
+        f"algo-1, algo-2; a quarter of the machine: {machine / 4 / GIB:.1f} GiB):"
+    )
+    for name, peak in peaks.items():
         flag = "  OVER A QUARTER" if peak > machine / 4 else ""
         print(f"  {name:<48}{peak / GIB:>7.2f} GiB{flag}")
     sys.stdout.flush()
