@@ -21,19 +21,28 @@ SMRAY = str(Path(sys.executable).with_name("smray"))
 STEP = re.compile(r"^  (\w+)\s+(Succeeded|Failed)\s+(\d+) s$", re.M)
 
 
-def run(home: Path, rows: int) -> tuple[float, dict[str, int], str]:
+def run(home: Path, rows: int, echo: bool = False) -> tuple[float, dict[str, int], str]:
+    """(wall seconds, seconds per step, test metrics) of `smray run local --generate ROWS`; with `echo`
+    its output is printed as it comes (a long run shows its progress)."""
     started = time.monotonic()
-    out = subprocess.run(
+    process = subprocess.Popen(
         [SMRAY, "run", "local", "--generate", str(rows)],
         env={**os.environ, "SMRAY_HOME": str(home)},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
+    lines = []
+    for line in process.stdout or ():
+        lines.append(line)
+        if echo:
+            print(f"  | {line}", end="", flush=True)
     seconds = time.monotonic() - started
-    if out.returncode != 0:
-        raise SystemExit(f"run failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-2000:]}")
-    steps = {m[1]: int(m[3]) for m in STEP.finditer(out.stdout)}
-    rmse = re.search(r"test metrics\s+(.*)", out.stdout)
+    output = "".join(lines)
+    if process.wait() != 0:
+        raise SystemExit(f"run failed ({process.returncode}):\n{output[-5000:]}")
+    steps = {m[1]: int(m[3]) for m in STEP.finditer(output)}
+    rmse = re.search(r"test metrics\s+(.*)", output)
     return seconds, steps, rmse[1] if rmse else "?"
 
 

@@ -6,11 +6,14 @@ trials, ranges and rounds: `main_command.plain_floor`) measured in the same run.
 Peak memory is what a container could not give back: resident plus shared memory (Ray's object store
 lives in /dev/shm), sampled from its cgroup every second. The issue's bound: a quarter of the machine.
 
-  .venv/bin/python bench/scale.py [ROWS ...]
+  .venv/bin/python bench/scale.py [ROWS ...] [--no-floor]
+
+(--no-floor skips the plain process: at 10M rows it takes over 40 minutes on 2 cores.)
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -64,10 +67,13 @@ class PeakMemory(threading.Thread):
             if polls % 3 == 0:  # new containers appear every few seconds; docker ps costs a little CPU
                 names.update({i: n for i, n in self._running().items() if i not in self.before})
             polls += 1
-            for container_id, name in names.items():
+            for container_id, name in list(names.items()):
                 now = _needed_bytes(container_id)
                 if now is not None:
                     self.peaks[name] = max(self.peaks.get(name, 0), now)
+                elif name in self.peaks:  # it exited: its peak is final
+                    print(f"  container {name} exited, peak {self.peaks[name] / GIB:.2f} GiB", flush=True)
+                    del names[container_id]
 
     def stop(self) -> dict[str, int]:
         self._done.set()
@@ -76,18 +82,25 @@ class PeakMemory(threading.Thread):
 
 
 def main() -> None:
-    sizes = [int(a) for a in sys.argv[1:]] or [1_000_000, 10_000_000]
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("rows", type=int, nargs="*", default=[1_000_000, 10_000_000])
+    parser.add_argument("--no-floor", action="store_true", help="skip the plain one-process floor")
+    args = parser.parse_args()
     machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     results = []
-    for rows in sizes:
-        print(f"--- {rows:,} rows: the plain floor", flush=True)
-        floor, floor_rmse = plain_floor(rows)
-        print(f"plain floor: {floor:.1f} s, test RMSE {floor_rmse:,.0f}", flush=True)
+    for rows in args.rows:
+        floor, floor_rmse = None, None
+        if not args.no_floor:
+            print(f"--- {rows:,} rows: the plain floor", flush=True)
+            floor, floor_rmse = plain_floor(rows)
+            print(f"plain floor: {floor:.1f} s, test RMSE {floor_rmse:,.0f}", flush=True)
         home = Path(tempfile.mkdtemp(prefix=f"smray-bench-scale-{rows}-"))
         memory = PeakMemory()
         memory.start()
         print(f"--- {rows:,} rows: smray run local (SMRAY_HOME {home})", flush=True)
-        wall, steps, metrics = run(home, rows)
+        wall, steps, metrics = run(home, rows, echo=True)
         peaks = memory.stop()
         subprocess.run([SMRAY, "endpoints", "delete", "housing"], env={**os.environ, "SMRAY_HOME": str(home)})
         results.append((rows, floor, floor_rmse, wall, steps, metrics, peaks))
@@ -96,17 +109,17 @@ def main() -> None:
     print(f"{'rows':>12}{'pipeline':>10}{'wall':>8}{'floor':>8}{'pipeline/floor':>16}{'peak container':>16}")
     for rows, floor, _, wall, steps, _, peaks in results:
         pipeline = sum(steps.values())
-        peak = max(peaks.values(), default=0)
+        ratio = f"{pipeline / floor:>15.1f}x" if floor else f"{'-':>16}"
         print(
-            f"{rows:>12,}{pipeline:>8} s{wall:>6.0f} s{floor:>6.0f} s{pipeline / floor:>15.1f}x"
-            f"{peak / GIB:>12.2f} GiB"
+            f"{rows:>12,}{pipeline:>8} s{wall:>6.0f} s{floor or 0:>6.0f} s{ratio}"
+            f"{max(peaks.values(), default=0) / GIB:>12.2f} GiB"
         )
 
 
 def report(
     rows: int,
-    floor: float,
-    floor_rmse: float,
+    floor: float | None,
+    floor_rmse: float | None,
     wall: float,
     steps: dict[str, int],
     metrics: str,
@@ -119,10 +132,11 @@ def report(
     for step, seconds in steps.items():
         print(f"{step:<24}{seconds:>9}{rows / max(seconds, 1):>12,.0f}")
     print(f"{'pipeline':<24}{pipeline:>9}   wall {wall:.0f} s; test metrics {metrics}")
-    print(
-        f"plain process: {floor:.1f} s, test RMSE {floor_rmse:,.0f}; "
-        f"pipeline / plain {pipeline / floor:.2f}x, wall / plain {wall / floor:.2f}x"
-    )
+    if floor and floor_rmse:
+        print(
+            f"plain process: {floor:.1f} s, test RMSE {floor_rmse:,.0f}; "
+            f"pipeline / plain {pipeline / floor:.2f}x, wall / plain {wall / floor:.2f}x"
+        )
     print(
         f"peak memory per container, in the order they started (one job per step, each step's hosts "
         f"algo-1, algo-2; a quarter of the machine: {machine / 4 / GIB:.1f} GiB):"
