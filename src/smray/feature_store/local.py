@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from smray import schema as schema_mod
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
-from smray.feature_store.record_state import DIGEST, RecordState, is_in
+from smray.feature_store.record_state import DIGEST, Ids, RecordState, is_in
 from smray.locks import exclusive
 from smray.schema import Schema
 
@@ -340,7 +340,7 @@ class LocalFeatureStore:
         fresh = len(applied.fresh)
         return PutResult(len(frame), fresh, len(frame) - fresh, len(applied.online_changes))
 
-    def delete_absent(self, group: FeatureGroupDefinition, present: np.ndarray, event_time: float) -> int:
+    def delete_absent(self, group: FeatureGroupDefinition, present: Ids, event_time: float) -> int:
         """Delete (as DeleteRecord does: a deletion row offline, the record gone online) every live record
         whose id is not in `present`: the input was the whole table, and these rows left it."""
         with self._catalog(group) as conn:
@@ -348,7 +348,7 @@ class LocalFeatureStore:
         absent = online.index[~is_in(online.index, present)]
         if absent.empty:
             return 0
-        gone = pd.DataFrame({group.record_id: absent.to_numpy(dtype=object), group.event_time: event_time})
+        gone = pd.DataFrame({group.record_id: absent.array, group.event_time: event_time})
         for column, kind in group.value_types().items():
             gone[column] = pd.Series(np.nan, index=gone.index, dtype=_PANDAS_TYPES[kind])
         return self.put(group, gone, deleted=True).written_offline

@@ -35,7 +35,7 @@ from smray.entrypoints import ray_tasks
 from smray.errors import UserError
 from smray.feature_store.backends import BACKENDS, StoreSpec
 from smray.feature_store.definition import FeatureGroupDefinition
-from smray.feature_store.record_state import record_digests
+from smray.feature_store.record_state import ids, record_digests
 from smray.quality import check as check_quality
 from smray.schema import Schema
 
@@ -219,7 +219,7 @@ class IngestWorker:
             "rows_read": prepared.rows_read,
             "quarantined": len(prepared.quarantine),
             "times_given": prepared.times_given,
-            "ids": rec[schema.record_id].to_numpy(),
+            "ids": ids(rec[schema.record_id]),
             "times": rec[schema.event_time].to_numpy(),
             "digests": record_digests(rec, schema.value_columns),
             "files": np.array(prepared.files, dtype=object)[prepared.places["file"].to_numpy()],
@@ -233,8 +233,11 @@ class IngestWorker:
             out.mkdir(parents=True, exist_ok=True)
             self._prepared.quarantine.to_parquet(out / f"quarantine-{self._host}.parquet", index=False)
 
-    def records(self) -> pd.DataFrame:
-        return self._checked().records
+    def hand_over(self) -> pd.DataFrame:
+        """The checked records, for the head to write; the actor keeps no copy of them."""
+        prepared = self._checked()
+        records, prepared.records = prepared.records, prepared.records.iloc[:0]
+        return records
 
     def write(self, spec: StoreSpec, group: FeatureGroupDefinition, batch_rows: int) -> dict:
         prepared = self._checked()
@@ -276,9 +279,11 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         [w.check.remote(s, schema.to_dict(), default_time, str(opts.input)) for w, s in busy]
     )
     keys = pd.DataFrame(
-        {k: np.concatenate([c[k + "s"] for c in checks]) for k in ("id", "time", "digest", "file", "row")}
-    )
+        {k: np.concatenate([c[k + "s"] for c in checks]) for k in ("time", "digest", "file", "row")}
+    ).assign(id=pd.concat([pd.Series(c["ids"]) for c in checks], ignore_index=True))
     repeats = find_repeats(keys)
+    present = keys["id"]
+    del keys  # the key columns of the whole input: only the ids are needed from here on
     if repeats.conflict:
         raise UserError(repeats.conflict)
     group = spec.ensure_group(FeatureGroupDefinition.from_schema(opts.feature_group, schema))
@@ -292,7 +297,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         writes = [
             {
                 "host": c["host"],
-                **spec.write(group, ray_tasks.get(w.records.remote()), opts.batch_rows, c["times_given"]),
+                **spec.write(group, ray_tasks.get(w.hand_over.remote()), opts.batch_rows, c["times_given"]),
             }
             for (w, _), c in zip(busy, checks, strict=True)
         ]
@@ -308,7 +313,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
             f"{failed} of {sum(w['offered'] for w in writes)} records were not written to feature group "
             f"{group.name} after retries ({', '.join(f'{c}: {n}' for c, n in sorted(codes.items()))})"
         )
-    deleted = spec.local().delete_absent(group, keys["id"].to_numpy(), run_time) if mode == "snapshot" else 0
+    deleted = spec.local().delete_absent(group, present, run_time) if mode == "snapshot" else 0
     if spec.backend == "sagemaker" and opts.wait_offline_s > 0:
         # PutRecord lands in the offline store minutes later: the next step must not read before.
         spec.sagemaker().wait_offline(group, since_ms, sum(w["written"] for w in writes), opts.wait_offline_s)
