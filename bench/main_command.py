@@ -72,15 +72,6 @@ def plain_floor(rows: int) -> tuple[float, float]:
             name: xgboost.DMatrix(features[split == name], label=frame[housing.target][split == name])
             for name in ("train", "validation", "test")
         }
-        rng = np.random.default_rng(defaults["seed"])
-
-        def sample(p: hyperparameters.Param) -> float:
-            low, high = p.tune
-            if p.kind is int:
-                return int(rng.integers(int(low), int(high) + 1))
-            return float(
-                np.exp(rng.uniform(np.log(low), np.log(high))) if p.log_scale else rng.uniform(low, high)
-            )
 
         def fit(values: dict) -> xgboost.Booster:
             return xgboost.train(
@@ -92,9 +83,9 @@ def plain_floor(rows: int) -> tuple[float, float]:
                 verbose_eval=False,
             )
 
-        trials = [
-            {**defaults, **{p.name: sample(p) for p in hyperparameters.PARAMS if p.tune}}
-            for _ in range(defaults["tune_trials"])
+        trials = [  # the very draws smray's tuning makes
+            {**defaults, **config}
+            for config in hyperparameters.sample_trials(defaults["tune_trials"], defaults["seed"])
         ]
         best = min(trials, key=lambda values: fit(values).best_score)
         model = fit(best)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from smray.errors import UserError
 
 # Keys SageMaker itself may add (HPO adds _tuning_objective_metric; framework estimators sagemaker_*).
@@ -116,7 +118,7 @@ PARAMS: tuple[Param, ...] = (
         "auto: plain XGBoost on one host, XGBoost's collective across hosts on several",
         choices=("auto", "xgboost", "collective"),
     ),
-    Param("tune", bool, False, "run Ray Tune over the tunable hyper-parameters first"),
+    Param("tune", bool, False, "tune the tunable hyper-parameters first (trials on every core of the job)"),
     Param("tune_trials", int, 8, "number of tuning trials", 1, 1000),
     Param("tune_grace_rounds", int, 20, "rounds before the scheduler may stop a bad trial", 1, 100_000),
 )
@@ -170,22 +172,20 @@ def xgboost_params(values: dict[str, Any], nthread: int | None = None) -> dict[s
     return params
 
 
-def search_space() -> dict[str, Any]:
-    """Ray Tune's search space over the tunable hyper-parameters."""
-    from ray import tune
+def sample_trials(count: int, seed: int) -> list[dict[str, Any]]:
+    """`count` draws of the tunable hyper-parameters, each uniform over its search range (log-uniform where
+    `log_scale`, integers inclusive), the same draws for the same seed."""
+    rng = np.random.default_rng(seed)
 
-    space: dict[str, Any] = {}
-    for p in PARAMS:
-        if p.tune is None:
-            continue
-        low, high = p.tune
+    def draw(p: Param) -> Any:
+        low, high = p.tune or (0, 0)
         if p.kind is int:
-            space[p.name] = tune.randint(int(low), int(high) + 1)
-        elif p.log_scale:
-            space[p.name] = tune.loguniform(low, high)
-        else:
-            space[p.name] = tune.uniform(low, high)
-    return space
+            return int(rng.integers(int(low), int(high) + 1))
+        if p.log_scale:
+            return float(np.exp(rng.uniform(math.log(low), math.log(high))))
+        return float(rng.uniform(low, high))
+
+    return [{p.name: draw(p) for p in PARAMS if p.tune} for _ in range(count)]
 
 
 def markdown_table() -> str:

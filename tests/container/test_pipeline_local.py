@@ -72,6 +72,7 @@ def test_the_pass_branch_end_to_end_on_two_hosts(home, tmp_path):
     assert len({w["host"] for w in trained["workers"]}) == 2 and all(
         w["rows"] > 0 for w in trained["workers"]
     )
+    assert len({t["host"] for t in trained["tuning_trials"]}) == 2  # the trials ran on both hosts
     shot = screenshot(_report(out), tmp_path / "passed.png")
     assert has_colour(shot, GREEN)  # succeeded steps drawn green
     assert not has_colour(shot, RED, at_least=1)  # no failed step

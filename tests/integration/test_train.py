@@ -3,6 +3,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import xgboost
 
@@ -129,10 +130,33 @@ def test_missing_channel_and_missing_target_are_clear(opt_ml):
 
 def test_tuning_runs_trials_and_keeps_the_best(ray_cluster, opt_ml, capsys):
     make_channels(opt_ml, 5_000)
-    meta = run_train(opt_ml, tune="true", tune_trials=3, num_round=40, tune_grace_rounds=5)
+    meta = run_train(opt_ml, tune="true", tune_trials=5, num_round=40, tune_grace_rounds=5)
     trials = meta["tuning_trials"]
-    assert len(trials) == 3
-    assert trials[0]["score"] <= trials[-1]["score"]
+    assert len(trials) == 5
+    assert [t["score"] for t in trials] == sorted(t["score"] for t in trials)
+    expected = hyperparameters.sample_trials(5, meta["hyperparameters"]["seed"])
+    assert sorted(map(str, (t["config"] for t in trials))) == sorted(map(str, expected))
+    for t in trials:  # the ladder's rungs are at 5 and 15 rounds
+        ended = {
+            "num_round": t["rounds"] == 40,
+            "early stopping": t["rounds"] < 40,
+            "ladder": t["rounds"] in (5, 15),
+        }
+        assert ended[t["ended_by"]] and t["host"] == "algo-1", t
     for name, value in trials[0]["config"].items():
         assert meta["hyperparameters"][name] == value
-    assert "tuning trials (best first):" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "tuning trials (best first):" in out
+    assert out.count("tuning: trial ") == 5  # progress: a line as each trial ends
+
+
+def test_a_bad_channel_read_by_a_trial_is_the_user_s_one_line_error(ray_cluster, opt_ml):
+    channels = make_channels(opt_ml, 1_000)
+    frame = pd.read_csv(channels / "validation" / "a.csv", dtype=str)
+    frame.loc[3, "SQUARE_FEET"] = "lots"
+    frame.to_csv(channels / "validation" / "a.csv", index=False)
+    with pytest.raises(UserError) as raised:
+        run_train(opt_ml, tune="true", tune_trials=2, num_round=10)
+    assert type(raised.value) is UserError  # the error itself, not Ray's wrapper with a remote traceback
+    assert str(raised.value) == "channel validation: column SQUARE_FEET has a non-numeric value 'lots'"
+    assert not (opt_ml / "model" / "model.json").exists()

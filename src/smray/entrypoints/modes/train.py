@@ -1,4 +1,4 @@
-"""`train`: distributed XGBoost over the job's hosts, with optional Ray Tune tuning first.
+"""`train`: distributed XGBoost over the job's hosts, with optional tuning first (`training.tuning`).
 
 Reads channels `train` and `validation` (Parquet, or CSV with a header) and, when present, `transform`
 (preprocess's artifact, which names the target and travels with the model). Hyper-parameters come from
@@ -140,9 +140,12 @@ def _write_model(
 
 def _trials_table(trials: list[tuning.Trial], metric: str) -> str:
     names = list(trials[0].config) if trials else []
-    head = f"{'rank':>4}  {metric:>12}  {'rounds':>6}  " + "  ".join(f"{n:>16}" for n in names)
+    head = f"{'rank':>4}  {metric:>12}  {'rounds':>6}  {'ended by':>14}  " + "  ".join(
+        f"{n:>16}" for n in names
+    )
     rows = [
-        f"{i:>4}  {t.score:>12.2f}  {t.rounds:>6}  " + "  ".join(f"{t.config[n]:>16.4g}" for n in names)
+        f"{i:>4}  {t.score:>12.2f}  {t.rounds:>6}  {t.ended_by:>14}  "
+        + "  ".join(f"{t.config[n]:>16.4g}" for n in names)
         for i, t in enumerate(trials, 1)
     ]
     return "\n".join(["tuning trials (best first):", head, *rows])

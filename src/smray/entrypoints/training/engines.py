@@ -44,17 +44,27 @@ class Job:
     checkpoint_dir: Path
 
 
+def load_matrices(
+    job: Job, nthread: int, part: int = 0, parts: int = 1
+) -> tuple[xgboost.QuantileDMatrix, xgboost.QuantileDMatrix]:
+    """The job's channels (a rank's share when parts > 1) as XGBoost's quantised matrices, the
+    validation's bins the training's. The tables they are made from are freed on return."""
+    train = data.load(job.train_dir, job.target, part, parts)
+    valid = data.load(job.validation_dir, job.target, part, parts, features=train.feature_names)
+    dtrain = xgboost.QuantileDMatrix(train.features, label=train.target, nthread=nthread)
+    dvalid = xgboost.QuantileDMatrix(valid.features, label=valid.target, ref=dtrain, nthread=nthread)
+    return dtrain, dvalid
+
+
 def boost(
     job: Job,
-    train: data.Channel,
-    valid: data.Channel,
+    dtrain: xgboost.DMatrix,
+    dvalid: xgboost.DMatrix,
     nthread: int,
     callbacks: list,
     resume: checkpoint.Saved | None,
 ) -> tuple[xgboost.Booster, dict]:
     """The one training loop every engine and every tuning trial runs."""
-    dtrain = xgboost.QuantileDMatrix(train.features, label=train.target, nthread=nthread)
-    dvalid = xgboost.QuantileDMatrix(valid.features, label=valid.target, ref=dtrain, nthread=nthread)
     done = resume.rounds if resume else 0
     patience, metric = job.values["early_stopping_rounds"], job.values["eval_metric"]
     if patience:
@@ -91,8 +101,6 @@ def finish(booster: xgboost.Booster, history: dict, engine: str, started: float,
 
 def train_here(job: Job, fingerprint_: str, resume: checkpoint.Saved | None) -> Result:
     started = time.monotonic()
-    train = data.load(job.train_dir, job.target)
-    valid = data.load(job.validation_dir, job.target, features=train.feature_names)
     nthread = len(os.sched_getaffinity(0))
     saver = checkpoint.Every(
         job.values["checkpoint_every"],
@@ -100,7 +108,11 @@ def train_here(job: Job, fingerprint_: str, resume: checkpoint.Saved | None) -> 
         resume,
     )
     booster, history = boost(
-        job, train, valid, nthread, [LogMetrics(first_round=saver.done_before), saver], resume
+        job,
+        *load_matrices(job, nthread),
+        nthread,
+        [LogMetrics(first_round=saver.done_before), saver],
+        resume,
     )
     return finish(booster, history, "xgboost", started, job.values["eval_metric"])
 
@@ -141,9 +153,8 @@ def _train_rank(
     import ray
 
     with xgboost.collective.CommunicatorContext(**tracker, dmlc_task_id=f"rank-{rank:08d}"):
-        train = data.load(job.train_dir, job.target, rank, world)
-        valid = data.load(job.validation_dir, job.target, rank, world, features=train.feature_names)
-        ray.get(sink.worker.remote(rank, discover().current_host, len(train.target)))
+        dtrain, dvalid = load_matrices(job, nthread, rank, world)
+        ray.get(sink.worker.remote(rank, discover().current_host, dtrain.num_row()))
         saver = checkpoint.Every(
             job.values["checkpoint_every"],
             lambda raw, rounds, history: ray.get(sink.checkpoint.remote(bytes(raw), rounds, history)),
@@ -152,8 +163,8 @@ def _train_rank(
         )
         booster, history = boost(
             job,
-            train,
-            valid,
+            dtrain,
+            dvalid,
             nthread,
             [LogMetrics(enabled=rank == 0, first_round=saver.done_before), saver],
             resume,

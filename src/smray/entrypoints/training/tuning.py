@@ -1,90 +1,133 @@
-"""Hyper-parameter tuning inside one training job with Ray Tune: trials sample the declared search space,
-run the same training loop as the final model on one core each, spread over every host of the job, and an
-ASHA scheduler stops the clearly bad ones early. This is how tuning runs where SageMaker's TuningStep
-cannot (local mode)."""
+"""Hyper-parameter tuning inside one training job, where SageMaker's TuningStep cannot run (local mode).
+
+Trials sample the declared search space (`hyperparameters.sample_trials`) and run the same training loop
+as the final model, on one core each: one actor per core of the job, spread over its hosts, reads the
+channels once and runs trial after trial on them. A ladder of asynchronous successive halving (ASHA) ends
+the clearly bad trials early: at each rung (the grace rounds, then 3x, 9x, ... that, below num_round) a
+trial goes on only when its score is among the best third of the scores that reached that rung before it.
+A trial asks the ladder at its rungs only, not every round.
+"""
 
 from __future__ import annotations
 
 import logging
-import math
-import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import xgboost
 
 from smray import hyperparameters
-from smray.entrypoints.training import data
-from smray.entrypoints.training.engines import Job, boost
+from smray.contracts.resource_config import discover
+from smray.entrypoints import ray_tasks
+from smray.entrypoints.training.engines import Job, boost, load_matrices
 
 log = logging.getLogger(__name__)
+
+REDUCTION = 3  # a rung keeps the best 1/REDUCTION of the trials that reach it
 
 
 @dataclass(frozen=True)
 class Trial:
     config: dict[str, Any]
-    score: float
-    rounds: int  # rounds it ran before early stopping or the scheduler ended it
+    score: float  # the best validation score it reached
+    rounds: int  # rounds it ran
+    ended_by: str  # "num_round", "early stopping" or "ladder"
+    host: str  # where it ran (SageMaker's name of the host)
 
 
-class ReportEachRound(xgboost.callback.TrainingCallback):
-    def __init__(self, metric: str) -> None:
-        self.metric = metric
+class Ladder:
+    """ASHA's rungs and the scores recorded at each (a Ray actor during tuning)."""
+
+    def __init__(self, num_round: int, grace_rounds: int) -> None:
+        rungs, rung = [], max(grace_rounds, 1)
+        while rung < num_round:
+            rungs.append(rung)
+            rung *= REDUCTION
+        self.scores: dict[int, list[float]] = {r: [] for r in rungs}
+
+    def rungs(self) -> list[int]:
+        return sorted(self.scores)
+
+    def goes_on(self, rounds: int, score: float) -> bool:
+        """Records a trial's score at a rung; False when it is worse than the best third recorded there
+        before it (the first trials to reach a rung always go on)."""
+        earlier = self.scores[rounds]
+        keep = not earlier or score <= float(np.nanpercentile(earlier, 100 / REDUCTION))
+        earlier.append(score)
+        return keep
+
+
+class _AskAtRungs(xgboost.callback.TrainingCallback):
+    def __init__(self, ladder: Any, rungs: list[int], metric: str) -> None:
+        self.ladder, self.rungs, self.metric = ladder, set(rungs), metric
+        self.stopped = False
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-        from ray import tune
+        import ray
 
-        tune.report({"score": evals_log["validation"][self.metric][-1], "rounds": epoch + 1})
-        return False
+        if epoch + 1 not in self.rungs:
+            return False
+        score = float(evals_log["validation"][self.metric][-1])
+        self.stopped = not ray.get(self.ladder.goes_on.remote(epoch + 1, score))
+        return self.stopped
 
 
-def _trial(config: dict[str, Any], job: Job) -> None:
-    trial_job = replace(job, values={**job.values, **config})
-    train = data.load(job.train_dir, job.target)
-    valid = data.load(job.validation_dir, job.target, features=train.feature_names)
-    boost(trial_job, train, valid, 1, [ReportEachRound(job.values["eval_metric"])], None)
+class TrialRunner:
+    """One core's trials (a Ray actor): the channels are read on first use and kept for the next trial."""
+
+    def __init__(self, job: Job, ladder: Any, rungs: list[int]) -> None:
+        self.job, self.ladder, self.rungs = job, ladder, rungs
+        self.matrices: tuple[xgboost.DMatrix, xgboost.DMatrix] | None = None
+
+    def run(self, config: dict[str, Any]) -> Trial:
+        if self.matrices is None:
+            self.matrices = load_matrices(self.job, nthread=1)
+        values = {**self.job.values, **config}
+        metric = values["eval_metric"]
+        ask = _AskAtRungs(self.ladder, self.rungs, metric)
+        booster, history = boost(replace(self.job, values=values), *self.matrices, 1, [ask], None)
+        scores = history["validation"][metric]
+        if ask.stopped:
+            ended_by = "ladder"
+        elif len(scores) < values["num_round"]:
+            ended_by = "early stopping"
+        else:
+            ended_by = "num_round"
+        rounds = booster.num_boosted_rounds()
+        return Trial(config, float(min(scores)), rounds, ended_by, discover().current_host)
 
 
 def tune(job: Job) -> tuple[dict[str, Any], list[Trial]]:
-    """Best hyper-parameters (the job's, overlaid with the best trial's config) and every trial."""
-    from ray import tune as ray_tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search import BasicVariantGenerator
+    """Best hyper-parameters (the job's, overlaid with the best trial's config) and every trial, best
+    first."""
+    import ray
+    from ray.exceptions import RayTaskError
+    from ray.util import ActorPool
 
     values = job.values
-    scheduler = ASHAScheduler(
-        max_t=values["num_round"],
-        grace_period=min(values["tune_grace_rounds"], values["num_round"]),
-        reduction_factor=3,
-    )
-    tuner = ray_tune.Tuner(
-        ray_tune.with_resources(ray_tune.with_parameters(_trial, job=job), {"cpu": 1}),
-        param_space=hyperparameters.search_space(),
-        tune_config=ray_tune.TuneConfig(
-            metric="score",
-            mode="min",
-            num_samples=values["tune_trials"],
-            scheduler=scheduler,
-            search_alg=BasicVariantGenerator(random_state=values["seed"]),
-        ),
-        run_config=ray_tune.RunConfig(
-            storage_path="/tmp/smray-ray-tune", name=f"tune-{uuid.uuid4().hex[:8]}", verbose=0
-        ),
-    )
-    grid = tuner.fit()
-    trials = []
-    for result in grid:
-        if result.error:
-            raise result.error
-        metrics = result.metrics or {}
-        trials.append(
-            Trial(
-                config={k: result.config[k] for k in hyperparameters.search_space()},
-                score=float(metrics.get("score", math.nan)),
-                rounds=int(metrics.get("rounds", 0)),
+    configs = hyperparameters.sample_trials(values["tune_trials"], values["seed"])
+    ladder = ray.remote(num_cpus=0)(Ladder).remote(values["num_round"], values["tune_grace_rounds"])
+    rungs = ray.get(ladder.rungs.remote())
+    cores = int(ray.cluster_resources().get("CPU", 1))
+    runners = [
+        ray.remote(num_cpus=1)(TrialRunner).options(scheduling_strategy="SPREAD").remote(job, ladder, rungs)
+        for _ in range(min(len(configs), max(cores, 1)))
+    ]
+    trials: list[Trial] = []
+    try:
+        for trial in ActorPool(runners).map_unordered(lambda r, config: r.run.remote(config), configs):
+            trials.append(trial)
+            print(
+                f"tuning: trial {len(trials)} of {len(configs)} done: {trial.rounds} rounds "
+                f"(ended by {trial.ended_by}), best validation-{values['eval_metric']} {trial.score:.4f}",
+                flush=True,
             )
-        )
-    best = grid.get_best_result(metric="score", mode="min")
-    best_config = {k: best.config[k] for k in hyperparameters.search_space()}
-    log.info("tuning: best %s = %.4f with %s", values["eval_metric"], best.metrics["score"], best_config)
-    return {**values, **best_config}, sorted(trials, key=lambda t: t.score)
+    except RayTaskError as exc:
+        raise ray_tasks.original(exc) from exc
+    finally:
+        for runner in [*runners, ladder]:
+            ray.kill(runner)
+    trials.sort(key=lambda t: t.score)
+    log.info("tuning: best %s = %.4f with %s", values["eval_metric"], trials[0].score, trials[0].config)
+    return {**values, **trials[0].config}, trials

@@ -1,0 +1,32 @@
+"""The ASHA ladder that ends bad tuning trials early (`smray.entrypoints.training.tuning.Ladder`); the trials
+themselves run on a real Ray instance in tests/integration/test_train.py and, over 2 hosts of containers,
+in tests/container/test_pipeline_local.py."""
+
+from smray import hyperparameters
+from smray.entrypoints.training.tuning import Ladder
+
+
+def test_rungs_start_at_the_grace_rounds_and_grow_threefold_below_num_round():
+    assert Ladder(3000, 20).rungs() == [20, 60, 180, 540, 1620]
+    assert Ladder(40, 5).rungs() == [5, 15]
+    assert Ladder(20, 20).rungs() == []  # no rung before the last round: every trial runs to the end
+
+
+def test_a_trial_goes_on_only_among_the_best_third_of_those_before_it():
+    ladder = Ladder(3000, 20)
+    assert ladder.goes_on(20, 500.0)  # the first at a rung has nothing to be compared with
+    assert ladder.goes_on(20, 400.0)  # better than the first
+    assert not ladder.goes_on(20, 450.0)  # worse than the best third of [500, 400]
+    assert ladder.goes_on(20, 100.0)
+    assert not ladder.goes_on(20, 460.0)
+    assert ladder.goes_on(60, 460.0)  # each rung keeps its own scores
+
+
+def test_trials_are_the_same_draws_for_the_same_seed_and_within_their_ranges():
+    first, again = hyperparameters.sample_trials(8, 7), hyperparameters.sample_trials(8, 7)
+    assert first == again and first != hyperparameters.sample_trials(8, 8)
+    for trial in first:
+        for name, value in trial.items():
+            param = hyperparameters.BY_NAME[name]
+            assert param.tune[0] <= value <= param.tune[1]
+            assert isinstance(value, param.kind)
