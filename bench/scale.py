@@ -8,7 +8,7 @@ lives in /dev/shm), sampled from its cgroup every second. The issue's bound: a q
 
   .venv/bin/python bench/scale.py [ROWS ...] [--no-floor]
 
-(--no-floor skips the plain process: at 10M rows it takes over 40 minutes on 2 cores.)
+smray runs first, then the floor (--no-floor skips it: at 10M rows it takes over 40 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -90,12 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     results = []
-    for rows in args.rows:
-        floor, floor_rmse = None, None
-        if not args.no_floor:
-            print(f"--- {rows:,} rows: the plain floor", flush=True)
-            floor, floor_rmse = plain_floor(rows)
-            print(f"plain floor: {floor:.1f} s, test RMSE {floor_rmse:,.0f}", flush=True)
+    for rows in args.rows:  # smray first: a run stopped during the long floor still has its figures
         home = Path(tempfile.mkdtemp(prefix=f"smray-bench-scale-{rows}-"))
         memory = PeakMemory()
         memory.start()
@@ -103,11 +98,21 @@ def main() -> None:
         wall, steps, metrics = run(home, rows, echo=True)
         peaks = memory.stop()
         subprocess.run([SMRAY, "endpoints", "delete", "housing"], env={**os.environ, "SMRAY_HOME": str(home)})
-        results.append((rows, floor, floor_rmse, wall, steps, metrics, peaks))
-        report(*results[-1], machine)
+        report(rows, wall, steps, metrics, peaks, machine)
+        floor = None
+        if not args.no_floor:
+            print(f"--- {rows:,} rows: the plain floor", flush=True)
+            floor, floor_rmse = plain_floor(rows)
+            pipeline = sum(steps.values())
+            print(
+                f"plain process: {floor:.1f} s, test RMSE {floor_rmse:,.0f}; "
+                f"pipeline / plain {pipeline / floor:.2f}x, wall / plain {wall / floor:.2f}x",
+                flush=True,
+            )
+        results.append((rows, floor, wall, steps, peaks))
     print("\nsummary")
     print(f"{'rows':>12}{'pipeline':>10}{'wall':>8}{'floor':>8}{'pipeline/floor':>16}{'peak container':>16}")
-    for rows, floor, _, wall, steps, _, peaks in results:
+    for rows, floor, wall, steps, peaks in results:
         pipeline = sum(steps.values())
         ratio = f"{pipeline / floor:>15.1f}x" if floor else f"{'-':>16}"
         print(
@@ -117,14 +122,7 @@ def main() -> None:
 
 
 def report(
-    rows: int,
-    floor: float | None,
-    floor_rmse: float | None,
-    wall: float,
-    steps: dict[str, int],
-    metrics: str,
-    peaks: dict[str, int],
-    machine: int,
+    rows: int, wall: float, steps: dict[str, int], metrics: str, peaks: dict[str, int], machine: int
 ) -> None:
     pipeline = sum(steps.values())
     print(f"\n{rows:,} rows, {os.cpu_count()} cores, {machine / GIB:.0f} GiB")
@@ -132,11 +130,6 @@ def report(
     for step, seconds in steps.items():
         print(f"{step:<24}{seconds:>9}{rows / max(seconds, 1):>12,.0f}")
     print(f"{'pipeline':<24}{pipeline:>9}   wall {wall:.0f} s; test metrics {metrics}")
-    if floor and floor_rmse:
-        print(
-            f"plain process: {floor:.1f} s, test RMSE {floor_rmse:,.0f}; "
-            f"pipeline / plain {pipeline / floor:.2f}x, wall / plain {wall / floor:.2f}x"
-        )
     print(
         f"peak memory per container, in the order they started (one job per step, each step's hosts "
         f"algo-1, algo-2; a quarter of the machine: {machine / 4 / GIB:.1f} GiB):"

@@ -63,8 +63,10 @@ def boost(
     nthread: int,
     callbacks: list,
     resume: checkpoint.Saved | None,
+    train_metric: bool = True,
 ) -> tuple[xgboost.Booster, dict]:
-    """The one training loop every engine and every tuning trial runs."""
+    """The one training loop every engine and every tuning trial runs. A trial needs no metric on the
+    training rows (the model's history and report do): it costs a pass over them each round."""
     done = resume.rounds if resume else 0
     patience, metric = job.values["early_stopping_rounds"], job.values["eval_metric"]
     if patience:
@@ -74,7 +76,7 @@ def boost(
         hyperparameters.xgboost_params(job.values, nthread),
         dtrain,
         num_boost_round=max(job.values["num_round"] - done, 0),
-        evals=[(dtrain, "train"), (dvalid, "validation")],
+        evals=[(dtrain, "train"), (dvalid, "validation")] if train_metric else [(dvalid, "validation")],
         evals_result=history,
         verbose_eval=False,
         callbacks=callbacks,

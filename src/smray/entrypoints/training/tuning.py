@@ -6,6 +6,9 @@ channels once and runs trial after trial on them. A ladder of asynchronous succe
 the clearly bad trials early: at each rung (the grace rounds, then 3x, 9x, ... that, below num_round) a
 trial goes on only when its score is among the best third of the scores that reached that rung before it.
 A trial asks the ladder at its rungs only, not every round.
+
+A trial starts on one thread and takes more as its host's other trials end (every 10 rounds it asks how
+many cores its host has per running trial): the last long trial is not left on one core of an idle host.
 """
 
 from __future__ import annotations
@@ -73,20 +76,66 @@ class _AskAtRungs(xgboost.callback.TrainingCallback):
         return self.stopped
 
 
+class CoreShare:
+    """How many threads a trial may use: its host's cores over the trials running there (a Ray actor)."""
+
+    def __init__(self, cores: dict[str, int]) -> None:
+        self.cores = cores  # Ray node id -> CPUs
+        self.running = dict.fromkeys(cores, 0)
+
+    def started(self, node: str) -> None:
+        self.running[node] += 1
+
+    def ended(self, node: str) -> None:
+        self.running[node] -= 1
+
+    def threads(self, node: str) -> int:
+        return max(self.cores[node] // max(self.running[node], 1), 1)
+
+
+class _TakeFreeCores(xgboost.callback.TrainingCallback):
+    EVERY = 10  # rounds between two questions (an actor call costs about a millisecond)
+
+    def __init__(self, share: Any, node: str) -> None:
+        self.share, self.node, self.threads = share, node, 1
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        import ray
+
+        if (epoch + 1) % self.EVERY == 0:
+            threads = ray.get(self.share.threads.remote(self.node))
+            if threads != self.threads:  # XGBoost applies it from the next round on
+                model.set_param({"nthread": threads})
+                self.threads = threads
+        return False
+
+
 class TrialRunner:
     """One core's trials (a Ray actor): the channels are read on first use and kept for the next trial."""
 
-    def __init__(self, job: Job, ladder: Any, rungs: list[int]) -> None:
-        self.job, self.ladder, self.rungs = job, ladder, rungs
+    def __init__(self, job: Job, ladder: Any, rungs: list[int], share: Any) -> None:
+        import ray
+
+        self.job, self.ladder, self.rungs, self.share = job, ladder, rungs, share
+        self.node = ray.get_runtime_context().get_node_id()
         self.matrices: tuple[xgboost.DMatrix, xgboost.DMatrix] | None = None
 
     def run(self, config: dict[str, Any]) -> Trial:
+        import ray
+
         if self.matrices is None:
             self.matrices = load_matrices(self.job, nthread=1)
         values = {**self.job.values, **config}
         metric = values["eval_metric"]
         ask = _AskAtRungs(self.ladder, self.rungs, metric)
-        booster, history = boost(replace(self.job, values=values), *self.matrices, 1, [ask], None)
+        callbacks = [ask, _TakeFreeCores(self.share, self.node)]
+        ray.get(self.share.started.remote(self.node))
+        try:
+            booster, history = boost(
+                replace(self.job, values=values), *self.matrices, 1, callbacks, None, train_metric=False
+            )
+        finally:
+            ray.get(self.share.ended.remote(self.node))
         scores = history["validation"][metric]
         if ask.stopped:
             ended_by = "ladder"
@@ -109,10 +158,15 @@ def tune(job: Job) -> tuple[dict[str, Any], list[Trial]]:
     configs = hyperparameters.sample_trials(values["tune_trials"], values["seed"])
     ladder = ray.remote(num_cpus=0)(Ladder).remote(values["num_round"], values["tune_grace_rounds"])
     rungs = ray.get(ladder.rungs.remote())
-    cores = int(ray.cluster_resources().get("CPU", 1))
+    cores = {n["NodeID"]: int(n["Resources"].get("CPU", 1)) for n in ray.nodes() if n.get("Alive")}
+    share = ray.remote(num_cpus=0)(CoreShare).remote(cores)
+    # Ray caps a 1-CPU actor's OpenMP at 1 thread (OMP_NUM_THREADS), which XGBoost cannot exceed.
+    threads_allowed = {"env_vars": {"OMP_NUM_THREADS": str(max(cores.values()))}}
     runners = [
-        ray.remote(num_cpus=1)(TrialRunner).options(scheduling_strategy="SPREAD").remote(job, ladder, rungs)
-        for _ in range(min(len(configs), max(cores, 1)))
+        ray.remote(num_cpus=1)(TrialRunner)
+        .options(scheduling_strategy="SPREAD", runtime_env=threads_allowed)
+        .remote(job, ladder, rungs, share)
+        for _ in range(min(len(configs), max(sum(cores.values()), 1)))
     ]
     trials: list[Trial] = []
     try:
@@ -126,7 +180,7 @@ def tune(job: Job) -> tuple[dict[str, Any], list[Trial]]:
     except RayTaskError as exc:
         raise ray_tasks.original(exc) from exc
     finally:
-        for runner in [*runners, ladder]:
+        for runner in [*runners, ladder, share]:
             ray.kill(runner)
     trials.sort(key=lambda t: t.score)
     log.info("tuning: best %s = %.4f with %s", values["eval_metric"], trials[0].score, trials[0].config)

@@ -1,9 +1,10 @@
-"""The ASHA ladder that ends bad tuning trials early (`smray.entrypoints.training.tuning.Ladder`); the trials
-themselves run on a real Ray instance in tests/integration/test_train.py and, over 2 hosts of containers,
+"""Tuning's parts that decide (`smray.entrypoints.training.tuning`): the ASHA ladder that ends bad trials
+early, the share of a host's cores a trial may use, the trials' draws. The trials themselves run on a
+real Ray instance in tests/integration/test_train.py and, over 2 hosts of containers,
 in tests/container/test_pipeline_local.py."""
 
 from smray import hyperparameters
-from smray.entrypoints.training.tuning import Ladder
+from smray.entrypoints.training.tuning import CoreShare, Ladder
 
 
 def test_rungs_start_at_the_grace_rounds_and_grow_threefold_below_num_round():
@@ -30,3 +31,19 @@ def test_trials_are_the_same_draws_for_the_same_seed_and_within_their_ranges():
             param = hyperparameters.BY_NAME[name]
             assert param.tune[0] <= value <= param.tune[1]
             assert isinstance(value, param.kind)
+
+
+def test_a_trial_takes_the_cores_its_host_s_ended_trials_leave():
+    share = CoreShare({"head": 4, "worker": 2})
+    for _ in range(4):
+        share.started("head")
+    share.started("worker")
+    assert (share.threads("head"), share.threads("worker")) == (1, 2)
+    share.ended("head")
+    share.ended("head")
+    assert share.threads("head") == 2
+    share.ended("head")
+    assert share.threads("head") == 4  # the last trial there has the host to itself
+    share.started("worker")
+    share.started("worker")
+    assert share.threads("worker") == 1  # never fewer than one
