@@ -45,7 +45,7 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
         "--processing-hosts", type=int, default=d.processing_hosts, help="hosts of ingest and preprocess"
     )
     p.add_argument("--training-hosts", type=int, default=d.training_hosts, help="hosts of the training job")
-    p.add_argument("--tuning-trials", type=int, default=d.tuning_trials, help="Ray Tune trials")
+    p.add_argument("--tuning-trials", type=int, default=d.tuning_trials, help="tuning trials")
     p.add_argument("--num-round", type=int, default=d.num_round, help="boosting rounds (early stopping on)")
     p.add_argument("--endpoint", help="local endpoint to deploy to (default: the table's name)")
     p.add_argument(

@@ -4,7 +4,7 @@ FeatureStoreIngestion -> PreprocessData -> HPTuning (aws) / TrainWithTuning (loc
 -> CheckEvaluation (test RMSE <= RMSEThreshold) -> RegisterTrainedModel, else RMSEFail.
 
 The two targets differ only where SageMaker local mode cannot follow AWS (the README's "The pipeline"):
-- tuning: a TuningStep over training jobs on AWS; Ray Tune inside one training step locally;
+- tuning: a TuningStep over training jobs on AWS; smray's own tuning inside one training step locally;
 - registration: a ModelStep into SageMaker Model Registry on AWS; the image's `register` mode into the
   local registry (a folder mounted into the job) locally;
 - the feature store: SageMaker Feature Store on AWS; the local store (a mounted folder) locally.
@@ -51,7 +51,7 @@ EVALUATION = PropertyFile(
 
 
 def tuning_ranges() -> dict[str, IntegerParameter | ContinuousParameter]:
-    """The same search space Ray Tune uses locally (smray.hyperparameters), for SageMaker's tuner."""
+    """The search ranges the local tuning draws from (smray.hyperparameters), for SageMaker's tuner."""
     ranges: dict[str, IntegerParameter | ContinuousParameter] = {}
     for param in hyperparameters.PARAMS:
         if param.tune:
@@ -277,7 +277,7 @@ def _train_step(
         sagemaker_session=c.session,
         **resumable,
     )
-    if target.local:  # local mode cannot run a TuningStep: Ray Tune tunes inside the training job
+    if target.local:  # local mode cannot run a TuningStep: the training job tunes itself
         estimator.set_hyperparameters(
             num_round=p.num_round.to_string(),
             tune="true",
