@@ -20,15 +20,12 @@ import xgboost
 from train_vs_xgboost import channels
 
 from smray import hyperparameters
-from smray.entrypoints.training import data, engines, tuning
+from smray.entrypoints.training import engines, tuning
 
 
 def replay(job: engines.Job, trials: list[tuning.Trial]) -> float:
     started = time.perf_counter()
-    train = data.load(job.train_dir, job.target)
-    valid = data.load(job.validation_dir, job.target, features=train.feature_names)
-    dtrain = xgboost.QuantileDMatrix(train.features, label=train.target)
-    dvalid = xgboost.QuantileDMatrix(valid.features, label=valid.target, ref=dtrain)
+    dtrain, dvalid = engines.load_matrices(job, os.cpu_count() or 1)
     for trial in trials:
         xgboost.train(
             hyperparameters.xgboost_params({**job.values, **trial.config}, os.cpu_count()),

@@ -177,15 +177,14 @@ def sample_trials(count: int, seed: int) -> list[dict[str, Any]]:
     `log_scale`, integers inclusive), the same draws for the same seed."""
     rng = np.random.default_rng(seed)
 
-    def draw(p: Param) -> Any:
-        low, high = p.tune or (0, 0)
+    def draw(p: Param, low: float, high: float) -> Any:
         if p.kind is int:
             return int(rng.integers(int(low), int(high) + 1))
         if p.log_scale:
             return float(np.exp(rng.uniform(math.log(low), math.log(high))))
         return float(rng.uniform(low, high))
 
-    return [{p.name: draw(p) for p in PARAMS if p.tune} for _ in range(count)]
+    return [{p.name: draw(p, *p.tune) for p in PARAMS if p.tune} for _ in range(count)]
 
 
 def markdown_table() -> str:

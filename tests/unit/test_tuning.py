@@ -4,17 +4,17 @@ real Ray instance in tests/integration/test_train.py and, over 2 hosts of contai
 in tests/container/test_pipeline_local.py."""
 
 from smray import hyperparameters
-from smray.entrypoints.training.tuning import CoreShare, Ladder
+from smray.entrypoints.training.tuning import CoreShare, Ladder, rung_rounds
 
 
 def test_rungs_start_at_the_grace_rounds_and_grow_threefold_below_num_round():
-    assert Ladder(3000, 20).rungs() == [20, 60, 180, 540, 1620]
-    assert Ladder(40, 5).rungs() == [5, 15]
-    assert Ladder(20, 20).rungs() == []  # no rung before the last round: every trial runs to the end
+    assert rung_rounds(3000, 20) == [20, 60, 180, 540, 1620]
+    assert rung_rounds(40, 5) == [5, 15]
+    assert rung_rounds(20, 20) == []  # no rung before the last round: every trial runs to the end
 
 
 def test_a_trial_goes_on_only_among_the_best_third_of_those_before_it():
-    ladder = Ladder(3000, 20)
+    ladder = Ladder(rung_rounds(3000, 20))
     assert ladder.goes_on(20, 500.0)  # the first at a rung has nothing to be compared with
     assert ladder.goes_on(20, 400.0)  # better than the first
     assert not ladder.goes_on(20, 450.0)  # worse than the best third of [500, 400]

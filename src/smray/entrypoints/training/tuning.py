@@ -39,18 +39,21 @@ class Trial:
     host: str  # where it ran (SageMaker's name of the host)
 
 
+def rung_rounds(num_round: int, grace_rounds: int) -> list[int]:
+    """The rounds at which a trial meets the ladder: the grace rounds, then REDUCTION times as many, ...,
+    below num_round."""
+    rungs, rung = [], max(grace_rounds, 1)
+    while rung < num_round:
+        rungs.append(rung)
+        rung *= REDUCTION
+    return rungs
+
+
 class Ladder:
-    """ASHA's rungs and the scores recorded at each (a Ray actor during tuning)."""
+    """The scores recorded at each of ASHA's rungs (a Ray actor during tuning)."""
 
-    def __init__(self, num_round: int, grace_rounds: int) -> None:
-        rungs, rung = [], max(grace_rounds, 1)
-        while rung < num_round:
-            rungs.append(rung)
-            rung *= REDUCTION
+    def __init__(self, rungs: list[int]) -> None:
         self.scores: dict[int, list[float]] = {r: [] for r in rungs}
-
-    def rungs(self) -> list[int]:
-        return sorted(self.scores)
 
     def goes_on(self, rounds: int, score: float) -> bool:
         """Records a trial's score at a rung; False when it is worse than the best third recorded there
@@ -156,8 +159,8 @@ def tune(job: Job) -> tuple[dict[str, Any], list[Trial]]:
 
     values = job.values
     configs = hyperparameters.sample_trials(values["tune_trials"], values["seed"])
-    ladder = ray.remote(num_cpus=0)(Ladder).remote(values["num_round"], values["tune_grace_rounds"])
-    rungs = ray.get(ladder.rungs.remote())
+    rungs = rung_rounds(values["num_round"], values["tune_grace_rounds"])
+    ladder = ray.remote(num_cpus=0)(Ladder).remote(rungs)
     cores = {n["NodeID"]: int(n["Resources"].get("CPU", 1)) for n in ray.nodes() if n.get("Alive")}
     share = ray.remote(num_cpus=0)(CoreShare).remote(cores)
     # Ray caps a 1-CPU actor's OpenMP at 1 thread (OMP_NUM_THREADS), which XGBoost cannot exceed.
