@@ -28,6 +28,7 @@ import sqlite3
 import string
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,12 +36,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from smray import schema as schema_mod
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
-from smray.feature_store.record_state import DIGEST, Ids, RecordState, is_in
+from smray.feature_store.record_state import DIGEST, Ids, RecordState, is_in, record_digests
 from smray.locks import exclusive
 from smray.schema import Schema
 
@@ -241,7 +244,7 @@ class LocalFeatureStore:
         snapshot = max((seq for seq, kind, _ in active if kind == _ONLINE), default=0)
         read = self._state_dir(group)
         state = RecordState.from_files(
-            RecordState.empty(group.record_id, group.event_time, list(group.value_types())),
+            RecordState.empty(group.record_id, group.event_time),
             versions=[pd.read_parquet(read / p) for _, kind, p in active if kind == _VERSIONS],
             online=[
                 pd.read_parquet(read / p) for seq, kind, p in active if kind != _VERSIONS and seq >= snapshot
@@ -250,28 +253,38 @@ class LocalFeatureStore:
         _last_state[:] = [(version, state)]
         return state
 
-    def _add_state_file(
-        self, conn: sqlite3.Connection, group: FeatureGroupDefinition, kind: str, frame: pd.DataFrame
-    ) -> Path:
-        path = self._state_dir(group) / f"{kind}-{secrets.token_hex(8)}.parquet"
-        path.parent.mkdir(exist_ok=True)
+    def _add_state_files(
+        self,
+        conn: sqlite3.Connection,
+        group: FeatureGroupDefinition,
+        frames: list[tuple[str, pd.DataFrame]],
+        beside: list[tuple[Path, pa.Table]] | None = None,
+    ) -> list[Path]:
+        """Write the record state's files (kind, frame), and the `beside` files at the same time, then list
+        the state files in the catalog (inside the caller's transaction). On an error nothing is left."""
+        folder = self._state_dir(group)
+        folder.mkdir(exist_ok=True)
+        named = [(kind, folder / f"{kind}-{secrets.token_hex(8)}.parquet", frame) for kind, frame in frames]
+        files = [(path, pa.Table.from_pandas(frame, preserve_index=False)) for _, path, frame in named]
         try:
-            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
-            conn.execute("INSERT INTO state_files (kind, path) VALUES (?, ?)", (kind, path.name))
+            _write_parquet(files + (beside or []))
+            conn.executemany(
+                "INSERT INTO state_files (kind, path) VALUES (?, ?)", [(k, p.name) for k, p, _ in named]
+            )
         except BaseException:
-            path.unlink(missing_ok=True)  # a file no catalog row lists
+            for path, _ in files:
+                path.unlink(missing_ok=True)  # files no catalog row lists
             raise
-        return path
+        return [path for path, _ in files]
 
     def _compact(
         self, conn: sqlite3.Connection, group: FeatureGroupDefinition, state: RecordState
     ) -> list[Path]:
         """Replace the state's files by one of versions and one online snapshot (inside a transaction)."""
         active = conn.execute("SELECT MAX(seq) FROM state_files").fetchone()[0]
-        written = [
-            self._add_state_file(conn, group, _VERSIONS, state.versions),
-            self._add_state_file(conn, group, _ONLINE, state.online.reset_index()),
-        ]
+        written = self._add_state_files(
+            conn, group, [(_VERSIONS, state.versions), (_ONLINE, state.online.reset_index())]
+        )
         if active is not None:
             conn.execute(
                 "UPDATE state_files SET retired_at = ? WHERE seq <= ? AND retired_at IS NULL",
@@ -305,7 +318,7 @@ class LocalFeatureStore:
             }
         )
         values = list(group.value_types())
-        files: list[tuple[str, Path, int]] = []
+        files: list[tuple[str, Path, pa.Table]] = []
         state_files: list[Path] = []
         with self._catalog(group) as conn:
             conn.execute("BEGIN IMMEDIATE")  # one writer at a time across processes and hosts
@@ -314,17 +327,18 @@ class LocalFeatureStore:
                     frame, values, deleted, keep_unchanged_times, now.timestamp()
                 )
                 files = self._stage(group, applied.fresh, now, deleted)
-                if not applied.versions.empty:
-                    state_files.append(self._add_state_file(conn, group, _VERSIONS, applied.versions))
-                if not applied.online_changes.empty:
-                    state_files.append(
-                        self._add_state_file(conn, group, _ONLINE_CHANGES, applied.online_changes)
-                    )
+                changes = [(_VERSIONS, applied.versions), (_ONLINE_CHANGES, applied.online_changes)]
+                state_files = self._add_state_files(
+                    conn,
+                    group,
+                    [(kind, rows) for kind, rows in changes if not rows.empty],
+                    beside=[(stage, table) for _, stage, table in files],
+                )
                 if self._active_state_files(conn) > _MAX_STATE_FILES:
                     state_files += self._compact(conn, group, applied.state)
                 conn.executemany(
                     "INSERT INTO files (path, staged, rows, committed_at) VALUES (?, ?, ?, ?)",
-                    [(rel, str(stage), rows, now.timestamp()) for rel, stage, rows in files],
+                    [(rel, str(stage), table.num_rows, now.timestamp()) for rel, stage, table in files],
                 )
                 version = self._state_version(conn, group)
                 conn.execute("COMMIT")
@@ -355,29 +369,30 @@ class LocalFeatureStore:
 
     def _stage(
         self, group: FeatureGroupDefinition, fresh: pd.DataFrame, now: datetime, deleted: bool
-    ) -> list[tuple[str, Path, int]]:
-        """Write the rows as Parquet files, one per event-time hour, into the staging folder."""
+    ) -> list[tuple[str, Path, pa.Table]]:
+        """The rows as Parquet files to write into the staging folder, one per event-time hour: each one's
+        place in the offline store, its staging path and its rows."""
         if fresh.empty:
             return []
         rows = fresh.drop(columns=[DIGEST]).assign(
             write_time=pd.Timestamp(now), api_invocation_time=pd.Timestamp(now), is_deleted=deleted
         )
         hours = (rows[group.event_time].to_numpy(dtype="float64") // 3600).astype("int64")
-        order = np.argsort(hours, kind="stable")
-        table = pa.Table.from_pandas(rows, preserve_index=False).take(order)
-        starts = np.flatnonzero(np.diff(hours[order], prepend=hours[order][0] - 1))
-        ends = [*starts[1:], len(order)]
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+        if (np.diff(hours) < 0).any():  # not in time order already (one hour, or sorted input, is)
+            order = np.argsort(hours, kind="stable")
+            hours, table = hours[order], table.take(order)
+        starts = np.flatnonzero(np.diff(hours, prepend=hours[0] - 1))
+        ends = [*starts[1:], len(hours)]
         staging = Path(group.offline_uri) / "staging" / secrets.token_hex(8)
         staging.mkdir(parents=True)
         stamp = now.strftime("%Y%m%dT%H%M%SZ")
-        out: list[tuple[str, Path, int]] = []
+        out: list[tuple[str, Path, pa.Table]] = []
         for start, end in zip(starts, ends, strict=True):
-            hour = datetime.fromtimestamp(int(hours[order][start]) * 3600, UTC)
+            hour = datetime.fromtimestamp(int(hours[start]) * 3600, UTC)
             name = f"{stamp}_{''.join(secrets.choice(_ALNUM) for _ in range(16))}.parquet"
             rel = f"data/year={hour:%Y}/month={hour:%m}/day={hour:%d}/hour={hour:%H}/{name}"
-            stage = staging / name
-            pq.write_table(table.slice(start, end - start), stage)
-            out.append((rel, stage, int(end - start)))
+            out.append((rel, staging / name, table.slice(start, end - start)))
         return out
 
     def committed_files(self, group: FeatureGroupDefinition) -> list[Path]:
@@ -392,13 +407,33 @@ class LocalFeatureStore:
             return len(self._state(conn, group).online)
 
     def get_record(self, group: FeatureGroupDefinition, record_id: str) -> dict | None:
-        """The online record of an id: id, event time and its values (None for a missing value)."""
+        """The online record of an id: id, event time and its values (None for a missing value), from the
+        offline row of its online version."""
         with self._catalog(group) as conn:
             online = self._state(conn, group).online
         if record_id not in online.index:
             return None
-        row = online.loc[record_id].drop(DIGEST)
-        return {group.record_id: record_id, **{k: None if pd.isna(v) else v for k, v in row.items()}}
+        when, digest = online.loc[record_id, [group.event_time, DIGEST]]
+        values = list(group.value_types())
+        rows = (
+            ds.dataset([str(f) for f in self.committed_files(group)], format="parquet")
+            .to_table(
+                columns=values,
+                filter=(pc.field(group.record_id) == record_id) & (pc.field(group.event_time) == when),
+            )
+            .to_pandas()
+        )
+        row = rows[record_digests(rows, values) == digest].iloc[0]
+        return {group.record_id: record_id, group.event_time: when} | {
+            k: None if pd.isna(v) else v for k, v in row.items()
+        }
+
+
+def _write_parquet(files: list[tuple[Path, pa.Table]]) -> None:
+    """Write the files side by side: Arrow encodes one file on one core."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for done in [pool.submit(pq.write_table, table, path) for path, table in files]:
+            done.result()
 
 
 _PANDAS_TYPES = {"Integral": "float64", "Fractional": "float64", "String": "object"}

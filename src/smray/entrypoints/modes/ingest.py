@@ -20,11 +20,14 @@ import argparse
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from smray import schema as schema_mod
 from smray import tables
@@ -35,7 +38,7 @@ from smray.entrypoints import ray_tasks
 from smray.errors import UserError
 from smray.feature_store.backends import BACKENDS, StoreSpec
 from smray.feature_store.definition import FeatureGroupDefinition
-from smray.feature_store.record_state import ids, record_digests
+from smray.feature_store.record_state import distinct, ids, record_digests
 from smray.quality import check as check_quality
 from smray.schema import Schema
 
@@ -186,8 +189,6 @@ class Repeats:
 
 def find_repeats(keys: pd.DataFrame) -> Repeats:
     """`keys`: columns id, time, digest, and file and row (where each record came from)."""
-    if pd.Index(keys["id"]).is_unique:
-        return Repeats(0, None)
     repeated = keys[keys.duplicated(["id", "time"], keep=False)]
     variants = repeated.drop_duplicates(["id", "time", "digest"])
     duplicates = len(repeated) - len(variants)
@@ -203,50 +204,48 @@ def find_repeats(keys: pd.DataFrame) -> Repeats:
     )
 
 
-class IngestWorker:
-    """One per host (a Ray actor pinned to it): holds its checked share between the two phases."""
-
-    def __init__(self) -> None:
-        self._prepared: Prepared | None = None
-        self._host = discover().current_host
-
-    def check(self, units: list[Unit], schema_dict: dict, default_event_time: float, root: str) -> dict:
+def check_share(
+    units: list[Unit], schema_dict: dict, default_event_time: float, root: str, cores: int
+) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Read and check one host's share (a Ray task pinned to that host): its keys, for the checks across
+    the whole input; its records; its rule-breaking rows. The records and rows stay in that host's object
+    store until every share passed."""
+    # Ray caps a worker at one thread (OMP_NUM_THREADS=1, which Arrow follows too); this task is its
+    # host's only work, so Arrow reads with the host's every core while it runs.
+    threads = pa.cpu_count()
+    pa.set_cpu_count(cores)
+    try:
         schema = schema_mod.parse(schema_dict)
-        self._prepared = prepared = prepare(units, schema, default_event_time, Path(root))
-        rec = prepared.records
-        return {
-            "host": self._host,
-            "rows_read": prepared.rows_read,
-            "quarantined": len(prepared.quarantine),
-            "times_given": prepared.times_given,
-            "ids": ids(rec[schema.record_id]),
-            "times": rec[schema.event_time].to_numpy(),
-            "digests": record_digests(rec, schema.value_columns),
-            "files": np.array(prepared.files, dtype=object)[prepared.places["file"].to_numpy()],
-            "rows": prepared.places["row"].to_numpy(),
-        }
+        prepared = prepare(units, schema, default_event_time, Path(root))
+    finally:
+        pa.set_cpu_count(threads)
+    rec = prepared.records
+    keys = {
+        "host": discover().current_host,
+        "rows_read": prepared.rows_read,
+        "quarantined": len(prepared.quarantine),
+        "times_given": prepared.times_given,
+        "ids": ids(rec[schema.record_id]),
+        "times": rec[schema.event_time].to_numpy(),
+        "digests": record_digests(rec, schema.value_columns),
+        "files": np.array(prepared.files, dtype=object)[prepared.places["file"].to_numpy()],
+        "rows": prepared.places["row"].to_numpy(),
+    }
+    return keys, rec, prepared.quarantine
 
-    def keep_quarantine(self, quarantine_dir: str) -> None:
-        """The share's rule-breaking rows, in this host's own file (hosts may not share a disk)."""
-        if self._prepared is not None and not self._prepared.quarantine.empty:
-            out = Path(quarantine_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            self._prepared.quarantine.to_parquet(out / f"quarantine-{self._host}.parquet", index=False)
 
-    def hand_over(self) -> pd.DataFrame:
-        """The checked records, for the head to write; the actor keeps no copy of them."""
-        prepared = self._checked()
-        records, prepared.records = prepared.records, prepared.records.iloc[:0]
-        return records
+def keep_quarantine(quarantine: pd.DataFrame, quarantine_dir: str, host: str) -> None:
+    """A share's rule-breaking rows, in its host's own file (hosts may not share a disk)."""
+    out = Path(quarantine_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    quarantine.to_parquet(out / f"quarantine-{host}.parquet", index=False)
 
-    def write(self, spec: StoreSpec, group: FeatureGroupDefinition, batch_rows: int) -> dict:
-        prepared = self._checked()
-        return {"host": self._host, **spec.write(group, prepared.records, batch_rows, prepared.times_given)}
 
-    def _checked(self) -> Prepared:
-        if self._prepared is None:
-            raise RuntimeError("IngestWorker used before check")
-        return self._prepared
+def write_share(
+    spec: StoreSpec, group: FeatureGroupDefinition, records: pd.DataFrame, batch_rows: int, times_given: bool
+) -> dict:
+    """A share written by its own host (SageMaker Feature Store: every host puts its records)."""
+    return {"host": discover().current_host, **spec.write(group, records, batch_rows, times_given)}
 
 
 def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
@@ -266,43 +265,59 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     files = tables.list_files(opts.input)
     nodes = sorted((n for n in ray.nodes() if n.get("Alive")), key=lambda n: n["NodeManagerAddress"])
     shares = plan_units(files, len(nodes))
-    actor_class = ray.remote(num_cpus=0)(IngestWorker)
-    workers = [
-        actor_class.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-        ).remote()
-        for n in nodes
-    ]
-    busy = [(w, s) for w, s in zip(workers, shares, strict=True) if s]
+
+    def on(node: dict, fn: Callable, returns: int = 1) -> Any:
+        # Tasks, not actors: a task takes one of the host's idle workers, an actor starts a process.
+        pinned = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+        return ray.remote(fn).options(num_cpus=0, num_returns=returns, scheduling_strategy=pinned)
+
+    busy = [(n, s) for n, s in zip(nodes, shares, strict=True) if s]
     log.info("ingest: %d files over %d hosts", len(files), len(busy))
-    checks = ray_tasks.get(
-        [w.check.remote(s, schema.to_dict(), default_time, str(opts.input)) for w, s in busy]
-    )
-    keys = pd.DataFrame(
-        {k: np.concatenate([c[k + "s"] for c in checks]) for k in ("time", "digest", "file", "row")}
-    ).assign(id=pd.concat([pd.Series(c["ids"]) for c in checks], ignore_index=True))
-    repeats = find_repeats(keys)
-    present = keys["id"]
-    del keys  # the key columns of the whole input: only the ids are needed from here on
+    shared = [
+        on(n, check_share, returns=3).remote(
+            s, schema.to_dict(), default_time, str(opts.input), int(n["Resources"].get("CPU", 1))
+        )
+        for n, s in busy
+    ]
+    checks = ray_tasks.get([keys for keys, _, _ in shared])
+    present = pd.concat([pd.Series(c["ids"]) for c in checks], ignore_index=True)
+    repeats = Repeats(0, None)
+    if not distinct(present):  # only then are the other key columns needed
+        repeats = find_repeats(
+            pd.DataFrame(
+                {k: np.concatenate([c[k + "s"] for c in checks]) for k in ("time", "digest", "file", "row")}
+            ).assign(id=present)
+        )
     if repeats.conflict:
         raise UserError(repeats.conflict)
     group = spec.ensure_group(FeatureGroupDefinition.from_schema(opts.feature_group, schema))
     since_ms = int(time.time() * 1000)
-    ray_tasks.get([w.keep_quarantine.remote(str(opts.quarantine)) for w, _ in busy])
+    ray_tasks.get(
+        [
+            on(n, keep_quarantine).remote(rows, str(opts.quarantine), c["host"])
+            for (n, _), (_, _, rows), c in zip(busy, shared, checks, strict=True)
+            if c["quarantined"]
+        ]
+    )
+    records = [refs[1] for refs in shared]
+    del shared  # the quarantined rows are kept: their objects may go
     if spec.backend == "local":
         spec.local().save_schema(group.name, schema)
         # One writer, here on the head: on AWS every host has a disk of its own, and all hosts upload
         # their store folder to one S3 prefix, where the last upload would win. (The store takes one
         # writer at a time anyway; reading and checking stay spread over the hosts.)
-        writes = [
-            {
-                "host": c["host"],
-                **spec.write(group, ray_tasks.get(w.hand_over.remote()), opts.batch_rows, c["times_given"]),
-            }
-            for (w, _), c in zip(busy, checks, strict=True)
-        ]
+        writes = []
+        for c in checks:
+            share = ray_tasks.get(records.pop(0))
+            writes.append({"host": c["host"], **spec.write(group, share, opts.batch_rows, c["times_given"])})
+            del share  # and its object: one share in memory at a time
     else:
-        writes = ray_tasks.get([w.write.remote(spec, group, opts.batch_rows) for w, _ in busy])
+        writes = ray_tasks.get(
+            [
+                on(n, write_share).remote(spec, group, share, opts.batch_rows, c["times_given"])
+                for (n, _), share, c in zip(busy, records, checks, strict=True)
+            ]
+        )
     failed = sum(w["failed"] for w in writes)
     if failed:
         codes: dict[str, int] = {}
