@@ -1,3 +1,4 @@
+import json
 import re
 import shutil
 import time
@@ -61,6 +62,21 @@ def test_ingest_writes_sagemaker_offline_layout_and_online_store(ray_cluster, tm
     assert store.get_record(group, "17") == online_before
     report = pd.read_json(tmp_path / "report.json", typ="series")
     assert report["written"] == 0 and report["already_present"] == 3000
+
+
+def test_unchanged_records_stay_unchanged_when_the_schema_lists_the_features_in_another_order(
+    ray_cluster, tmp_path
+):
+    """Ingest reuses its checks' digests of the values only when they were taken in the group's column
+    order: the group keeps the order it was made with."""
+    datagen.generate(tmp_path / "raw", rows=500, files=1, fmt="parquet", seed=3)
+    ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+    reordered = schema_mod.housing().to_dict()
+    reordered["features"] = reordered["features"][::-1]
+    (tmp_path / "schema.json").write_text(json.dumps(reordered))
+    ingest.run(local(), options(tmp_path, tmp_path / "raw", schema=tmp_path / "schema.json"))
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert (report["written"], report["already_present"]) == (0, 500)
 
 
 def test_reference_table_gets_ids_and_times_and_its_negative_price_quarantined(ray_cluster, tmp_path):

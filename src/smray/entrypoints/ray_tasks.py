@@ -3,6 +3,7 @@ raised on any host reaches the user as its one-line message."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -24,3 +25,28 @@ def get(refs: Any) -> Any:
         return ray.get(refs)
     except RayTaskError as exc:
         raise original(exc) from exc
+
+
+def on_host(node_id: str, fn: Callable, *args: Any, returns: int = 1) -> Any:
+    """`fn(*args)` on the host of Ray node `node_id`. On this process's own host it is called right here:
+    its result needs no copy through the object store. Elsewhere it is a Ray task pinned to that host,
+    which takes one of the host's idle workers (an actor would start a process); the result is then
+    ObjectRef(s). `settle` takes both. Call it for the other hosts first: here, it returns when done."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if node_id == ray.get_runtime_context().get_node_id():
+        return fn(*args)
+    pinned = NodeAffinitySchedulingStrategy(node_id, soft=False)
+    task = ray.remote(fn).options(num_cpus=0, num_returns=returns, scheduling_strategy=pinned)
+    return task.remote(*args)
+
+
+def settle(results: list) -> list:
+    """`on_host`'s results as values: ObjectRefs fetched (a task's error re-raised as itself), values
+    computed here as they are."""
+    import ray
+
+    refs = [r for r in results if isinstance(r, ray.ObjectRef)]
+    fetched = iter(get(refs))
+    return [next(fetched) if isinstance(r, ray.ObjectRef) else r for r in results]

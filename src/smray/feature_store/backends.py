@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from smray.errors import UserError
@@ -54,14 +55,20 @@ class StoreSpec:
         return self.sagemaker().ensure_group(wanted, self.offline_s3_uri, self.role_arn)
 
     def write(
-        self, group: FeatureGroupDefinition, frame: pd.DataFrame, batch_rows: int, times_given: bool
+        self,
+        group: FeatureGroupDefinition,
+        frame: pd.DataFrame,
+        batch_rows: int,
+        times_given: bool,
+        digests: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """Write a host's share; counts of what happened (failed: records lost after every retry).
         `times_given`: the event times came from the data (else the run's time, which an unchanged
         record does not take on the local store). The local store commits the share at once: all of it
-        or nothing. SageMaker takes it in batches of `batch_rows`, each retried record by record."""
+        or nothing. SageMaker takes it in batches of `batch_rows`, each retried record by record.
+        `digests`: the local store's digests of the rows, when the caller has them."""
         if self.backend == "local":
-            result = self.local().put(group, frame, keep_unchanged_times=not times_given)
+            result = self.local().put(group, frame, keep_unchanged_times=not times_given, digests=digests)
             return {
                 "offered": result.offered,
                 "written": result.written_offline,

@@ -70,6 +70,22 @@ _LEGACY_TABLES = ("offline_keys", "online", "record_versions", "online_records")
 
 
 @dataclass(frozen=True)
+class _ParquetFile:
+    """A file to write: `table`'s rows at `rows` (in that order), or all of them."""
+
+    path: Path
+    table: pa.Table
+    rows: np.ndarray | None = None
+
+    @property
+    def num_rows(self) -> int:
+        return self.table.num_rows if self.rows is None else len(self.rows)
+
+    def write(self) -> None:
+        pq.write_table(self.table if self.rows is None else self.table.take(self.rows), self.path)
+
+
+@dataclass(frozen=True)
 class PutResult:
     offered: int  # rows in the batch
     written_offline: int  # rows new to the offline store
@@ -258,24 +274,26 @@ class LocalFeatureStore:
         conn: sqlite3.Connection,
         group: FeatureGroupDefinition,
         frames: list[tuple[str, pd.DataFrame]],
-        beside: list[tuple[Path, pa.Table]] | None = None,
+        beside: list[_ParquetFile] | None = None,
     ) -> list[Path]:
         """Write the record state's files (kind, frame), and the `beside` files at the same time, then list
         the state files in the catalog (inside the caller's transaction). On an error nothing is left."""
         folder = self._state_dir(group)
         folder.mkdir(exist_ok=True)
         named = [(kind, folder / f"{kind}-{secrets.token_hex(8)}.parquet", frame) for kind, frame in frames]
-        files = [(path, pa.Table.from_pandas(frame, preserve_index=False)) for _, path, frame in named]
+        files = [
+            _ParquetFile(path, pa.Table.from_pandas(frame, preserve_index=False)) for _, path, frame in named
+        ]
         try:
             _write_parquet(files + (beside or []))
             conn.executemany(
                 "INSERT INTO state_files (kind, path) VALUES (?, ?)", [(k, p.name) for k, p, _ in named]
             )
         except BaseException:
-            for path, _ in files:
-                path.unlink(missing_ok=True)  # files no catalog row lists
+            for file in files:
+                file.path.unlink(missing_ok=True)  # files no catalog row lists
             raise
-        return [path for path, _ in files]
+        return [file.path for file in files]
 
     def _compact(
         self, conn: sqlite3.Connection, group: FeatureGroupDefinition, state: RecordState
@@ -302,11 +320,13 @@ class LocalFeatureStore:
         frame: pd.DataFrame,
         deleted: bool = False,
         keep_unchanged_times: bool = False,
+        digests: np.ndarray | None = None,
     ) -> PutResult:
         """Write a batch of records (record id, event time and every value column). A version already
         stored (same id, event time and values) is not written again. With `keep_unchanged_times` (the
         event times were given by the run, not by the data), a record whose values equal its online
-        record's keeps that record's event time: it is unchanged, so nothing is written."""
+        record's keeps that record's event time: it is unchanged, so nothing is written. `digests`: the
+        rows' `record_digests` (of the group's value columns, in its order), when the caller has them."""
         if frame.empty:
             return PutResult(0, 0, 0, 0)
         now = datetime.now(UTC)
@@ -318,13 +338,13 @@ class LocalFeatureStore:
             }
         )
         values = list(group.value_types())
-        files: list[tuple[str, Path, pa.Table]] = []
+        files: list[tuple[str, _ParquetFile]] = []
         state_files: list[Path] = []
         with self._catalog(group) as conn:
             conn.execute("BEGIN IMMEDIATE")  # one writer at a time across processes and hosts
             try:
                 applied = self._state(conn, group).apply(
-                    frame, values, deleted, keep_unchanged_times, now.timestamp()
+                    frame, values, deleted, keep_unchanged_times, now.timestamp(), digests
                 )
                 files = self._stage(group, applied.fresh, now, deleted)
                 changes = [(_VERSIONS, applied.versions), (_ONLINE_CHANGES, applied.online_changes)]
@@ -332,13 +352,13 @@ class LocalFeatureStore:
                     conn,
                     group,
                     [(kind, rows) for kind, rows in changes if not rows.empty],
-                    beside=[(stage, table) for _, stage, table in files],
+                    beside=[file for _, file in files],
                 )
                 if self._active_state_files(conn) > _MAX_STATE_FILES:
                     state_files += self._compact(conn, group, applied.state)
                 conn.executemany(
                     "INSERT INTO files (path, staged, rows, committed_at) VALUES (?, ?, ?, ?)",
-                    [(rel, str(stage), table.num_rows, now.timestamp()) for rel, stage, table in files],
+                    [(rel, str(file.path), file.num_rows, now.timestamp()) for rel, file in files],
                 )
                 version = self._state_version(conn, group)
                 conn.execute("COMMIT")
@@ -346,7 +366,7 @@ class LocalFeatureStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 _last_state.clear()
-                for stage in [s for _, s, _ in files] + state_files:
+                for stage in [file.path for _, file in files] + state_files:
                     Path(stage).unlink(missing_ok=True)
                 raise
             with exclusive(self._lock_path(group)):
@@ -369,9 +389,9 @@ class LocalFeatureStore:
 
     def _stage(
         self, group: FeatureGroupDefinition, fresh: pd.DataFrame, now: datetime, deleted: bool
-    ) -> list[tuple[str, Path, pa.Table]]:
+    ) -> list[tuple[str, _ParquetFile]]:
         """The rows as Parquet files to write into the staging folder, one per event-time hour: each one's
-        place in the offline store, its staging path and its rows."""
+        place in the offline store, and the file."""
         if fresh.empty:
             return []
         rows = fresh.drop(columns=[DIGEST]).assign(
@@ -379,20 +399,28 @@ class LocalFeatureStore:
         )
         hours = (rows[group.event_time].to_numpy(dtype="float64") // 3600).astype("int64")
         table = pa.Table.from_pandas(rows, preserve_index=False)
+        order = None
         if (np.diff(hours) < 0).any():  # not in time order already (one hour, or sorted input, is)
             order = np.argsort(hours, kind="stable")
-            hours, table = hours[order], table.take(order)
+            hours = hours[order]
         starts = np.flatnonzero(np.diff(hours, prepend=hours[0] - 1))
         ends = [*starts[1:], len(hours)]
         staging = Path(group.offline_uri) / "staging" / secrets.token_hex(8)
         staging.mkdir(parents=True)
         stamp = now.strftime("%Y%m%dT%H%M%SZ")
-        out: list[tuple[str, Path, pa.Table]] = []
+        out: list[tuple[str, _ParquetFile]] = []
         for start, end in zip(starts, ends, strict=True):
             hour = datetime.fromtimestamp(int(hours[start]) * 3600, UTC)
             name = f"{stamp}_{''.join(secrets.choice(_ALNUM) for _ in range(16))}.parquet"
             rel = f"data/year={hour:%Y}/month={hour:%m}/day={hour:%d}/hour={hour:%H}/{name}"
-            out.append((rel, staging / name, table.slice(start, end - start)))
+            out.append(
+                (
+                    rel,
+                    _ParquetFile(staging / name, table.slice(start, end - start))
+                    if order is None  # each file takes its rows as it is written, on its own core
+                    else _ParquetFile(staging / name, table, order[start:end]),
+                )
+            )
         return out
 
     def committed_files(self, group: FeatureGroupDefinition) -> list[Path]:
@@ -429,10 +457,10 @@ class LocalFeatureStore:
         }
 
 
-def _write_parquet(files: list[tuple[Path, pa.Table]]) -> None:
+def _write_parquet(files: list[_ParquetFile]) -> None:
     """Write the files side by side: Arrow encodes one file on one core."""
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for done in [pool.submit(pq.write_table, table, path) for path, table in files]:
+        for done in [pool.submit(file.write) for file in files]:
             done.result()
 
 

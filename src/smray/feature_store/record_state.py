@@ -135,16 +135,21 @@ class RecordState:
         deleted: bool,
         keep_unchanged_times: bool,
         now: float,
+        digests: np.ndarray | None = None,
     ) -> Applied:
         """A version the store holds (same id, event time, values, deletion) is not new; two equal rows of
         one batch are one version. With `keep_unchanged_times`, a record whose values equal its online
         row's keeps that row's event time. A live record whose latest stored version is a deletion no
         older than its newest row comes back as of `now` (a snapshot says it is live again). Online,
-        each id's newest new version replaces a row no newer than it; a deletion removes such a row."""
+        each id's newest new version replaces a row no newer than it; a deletion removes such a row.
+        `digests`: the rows' `record_digests`, when the caller has them already."""
         rid, et = self.record_id, self.event_time
         batch_ids = ids(frame[rid])
         times = frame[et].to_numpy(dtype="float64").copy()
-        digests = np.zeros(len(frame), dtype="int64") if deleted else record_digests(frame, value_columns)
+        if deleted:
+            digests = np.zeros(len(frame), dtype="int64")
+        elif digests is None:
+            digests = record_digests(frame, value_columns)
         at = self.online.index.get_indexer(batch_ids) if len(self.online) else np.full(len(batch_ids), -1)
         online = at >= 0
         online_times = np.full(len(batch_ids), -np.inf)

@@ -20,10 +20,8 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -250,7 +248,6 @@ def write_share(
 
 def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     started = time.monotonic()
     schema = schema_mod.load(opts.schema) if opts.schema else schema_mod.housing()
@@ -264,22 +261,21 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     spec = StoreSpec(opts.backend, opts.store, opts.role_arn, opts.offline_s3_uri)
     files = tables.list_files(opts.input)
     nodes = sorted((n for n in ray.nodes() if n.get("Alive")), key=lambda n: n["NodeManagerAddress"])
-    shares = plan_units(files, len(nodes))
-
-    def on(node: dict, fn: Callable, returns: int = 1) -> Any:
-        # Tasks, not actors: a task takes one of the host's idle workers, an actor starts a process.
-        pinned = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-        return ray.remote(fn).options(num_cpus=0, num_returns=returns, scheduling_strategy=pinned)
-
-    busy = [(n, s) for n, s in zip(nodes, shares, strict=True) if s]
+    here = ray.get_runtime_context().get_node_id()
+    # This host's share last: it is read in this process, after the other hosts' tasks have started.
+    busy = sorted(
+        ((n["NodeID"], s) for n, s in zip(nodes, plan_units(files, len(nodes)), strict=True) if s),
+        key=lambda b: b[0] == here,
+    )
+    cores = {n["NodeID"]: int(n["Resources"].get("CPU", 1)) for n in nodes}
     log.info("ingest: %d files over %d hosts", len(files), len(busy))
     shared = [
-        on(n, check_share, returns=3).remote(
-            s, schema.to_dict(), default_time, str(opts.input), int(n["Resources"].get("CPU", 1))
+        ray_tasks.on_host(
+            node, check_share, s, schema.to_dict(), default_time, str(opts.input), cores[node], returns=3
         )
-        for n, s in busy
+        for node, s in busy
     ]
-    checks = ray_tasks.get([keys for keys, _, _ in shared])
+    checks = ray_tasks.settle([keys for keys, _, _ in shared])
     present = pd.concat([pd.Series(c["ids"]) for c in checks], ignore_index=True)
     repeats = Repeats(0, None)
     if not distinct(present):  # only then are the other key columns needed
@@ -292,10 +288,10 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         raise UserError(repeats.conflict)
     group = spec.ensure_group(FeatureGroupDefinition.from_schema(opts.feature_group, schema))
     since_ms = int(time.time() * 1000)
-    ray_tasks.get(
+    ray_tasks.settle(
         [
-            on(n, keep_quarantine).remote(rows, str(opts.quarantine), c["host"])
-            for (n, _), (_, _, rows), c in zip(busy, shared, checks, strict=True)
+            ray_tasks.on_host(node, keep_quarantine, rows, str(opts.quarantine), c["host"])
+            for (node, _), (_, _, rows), c in zip(busy, shared, checks, strict=True)
             if c["quarantined"]
         ]
     )
@@ -306,16 +302,22 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         # One writer, here on the head: on AWS every host has a disk of its own, and all hosts upload
         # their store folder to one S3 prefix, where the last upload would win. (The store takes one
         # writer at a time anyway; reading and checking stay spread over the hosts.)
+        # The checks' digests, when taken over the group's columns in its order (a group made earlier may
+        # order them otherwise).
+        same_order = list(group.value_types()) == schema.value_columns
         writes = []
         for c in checks:
-            share = ray_tasks.get(records.pop(0))
-            writes.append({"host": c["host"], **spec.write(group, share, opts.batch_rows, c["times_given"])})
+            [share] = ray_tasks.settle([records.pop(0)])
+            digests = c["digests"] if same_order else None
+            writes.append(
+                {"host": c["host"], **spec.write(group, share, opts.batch_rows, c["times_given"], digests)}
+            )
             del share  # and its object: one share in memory at a time
     else:
-        writes = ray_tasks.get(
+        writes = ray_tasks.settle(
             [
-                on(n, write_share).remote(spec, group, share, opts.batch_rows, c["times_given"])
-                for (n, _), share, c in zip(busy, records, checks, strict=True)
+                ray_tasks.on_host(node, write_share, spec, group, share, opts.batch_rows, c["times_given"])
+                for (node, _), share, c in zip(busy, records, checks, strict=True)
             ]
         )
     failed = sum(w["failed"] for w in writes)
