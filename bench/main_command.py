@@ -9,10 +9,12 @@ and the default rounds, the final model, the test RMSE). Prints each run's steps
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -46,9 +48,12 @@ def run(home: Path, rows: int, echo: bool = False) -> tuple[float, dict[str, int
     return seconds, steps, rmse[1] if rmse else "?"
 
 
-def plain_floor(rows: int) -> tuple[float, float]:
-    """(seconds, test RMSE) of the main command's work in one process with pandas and xgboost. No
-    scheduler stops a trial early here (smray's ASHA does): the floor does at least the work it does."""
+def plain_floor(rows: int, replay: dict | None = None) -> tuple[float, float]:
+    """(seconds, test RMSE) of the main command's work in one process with pandas and xgboost: read,
+    split, scale, the tuning trials (smray's very draws), the final model, the test RMSE. Without
+    `replay`, each trial runs to early stopping (no scheduler stops one, as smray's ASHA does: the floor
+    does at least smray's work). With `replay` (the `metadata.json` of smray's model), each trial runs
+    exactly the rounds it ran in smray, and the final model its rounds: the same work, no scheduling."""
     import numpy as np
     import pandas as pd
     import xgboost
@@ -73,25 +78,43 @@ def plain_floor(rows: int) -> tuple[float, float]:
             for name in ("train", "validation", "test")
         }
 
-        def fit(values: dict) -> xgboost.Booster:
+        def fit(values: dict, rounds: int | None = None) -> xgboost.Booster:
+            """To early stopping, or exactly `rounds` rounds."""
             return xgboost.train(
                 hyperparameters.xgboost_params(values, nthread=os.cpu_count()),
                 data["train"],
-                num_boost_round=values["num_round"],
+                num_boost_round=rounds or values["num_round"],
                 evals=[(data["validation"], "validation")],
-                early_stopping_rounds=values["early_stopping_rounds"],
+                early_stopping_rounds=None if rounds else values["early_stopping_rounds"],
                 verbose_eval=False,
             )
 
-        trials = [  # the very draws smray's tuning makes
-            {**defaults, **config}
-            for config in hyperparameters.sample_trials(defaults["tune_trials"], defaults["seed"])
-        ]
-        best = min(trials, key=lambda values: fit(values).best_score)
-        model = fit(best)
-        predicted = model.predict(data["test"], iteration_range=(0, model.best_iteration + 1))
+        if replay is None:
+            trials = [  # the very draws smray's tuning makes
+                {**defaults, **config}
+                for config in hyperparameters.sample_trials(defaults["tune_trials"], defaults["seed"])
+            ]
+            best = min(trials, key=lambda values: fit(values).best_score)
+            model = fit(best)
+            last = model.best_iteration
+        else:
+            for trial in replay["tuning_trials"]:
+                fit({**defaults, **trial["config"]}, trial["rounds"])
+            model = fit({**defaults, **replay["hyperparameters"]}, replay["rounds"])
+            last = replay["best_iteration"]
+        predicted = model.predict(data["test"], iteration_range=(0, last + 1))
         rmse = float(np.sqrt(np.mean((predicted - data["test"].get_label()) ** 2)))
         return time.monotonic() - started, rmse
+
+
+def model_metadata(home: Path) -> dict:
+    """The `metadata.json` of the model the (only) run in `home` trained: its trials, rounds, best round."""
+    [archive] = (home / "runs").glob("*/model/model.tar.gz")
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("metadata.json")
+        if member is None:
+            raise SystemExit(f"{archive} has no metadata.json")
+        return json.load(member)
 
 
 def main() -> None:

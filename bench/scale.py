@@ -1,14 +1,16 @@
 """The whole workflow at scale: `smray run local --generate N` (2-host processing, the training defaults)
 for each size, default 1M and 10M rows, each into a fresh SMRAY_HOME; per step its time and rows/s, the
-peak memory of every job container, and the same work in one plain process (pandas + xgboost, the same
-trials, ranges and rounds: `main_command.plain_floor`) measured in the same run.
+peak memory of every job container, and the same work in one plain process (pandas + xgboost:
+`main_command.plain_floor`) measured in the same run: by default smray's very trials, each for the rounds
+it ran in smray, and the final model for its rounds (`--floor replay`: the same work, no scheduling), or
+each trial to early stopping (`--floor full`: what one process without a scheduler would do).
 
 Peak memory is what a container could not give back: resident plus shared memory (Ray's object store
 lives in /dev/shm), sampled from its cgroup every second. The issue's bound: a quarter of the machine.
 
-  .venv/bin/python bench/scale.py [ROWS ...] [--no-floor]
+  .venv/bin/python bench/scale.py [ROWS ...] [--floor replay|full|none]
 
-smray runs first, then the floor (--no-floor skips it: at 10M rows it takes over 40 minutes on 2 cores).
+smray runs first, then the floor (at 10M rows, `full` takes over an hour on 2 cores).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from main_command import SMRAY, plain_floor, run
+from main_command import SMRAY, model_metadata, plain_floor, run
 
 GIB = 1024**3
 CGROUP_V1 = Path("/sys/fs/cgroup/memory/docker")
@@ -86,7 +88,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("rows", type=int, nargs="*", default=[1_000_000, 10_000_000])
-    parser.add_argument("--no-floor", action="store_true", help="skip the plain one-process floor")
+    parser.add_argument(
+        "--floor",
+        choices=("replay", "full", "none"),
+        default="replay",
+        help="the plain one-process floor: smray's trials and rounds replayed (default), each trial to "
+        "early stopping, or none",
+    )
     args = parser.parse_args()
     machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     results = []
@@ -100,9 +108,9 @@ def main() -> None:
         subprocess.run([SMRAY, "endpoints", "delete", "housing"], env={**os.environ, "SMRAY_HOME": str(home)})
         report(rows, wall, steps, metrics, peaks, machine)
         floor = None
-        if not args.no_floor:
-            print(f"--- {rows:,} rows: the plain floor", flush=True)
-            floor, floor_rmse = plain_floor(rows)
+        if args.floor != "none":
+            print(f"--- {rows:,} rows: the plain floor ({args.floor})", flush=True)
+            floor, floor_rmse = plain_floor(rows, model_metadata(home) if args.floor == "replay" else None)
             pipeline = sum(steps.values())
             print(
                 f"plain process: {floor:.1f} s, test RMSE {floor_rmse:,.0f}; "
