@@ -1,5 +1,5 @@
-"""Getting results from Ray tasks and actors with the original error, not Ray's wrapper: a UserError
-raised on any host reaches the user as its one-line message."""
+"""Work on a given host of the cluster, and its results with the original error, not Ray's wrapper: a
+UserError raised on any host reaches the user as its one-line message."""
 
 from __future__ import annotations
 

@@ -5,15 +5,17 @@
   day=DD/hour=HH/<YYYYMMDDTHHMMSSZ>_<16 alphanumerics>.parquet`, partitioned by event time, with the extra
   columns write_time, api_invocation_time and is_deleted.
 - Online store: the latest record per id, by SageMaker's rule: a record whose event time is older than
-  the stored one goes to the offline store only.
+  the stored one goes to the offline store only. It holds each record's key (event time, digest of the
+  values); `get_record` reads the values from that version's offline row, so a batch is written once.
 - Versions by content: a record is written when its (record id, event time, values) is new to the store,
   so a re-run writes nothing, and a changed record becomes a new version. `delete_absent` deletes the
   live records an ingest did not bring (the input is the whole table).
-- Columnar: the record state (every version's key, every online row) lives in Parquet files under
+- Columnar: the record state (every version's key, every online record's key) lives in Parquet files under
   `catalog/`: one per batch for its new versions and one for its online changes, merged into one file
   each when they pile up. SQLite holds only the catalog: which files are committed.
 - Atomic and immediately visible: a batch's Parquet files (offline and state) are staged, the batch is
   committed in one SQLite transaction (the file lists), then the offline files are moved into place.
+  A batch's files are written side by side, one per core.
   Readers list committed files from the catalog, never by globbing, so they never see a half-written
   batch, and a crashed batch is finished or discarded on the next open.
 """

@@ -205,11 +205,11 @@ def find_repeats(keys: pd.DataFrame) -> Repeats:
 def check_share(
     units: list[Unit], schema_dict: dict, default_event_time: float, root: str, cores: int
 ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """Read and check one host's share (a Ray task pinned to that host): its keys, for the checks across
-    the whole input; its records; its rule-breaking rows. The records and rows stay in that host's object
-    store until every share passed."""
-    # Ray caps a worker at one thread (OMP_NUM_THREADS=1, which Arrow follows too); this task is its
-    # host's only work, so Arrow reads with the host's every core while it runs.
+    """Read and check one host's share, on that host (`ray_tasks.on_host`): its keys, for the checks across
+    the whole input; its records; its rule-breaking rows. The records and rows stay on that host (in its
+    object store, or in the job's process on the head) until every share passed."""
+    # Ray caps a worker at one thread (OMP_NUM_THREADS=1, which Arrow follows too); this is its host's
+    # only work, so Arrow reads with the host's every core while it runs.
     threads = pa.cpu_count()
     pa.set_cpu_count(cores)
     try:
