@@ -2,7 +2,9 @@
 another process commits, untouched by a batch that fails."""
 
 import multiprocessing
+import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,31 @@ def test_a_batch_that_fails_leaves_no_files_and_the_state_as_it_was(tmp_path, mo
     assert not list((Path(group.offline_uri) / "staging").rglob("*.parquet"))
     assert store.online_count(group) == 20
     assert store.put(group, datagen.housing_frame(20, seed=7, first_id=100)).written_offline == 20
+
+
+def test_files_a_dead_batch_left_are_removed_after_an_hour_and_committed_ones_kept(tmp_path):
+    store, group = _store(tmp_path / "store")
+    store.put(group, datagen.housing_frame(20, seed=8))
+    committed, state = store.committed_files(group), _state_files(group)
+    root = Path(group.offline_uri)
+    (root / "staging" / "dead").mkdir(parents=True)
+    leftovers = {
+        "old staged": root / "staging" / "dead" / "old.parquet",
+        "new staged": root / "staging" / "dead" / "new.parquet",
+        "old state": root / "catalog" / "versions-old.parquet",
+        "new state": root / "catalog" / "versions-new.parquet",
+    }
+    for name, path in leftovers.items():
+        path.write_bytes(b"PAR1")
+        if name.startswith("old"):  # written two hours ago
+            os.utime(path, (time.time() - 7200, time.time() - 7200))
+    two_hours_ago = time.time() - 7200
+    for path in committed:
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    for name in state:
+        os.utime(root / "catalog" / name, (two_hours_ago, two_hours_ago))
+
+    assert store.committed_files(group) == committed  # opening the store cleans up
+    assert {n for n, p in leftovers.items() if p.exists()} == {"new staged", "new state"}
+    assert all(p.exists() for p in committed) and state <= _state_files(group)
+    assert store.online_count(group) == 20

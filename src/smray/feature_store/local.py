@@ -29,7 +29,7 @@ import secrets
 import sqlite3
 import string
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -191,13 +191,10 @@ class LocalFeatureStore:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 stage.replace(final)
             conn.execute("UPDATE files SET staged = NULL WHERE path = ?", (path,))
-        hour_ago = time.time() - 3600
         staging = Path(group.offline_uri) / "staging"
         if staging.exists():
             committed = {s for (s,) in conn.execute("SELECT staged FROM files WHERE staged IS NOT NULL")}
-            for leftover in staging.rglob("*.parquet"):
-                if str(leftover) not in committed and leftover.stat().st_mtime < hour_ago:
-                    leftover.unlink()  # an hour old and never committed: its batch died
+            _remove_dead(staging.rglob("*.parquet"), lambda path: str(path) in committed)
         state_dir = self._state_dir(group)
         for (name,) in conn.execute(
             "DELETE FROM state_files WHERE retired_at < ? RETURNING path", (time.time() - _RETIRED_KEPT_S,)
@@ -205,9 +202,7 @@ class LocalFeatureStore:
             (state_dir / name).unlink(missing_ok=True)
         if state_dir.exists():
             listed = {n for (n,) in conn.execute("SELECT path FROM state_files")}
-            for leftover in state_dir.glob("*.parquet"):
-                if leftover.name not in listed and leftover.stat().st_mtime < hour_ago:
-                    leftover.unlink()
+            _remove_dead(state_dir.glob("*.parquet"), lambda path: path.name in listed)
 
     def _upgrade(self, conn: sqlite3.Connection, group: FeatureGroupDefinition) -> None:
         """An earlier smray kept the record state in SQLite tables: rebuild it from the committed offline
@@ -457,6 +452,14 @@ class LocalFeatureStore:
         return {group.record_id: record_id, group.event_time: when} | {
             k: None if pd.isna(v) else v for k, v in row.items()
         }
+
+
+def _remove_dead(files: Iterable[Path], committed: Callable[[Path], bool]) -> None:
+    """Remove the files no batch committed that are an hour old: the batch that wrote them died."""
+    hour_ago = time.time() - 3600
+    for path in files:
+        if not committed(path) and path.stat().st_mtime < hour_ago:
+            path.unlink(missing_ok=True)
 
 
 def _write_parquet(files: list[_ParquetFile]) -> None:
