@@ -27,6 +27,14 @@ def get(refs: Any) -> Any:
         raise original(exc) from exc
 
 
+def host_cores() -> dict[str, int]:
+    """Each live Ray node's CPUs, by node id, in the order of the hosts' addresses."""
+    import ray
+
+    nodes = sorted((n for n in ray.nodes() if n.get("Alive")), key=lambda n: n["NodeManagerAddress"])
+    return {n["NodeID"]: int(n["Resources"].get("CPU", 1)) for n in nodes}
+
+
 def on_host(node_id: str, fn: Callable, *args: Any, returns: int = 1) -> Any:
     """`fn(*args)` on the host of Ray node `node_id`. On this process's own host it is called right here:
     its result needs no copy through the object store. Elsewhere it is a Ray task pinned to that host,

@@ -260,14 +260,13 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         raise UserError("--batch-rows must be at least 1")
     spec = StoreSpec(opts.backend, opts.store, opts.role_arn, opts.offline_s3_uri)
     files = tables.list_files(opts.input)
-    nodes = sorted((n for n in ray.nodes() if n.get("Alive")), key=lambda n: n["NodeManagerAddress"])
+    cores = ray_tasks.host_cores()
     here = ray.get_runtime_context().get_node_id()
     # This host's share last: it is read in this process, after the other hosts' tasks have started.
     busy = sorted(
-        ((n["NodeID"], s) for n, s in zip(nodes, plan_units(files, len(nodes)), strict=True) if s),
+        ((node, s) for node, s in zip(cores, plan_units(files, len(cores)), strict=True) if s),
         key=lambda b: b[0] == here,
     )
-    cores = {n["NodeID"]: int(n["Resources"].get("CPU", 1)) for n in nodes}
     log.info("ingest: %d files over %d hosts", len(files), len(busy))
     shared = [
         ray_tasks.on_host(

@@ -193,7 +193,7 @@ def train_on_cluster(job: Job, fingerprint_: str, resume: checkpoint.Saved | Non
         .options(scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False))
         .remote(str(job.checkpoint_dir), fingerprint_)
     )
-    cpus = min(int(n["Resources"].get("CPU", 1)) for n in ray.nodes() if n.get("Alive"))
+    cpus = min(ray_tasks.host_cores().values())
     hosts_group = placement_group([{"CPU": cpus}] * hosts, strategy="STRICT_SPREAD")  # one rank a host
     tracker = RabitTracker(n_workers=hosts, host_ip=ray.util.get_node_ip_address(), sortby="task")
     tracker.start()

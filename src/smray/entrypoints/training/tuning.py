@@ -161,7 +161,7 @@ def tune(job: Job) -> tuple[dict[str, Any], list[Trial]]:
     configs = hyperparameters.sample_trials(values["tune_trials"], values["seed"])
     rungs = rung_rounds(values["num_round"], values["tune_grace_rounds"])
     ladder = ray.remote(num_cpus=0)(Ladder).remote(rungs)
-    cores = {n["NodeID"]: int(n["Resources"].get("CPU", 1)) for n in ray.nodes() if n.get("Alive")}
+    cores = ray_tasks.host_cores()
     share = ray.remote(num_cpus=0)(CoreShare).remote(cores)
     # Ray caps a 1-CPU actor's OpenMP at 1 thread (OMP_NUM_THREADS), which XGBoost cannot exceed.
     threads_allowed = {"env_vars": {"OMP_NUM_THREADS": str(max(cores.values()))}}
