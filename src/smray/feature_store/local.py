@@ -424,7 +424,11 @@ class LocalFeatureStore:
         """Every offline Parquet file of committed batches that is in place: what a reader may read,
         nothing more (a batch committed a moment ago may still be moving its files from staging)."""
         with self._catalog(group) as conn:
-            rels = [r for (r,) in conn.execute("SELECT path FROM files WHERE staged IS NULL ORDER BY path")]
+            return self._committed(conn, group)
+
+    @staticmethod
+    def _committed(conn: sqlite3.Connection, group: FeatureGroupDefinition) -> list[Path]:
+        rels = [r for (r,) in conn.execute("SELECT path FROM files WHERE staged IS NULL ORDER BY path")]
         return [Path(group.offline_uri) / r for r in rels]
 
     def online_count(self, group: FeatureGroupDefinition) -> int:
@@ -435,13 +439,14 @@ class LocalFeatureStore:
         """The online record of an id: id, event time and its values (None for a missing value), from the
         offline row of its online version."""
         with self._catalog(group) as conn:
-            online = self._state(conn, group).online
+            online, files = self._state(conn, group).online, self._committed(conn, group)
         if record_id not in online.index:
             return None
-        when, digest = online.loc[record_id, [group.event_time, DIGEST]]
+        # Column by column: a row of both would pass the int64 digest through float64.
+        when, digest = online.at[record_id, group.event_time], online.at[record_id, DIGEST]
         values = list(group.value_types())
         rows = (
-            ds.dataset([str(f) for f in self.committed_files(group)], format="parquet")
+            ds.dataset([str(f) for f in files], format="parquet")
             .to_table(
                 columns=values,
                 filter=(pc.field(group.record_id) == record_id) & (pc.field(group.event_time) == when),
