@@ -2,10 +2,12 @@
 
 Trials sample the declared search space (`hyperparameters.sample_trials`) and run the same training loop
 as the final model, on one core each: one actor per core of the job, spread over its hosts, reads the
-channels once and runs trial after trial on them. A ladder of asynchronous successive halving (ASHA) ends
-the clearly bad trials early: at each rung (the grace rounds, then 3x, 9x, ... that, below num_round) a
-trial goes on only when its score is among the best third of the scores that reached that rung before it.
-A trial asks the ladder at its rungs only, not every round.
+channels once and runs trial after trial on them. A ladder of successive halving (ASHA's rule) ends the
+clearly bad trials early: at each rung (the grace rounds, then 3x, 9x, ... that, below num_round) a trial
+goes on only when its score is among the best third of the scores of the trials drawn before it that
+reached that rung. The ladder decides as if the trials had run one after another in the order they were
+drawn, whichever runs faster: the same data and seed give the same decisions, hence the same model. A trial
+asks the ladder at its rungs only, not every round.
 
 A trial starts on one thread and takes more as its host's other trials end (every 10 rounds it asks how
 many cores its host has per running trial): the last long trial is not left on one core of an idle host.
@@ -13,6 +15,7 @@ many cores its host has per running trial): the last long trial is not left on o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, replace
 from typing import Any
@@ -50,23 +53,45 @@ def rung_rounds(num_round: int, grace_rounds: int) -> list[int]:
 
 
 class Ladder:
-    """The scores recorded at each of ASHA's rungs (a Ray actor during tuning)."""
+    """ASHA's rungs, decided in the order the trials were drawn (a Ray actor during tuning).
+
+    Plain ASHA compares a trial with the scores that reached the rung before it, so which trials go on
+    depends on which ran faster. Here trial i's score at a rung is compared with those of trials 0..i-1
+    that reached it, and the answer waits until each of them has reached it or ended short of it. Trials
+    start in the order they were drawn, each on its own runner, so an earlier trial is always running or
+    done: the wait always ends."""
 
     def __init__(self, rungs: list[int]) -> None:
-        self.scores: dict[int, list[float]] = {r: [] for r in rungs}
+        self.scores: dict[int, dict[int, float]] = {r: {} for r in rungs}  # rung -> trial -> score
+        self.ended_at: dict[int, int] = {}  # trial -> the rounds it ran
+        self.changed = asyncio.Condition()
 
-    def goes_on(self, rounds: int, score: float) -> bool:
-        """Records a trial's score at a rung; False when it is worse than the best third recorded there
-        before it (the first trials to reach a rung always go on)."""
-        earlier = self.scores[rounds]
-        keep = not earlier or score <= float(np.nanpercentile(earlier, 100 / REDUCTION))
-        earlier.append(score)
-        return keep
+    async def goes_on(self, trial: int, rounds: int, score: float) -> bool:
+        """Records a trial's score at a rung; False when it is worse than the best third of the earlier
+        trials' scores there (the first trial to reach a rung always goes on)."""
+        async with self.changed:
+            self.scores[rounds][trial] = score
+            self.changed.notify_all()
+            await self.changed.wait_for(lambda: self._earlier_settled(trial, rounds))
+        earlier = [s for t, s in self.scores[rounds].items() if t < trial]
+        return not earlier or score <= float(np.nanpercentile(earlier, 100 / REDUCTION))
+
+    async def ended(self, trial: int, rounds: int) -> None:
+        async with self.changed:
+            self.ended_at[trial] = rounds
+            self.changed.notify_all()
+
+    def _earlier_settled(self, trial: int, rung: int) -> bool:
+        return all(t in self.scores[rung] or self.ended_at.get(t, rung) < rung for t in range(trial))
 
 
 class _AskAtRungs(xgboost.callback.TrainingCallback):
-    def __init__(self, ladder: Any, rungs: list[int], metric: str) -> None:
-        self.ladder, self.rungs, self.metric = ladder, set(rungs), metric
+    """Asks the ladder at each rung; while the answer waits for earlier trials, this trial's core is
+    counted free, so the trials it waits for may take it."""
+
+    def __init__(self, ladder: Any, share: Any, node: str, trial: int, rungs: list[int], metric: str) -> None:
+        self.ladder, self.share, self.node, self.trial = ladder, share, node, trial
+        self.rungs, self.metric = set(rungs), metric
         self.stopped = False
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
@@ -75,7 +100,12 @@ class _AskAtRungs(xgboost.callback.TrainingCallback):
         if epoch + 1 not in self.rungs:
             return False
         score = float(evals_log["validation"][self.metric][-1])
-        self.stopped = not ray.get(self.ladder.goes_on.remote(epoch + 1, score))
+        answer = self.ladder.goes_on.remote(self.trial, epoch + 1, score)
+        if not ray.wait([answer], timeout=0.05)[0]:
+            ray.get(self.share.ended.remote(self.node))
+            ray.wait([answer], timeout=None)
+            ray.get(self.share.started.remote(self.node))
+        self.stopped = not ray.get(answer)
         return self.stopped
 
 
@@ -123,22 +153,25 @@ class TrialRunner:
         self.node = ray.get_runtime_context().get_node_id()
         self.matrices: tuple[xgboost.DMatrix, xgboost.DMatrix] | None = None
 
-    def run(self, config: dict[str, Any]) -> Trial:
+    def run(self, trial: int, config: dict[str, Any]) -> Trial:
+        """Runs the trial drawn `trial`-th."""
         import ray
 
         if self.matrices is None:
             self.matrices = load_matrices(self.job, nthread=1)
         values = {**self.job.values, **config}
         metric = values["eval_metric"]
-        ask = _AskAtRungs(self.ladder, self.rungs, metric)
+        ask = _AskAtRungs(self.ladder, self.share, self.node, trial, self.rungs, metric)
         callbacks = [ask, _TakeFreeCores(self.share, self.node)]
         ray.get(self.share.started.remote(self.node))
+        rounds = 0  # a trial that fails ends short of every rung: the later ones need not wait for it
         try:
             booster, history = boost(
                 replace(self.job, values=values), *self.matrices, 1, callbacks, None, train_metric=False
             )
+            rounds = booster.num_boosted_rounds()
         finally:
-            ray.get(self.share.ended.remote(self.node))
+            ray.get([self.share.ended.remote(self.node), self.ladder.ended.remote(trial, rounds)])
         scores = history["validation"][metric]
         if ask.stopped:
             ended_by = "ladder"
@@ -146,7 +179,6 @@ class TrialRunner:
             ended_by = "early stopping"
         else:
             ended_by = "num_round"
-        rounds = booster.num_boosted_rounds()
         return Trial(config, float(min(scores)), rounds, ended_by, discover().current_host)
 
 
@@ -173,7 +205,7 @@ def tune(job: Job) -> tuple[dict[str, Any], list[Trial]]:
     ]
     trials: list[Trial] = []
     try:
-        for trial in ActorPool(runners).map_unordered(lambda r, config: r.run.remote(config), configs):
+        for trial in ActorPool(runners).map_unordered(lambda r, drawn: r.run.remote(*drawn), enumerate(configs)):
             trials.append(trial)
             print(
                 f"tuning: trial {len(trials)} of {len(configs)} done: {trial.rounds} rounds "
