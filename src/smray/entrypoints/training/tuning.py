@@ -205,7 +205,8 @@ def tune(job: Job) -> tuple[dict[str, Any], list[Trial]]:
     ]
     trials: list[Trial] = []
     try:
-        for trial in ActorPool(runners).map_unordered(lambda r, drawn: r.run.remote(*drawn), enumerate(configs)):
+        drawn = enumerate(configs)  # started in this order: a trial waits for earlier ones only
+        for trial in ActorPool(runners).map_unordered(lambda r, d: r.run.remote(*d), drawn):
             trials.append(trial)
             print(
                 f"tuning: trial {len(trials)} of {len(configs)} done: {trial.rounds} rounds "
