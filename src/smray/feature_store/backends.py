@@ -61,14 +61,18 @@ class StoreSpec:
         batch_rows: int,
         times_given: bool,
         digests: np.ndarray | None = None,
+        ids_distinct: bool = False,
     ) -> dict[str, Any]:
         """Write a host's share; counts of what happened (failed: records lost after every retry).
         `times_given`: the event times came from the data (else the run's time, which an unchanged
         record does not take on the local store). The local store commits the share at once: all of it
         or nothing. SageMaker takes it in batches of `batch_rows`, each retried record by record.
-        `digests`: the local store's digests of the rows, when the caller has them."""
+        `digests` (the local store's digests of the rows) and `ids_distinct` (no id repeats): what the
+        caller knows already."""
         if self.backend == "local":
-            result = self.local().put(group, frame, keep_unchanged_times=not times_given, digests=digests)
+            result = self.local().put(
+                group, frame, keep_unchanged_times=not times_given, digests=digests, ids_distinct=ids_distinct
+            )
             return {
                 "offered": result.offered,
                 "written": result.written_offline,

@@ -318,12 +318,14 @@ class LocalFeatureStore:
         deleted: bool = False,
         keep_unchanged_times: bool = False,
         digests: np.ndarray | None = None,
+        ids_distinct: bool = False,
     ) -> PutResult:
         """Write a batch of records (record id, event time and every value column). A version already
         stored (same id, event time and values) is not written again. With `keep_unchanged_times` (the
         event times were given by the run, not by the data), a record whose values equal its online
         record's keeps that record's event time: it is unchanged, so nothing is written. `digests`: the
-        rows' `record_digests` (of the group's value columns, in its order), when the caller has them."""
+        rows' `record_digests` (of the group's value columns, in its order), when the caller has them;
+        `ids_distinct`: the caller checked that no id repeats in the batch."""
         if frame.empty:
             return PutResult(0, 0, 0, 0)
         now = datetime.now(UTC)
@@ -341,7 +343,7 @@ class LocalFeatureStore:
             conn.execute("BEGIN IMMEDIATE")  # one writer at a time across processes and hosts
             try:
                 applied = self._state(conn, group).apply(
-                    frame, values, deleted, keep_unchanged_times, now.timestamp(), digests
+                    frame, values, deleted, keep_unchanged_times, now.timestamp(), digests, ids_distinct
                 )
                 files = self._stage(group, applied.fresh, now, deleted)
                 changes = [(_VERSIONS, applied.versions), (_ONLINE_CHANGES, applied.online_changes)]
@@ -371,11 +373,16 @@ class LocalFeatureStore:
         fresh = len(applied.fresh)
         return PutResult(len(frame), fresh, len(frame) - fresh, len(applied.online_changes))
 
-    def delete_absent(self, group: FeatureGroupDefinition, present: Ids, event_time: float) -> int:
+    def delete_absent(
+        self, group: FeatureGroupDefinition, present: Ids, event_time: float, ids_distinct: bool = False
+    ) -> int:
         """Delete (as DeleteRecord does: a deletion row offline, the record gone online) every live record
-        whose id is not in `present`: the input was the whole table, and these rows left it."""
+        whose id is not in `present`: the input was the whole table, just written, and these rows left it.
+        `ids_distinct`: the caller checked that no id repeats in `present`."""
         with self._catalog(group) as conn:
             online = self._state(conn, group).online
+        if ids_distinct and len(online) == len(present):
+            return 0  # every present id is online once written: no other id is
         absent = online.index[~is_in(online.index, present)]
         if absent.empty:
             return 0

@@ -136,13 +136,15 @@ class RecordState:
         keep_unchanged_times: bool,
         now: float,
         digests: np.ndarray | None = None,
+        ids_distinct: bool = False,
     ) -> Applied:
         """A version the store holds (same id, event time, values, deletion) is not new; two equal rows of
         one batch are one version. With `keep_unchanged_times`, a record whose values equal its online
         row's keeps that row's event time. A live record whose latest stored version is a deletion no
         older than its newest row comes back as of `now` (a snapshot says it is live again). Online,
         each id's newest new version replaces a row no newer than it; a deletion removes such a row.
-        `digests`: the rows' `record_digests`, when the caller has them already."""
+        `digests`: the rows' `record_digests`, when the caller has them already; `ids_distinct`: the
+        caller checked that no id repeats."""
         rid, et = self.record_id, self.event_time
         batch_ids = ids(frame[rid])
         times = frame[et].to_numpy(dtype="float64").copy()
@@ -166,7 +168,7 @@ class RecordState:
         held = online & (online_times == times) & (online_digests == digests) & (not deleted)
         held[~held] = self._holds(keys[~held])
         new = ~held
-        unique = distinct(batch_ids)
+        unique = ids_distinct or distinct(batch_ids)
         if not unique:
             new &= ~keys.duplicated([rid, et, DIGEST]).to_numpy()
         fresh = frame[new].assign(**{et: times[new], DIGEST: digests[new]})

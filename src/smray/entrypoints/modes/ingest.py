@@ -277,7 +277,8 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     checks = ray_tasks.settle([keys for keys, _, _ in shared])
     present = pd.concat([pd.Series(c["ids"]) for c in checks], ignore_index=True)
     repeats = Repeats(0, None)
-    if not distinct(present):  # only then are the other key columns needed
+    ids_distinct = distinct(present)
+    if not ids_distinct:  # only then are the other key columns needed
         repeats = find_repeats(
             pd.DataFrame(
                 {k: np.concatenate([c[k + "s"] for c in checks]) for k in ("time", "digest", "file", "row")}
@@ -309,7 +310,10 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
             [share] = ray_tasks.settle([records.pop(0)])
             digests = c["digests"] if same_order else None
             writes.append(
-                {"host": c["host"], **spec.write(group, share, opts.batch_rows, c["times_given"], digests)}
+                {
+                    "host": c["host"],
+                    **spec.write(group, share, opts.batch_rows, c["times_given"], digests, ids_distinct),
+                }
             )
             del share  # and its object: one share in memory at a time
     else:
@@ -329,7 +333,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
             f"{failed} of {sum(w['offered'] for w in writes)} records were not written to feature group "
             f"{group.name} after retries ({', '.join(f'{c}: {n}' for c, n in sorted(codes.items()))})"
         )
-    deleted = spec.local().delete_absent(group, present, run_time) if mode == "snapshot" else 0
+    deleted = spec.local().delete_absent(group, present, run_time, ids_distinct) if mode == "snapshot" else 0
     if spec.backend == "sagemaker" and opts.wait_offline_s > 0:
         # PutRecord lands in the offline store minutes later: the next step must not read before.
         spec.sagemaker().wait_offline(group, since_ms, sum(w["written"] for w in writes), opts.wait_offline_s)
