@@ -78,8 +78,9 @@ MODES = {
 }
 
 
-class Terminated(Exception):
-    """SIGTERM: SageMaker stops a job, or docker compose stops a service."""
+class Terminated(errors.PlatformError):
+    """SIGTERM: SageMaker stops a job, or docker compose stops a service (a stop from outside, not a
+    bug: one line, no traceback)."""
 
 
 def usage() -> str:

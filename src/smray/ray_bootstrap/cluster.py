@@ -244,6 +244,10 @@ def _run_worker(
         )
         log.info("worker %s (%s) joined head %s (%s)", config.current_host, ip, config.head, head_ip)
         status = lifeline.wait()
+        if status is not None:
+            # The head is done, so is this host. Local mode stops every container once the head's has
+            # exited (SIGTERM): that must not fail a host that is only stopping Ray on its way out.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
     finally:
         _ray_stop()
     if status is None:
