@@ -2,6 +2,7 @@
 
 import io
 import logging
+import os
 from pathlib import Path
 
 from smray.workstation.pipeline import local_mode
@@ -14,9 +15,16 @@ def test_telemetry_is_opted_out_in_the_sdk_s_own_config(tmp_path, monkeypatch):
     from sagemaker.telemetry.telemetry_logging import TELEMETRY_OPT_OUT_PATH
     from sagemaker.utils import resolve_value_from_config
 
-    session = local_mode.session()
+    session = local_mode.session("1024m")
     assert resolve_value_from_config(None, TELEMETRY_OPT_OUT_PATH, False, session) is True
-    assert session.config["local"]["container_config"]["shm_size"] == "256m"
+    assert session.config["local"]["container_config"]["shm_size"] == "1024m"
+
+
+def test_a_job_s_hosts_share_ray_s_default_object_store_share_of_the_machine():
+    memory_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // local_mode.MIB
+    one, two = (int(local_mode.shm_size(hosts).removesuffix("m")) for hosts in (1, 2))
+    assert one == max(int(memory_mib * 0.3), 256)
+    assert two in (one // 2, one // 2 - 1) or two == 256
 
 
 def _record(message: str) -> logging.LogRecord:

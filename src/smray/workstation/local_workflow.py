@@ -159,7 +159,13 @@ def run_pipeline(home: Path, input_dir: Path, settings: Settings) -> Result:
     started = time.time()
     with progress.steps_to_terminal(log_file, STEPS) as output:
         execution = execute.run(
-            home, home / "runs", input_dir, settings.image, settings.parameters(), settings.schema
+            home,
+            home / "runs",
+            input_dir,
+            settings.image,
+            settings.parameters(),
+            settings.schema,
+            max(settings.processing_hosts, settings.training_hosts),
         )
     archive = execution.folder / "model" / model_artifact.ARCHIVE
     result = Result(

@@ -53,10 +53,10 @@ def run(
     image: str,
     parameters: dict[str, Any],
     schema: Schema,
-    shm_size: str = "256m",
+    hosts: int,
 ) -> Execution:
     """Runs the whole pipeline once on the table `schema` declares; `parameters` overrides pipeline
-    parameters by name."""
+    parameters by name; `hosts`: the most hosts any of its jobs has."""
     local_mode.prepare_environment(home)
     defaults = {
         "InputDataUrl": input_dir.resolve().as_uri(),
@@ -78,7 +78,7 @@ def run(
         model_package_group=schema.name,
         defaults=defaults,
     )
-    session = local_mode.session(shm_size)
+    session = local_mode.session(local_mode.shm_size(hosts))
     pipeline = definition.build(target, session)
     pipeline.create(role_arn=target.role)
     started = time.monotonic()

@@ -54,11 +54,25 @@ def require_mountable(home: Path) -> None:
             )
 
 
-def session(shm_size: str = "256m") -> Any:
+MIB = 1024 * 1024
+OBJECT_STORE_SHARE = 0.3  # of a machine's memory: Ray's default for its object store
+MIN_SHM_MIB = 256
+
+
+def shm_size(hosts: int) -> str:
+    """Each job container's /dev/shm, where its host's Ray object store lives. A job's hosts share this
+    machine, so together they get Ray's default share of its memory (tmpfs takes only what is used).
+    Docker gives 64 MB; with a fixed 256 MB, Ray Data wrote one block at a time at 10M rows
+    (preprocess 146 s; 55 s with 3 GB)."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{max(int(memory * OBJECT_STORE_SHARE / max(hosts, 1)) // MIB, MIN_SHM_MIB)}m"
+
+
+def session(shm_size: str) -> Any:
     from sagemaker.workflow.pipeline_context import LocalPipelineSession
 
     local = LocalPipelineSession()
-    # Ray needs more than Docker's 64 MB /dev/shm; the setting applies to every container of a job
+    # The setting applies to every container of a job
     local.config = {"local": {"local_code": True, "container_config": {"shm_size": shm_size}}}
     return local
 
