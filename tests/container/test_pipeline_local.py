@@ -37,6 +37,22 @@ def _run(home: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _exited_containers_mounting(folder: Path) -> list[str]:
+    """Exited containers with a mount from `folder` (every job container of a run mounts its SMRAY_HOME):
+    this test's own, never a user's."""
+    listed = ["docker", "ps", "--all", "--quiet", "--filter", "status=exited"]
+    ids = subprocess.run(listed, capture_output=True, text=True, check=True).stdout.split()
+    if not ids:
+        return []
+    fmt = "{{.Name}} {{range .Mounts}}{{.Source}} {{end}}"
+    inspected = subprocess.run(["docker", "inspect", "--format", fmt, *ids], capture_output=True, text=True)
+    return [
+        line.split()[0]
+        for line in inspected.stdout.splitlines()
+        if any(source.startswith(f"{folder}/") for source in line.split()[1:])
+    ]
+
+
 def _report(stdout: str) -> Path:
     return Path(re.search(r"report\s+(\S+report\.html)", stdout)[1])
 
@@ -56,6 +72,7 @@ def test_the_pass_branch_end_to_end_on_two_hosts(home, tmp_path):
         assert re.search(rf"{step}\s+Succeeded", out), out
     rmse = float(re.search(r"RMSE ([\d,]+) \(", out)[1].replace(",", ""))
     assert rmse <= 30000
+    assert _exited_containers_mounting(home) == []  # each job's containers were removed after it
     (version,) = LocalRegistry(home / "registry").versions("housing")
     assert version.status is Approval.APPROVED and version.rmse() == pytest.approx(rmse, abs=1)
     endpoint = LocalEndpoints(home).describe("housing")

@@ -82,7 +82,7 @@ def run(
     pipeline = definition.build(target, session)
     pipeline.create(role_arn=target.role)
     started = time.monotonic()
-    with local_mode.file_property_files():
+    with local_mode.file_property_files(), local_mode.job_containers_removed():
         execution = pipeline.start(parameters=parameters)
     described = execution.describe()
     steps = [_step(s) for s in execution.list_steps()["PipelineExecutionSteps"]]

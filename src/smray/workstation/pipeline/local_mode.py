@@ -1,10 +1,13 @@
 """Running the pipeline in SageMaker local mode (LocalPipelineSession) on the local Docker engine, with
 no AWS account: file:// locations everywhere, telemetry off, one folder per execution.
 
-One gap of local mode is filled here rather than worked around in the pipeline: its JsonGet reads a
-PropertyFile only from S3 (file:// fails in `parse_s3_url`, and the error blames the JSON path), so the
-quality gate could never see evaluation.json. `file_property_files()` swaps in an executor that reads a
-property file from a file:// output and defers to the SDK for everything else.
+Two gaps of local mode are filled here rather than worked around in the pipeline:
+- its JsonGet reads a PropertyFile only from S3 (file:// fails in `parse_s3_url`, and the error blames the
+  JSON path), so the quality gate could never see evaluation.json. `file_property_files()` swaps in an
+  executor that reads a property file from a file:// output and defers to the SDK for everything else;
+- it leaves every job's containers behind, exited (one per host and step: 11 a run of the main command).
+  `job_containers_removed()` removes each job's own once its outputs are collected (their output is in
+  the run's log).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,3 +125,25 @@ def file_property_files() -> Iterator[None]:
         yield
     finally:
         sdk.LocalPipelineExecutor = original
+
+
+@contextlib.contextmanager
+def job_containers_removed() -> Iterator[None]:
+    from sagemaker.local import image
+
+    def cleanup(container: Any, dirs_to_delete: list[str] | None = None) -> None:
+        compose_file = os.path.join(container.container_root, image.DOCKER_COMPOSE_FILENAME)
+        label = f"label=com.docker.compose.project.config_files={compose_file}"
+        listed = subprocess.run(
+            ["docker", "ps", "--all", "--quiet", "--filter", label], capture_output=True, text=True
+        )
+        if listed.stdout.split():
+            subprocess.run(["docker", "rm", "--force", *listed.stdout.split()], capture_output=True)
+        original(container, dirs_to_delete)
+
+    original = image._SageMakerContainer._cleanup
+    image._SageMakerContainer._cleanup = cleanup  # called after a job's outputs are collected
+    try:
+        yield
+    finally:
+        image._SageMakerContainer._cleanup = original
