@@ -25,6 +25,8 @@ from pathlib import Path
 
 from main_command import SMRAY, model_metadata, plain_floor, run
 
+from smray.ray_bootstrap import object_store
+
 GIB = 1024**3
 CGROUP_V1 = Path("/sys/fs/cgroup/memory/docker")
 CGROUP_V2 = Path("/sys/fs/cgroup/system.slice")
@@ -96,7 +98,7 @@ def main() -> None:
         "early stopping, or none",
     )
     args = parser.parse_args()
-    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    machine = object_store.physical_memory_bytes()
     results = []
     for rows in args.rows:  # smray first: a run stopped during the long floor still has its figures
         home = Path(tempfile.mkdtemp(prefix=f"smray-bench-scale-{rows}-"))

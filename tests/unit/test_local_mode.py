@@ -21,7 +21,7 @@ def test_telemetry_is_opted_out_in_the_sdk_s_own_config(tmp_path, monkeypatch):
 
 
 def test_a_job_s_hosts_share_ray_s_default_object_store_share_of_the_machine():
-    memory_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // local_mode.MIB
+    memory_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
     one, two = (int(local_mode.shm_size(hosts).removesuffix("m")) for hosts in (1, 2))
     assert one == max(int(memory_mib * 0.3), 256)
     assert two in (one // 2, one // 2 - 1) or two == 256

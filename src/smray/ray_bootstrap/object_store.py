@@ -65,11 +65,12 @@ def container_memory_bytes() -> int:
         except OSError:
             continue
         if text.isdigit() and int(text) < (1 << 60):  # cgroup v1 writes a huge number for "no limit"
-            return min(int(text), _physical_memory_bytes())
-    return _physical_memory_bytes()
+            return min(int(text), physical_memory_bytes())
+    return physical_memory_bytes()
 
 
-def _physical_memory_bytes() -> int:
+def physical_memory_bytes() -> int:
+    """The machine's memory (a container sees its host's)."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
