@@ -68,44 +68,49 @@ def numeric(
     `scaled` data (standardized by preprocess) has no integral columns any more. Numbers that are not
     finite (`inf`, `nan`, `1e400`) come through as inf or NaN: `not_finite` finds them for the rules."""
     require_columns(frame, schema.value_columns, source)
-    out = pd.DataFrame(index=frame.index)
+    columns: dict[str, np.ndarray] = {}
     kinds = {f.name: f.type for f in schema.features}
     for column in schema.value_columns:
         raw = frame[column]
-        values = pd.to_numeric(raw, errors="coerce").astype("float64")
-        bad = values.isna() & raw.notna() & ~_nan_word(raw)
-        if bad.any():
-            first = _first(bad)
-            raise UserError(
-                f"{source}: column {column} has a non-numeric value {raw[first]!r} at row "
-                f"{first + row_offset} ({int(bad.sum())} such rows)"
-            )
-        if kinds.get(column) is FeatureType.INTEGRAL and not scaled:
+        if _is_number(raw):  # a Parquet column of numbers: nothing in it can be non-numeric
+            values = raw.to_numpy(dtype="float64", na_value=np.nan)
+        else:
+            values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            bad = np.isnan(values) & raw.notna().to_numpy() & ~_nan_word(raw)
+            if bad.any():
+                first = _first(frame.index, bad)
+                raise UserError(
+                    f"{source}: column {column} has a non-numeric value {raw[first]!r} at row "
+                    f"{first + row_offset} ({int(bad.sum())} such rows)"
+                )
+        integral = kinds.get(column) is FeatureType.INTEGRAL and not scaled
+        if integral and not pd.api.types.is_integer_dtype(raw.dtype):
             fractional = np.isfinite(values) & (values != np.floor(values))
             if fractional.any():
-                first = _first(fractional)
+                first = _first(frame.index, fractional)
                 raise UserError(
                     f"{source}: integral column {column} has the fractional value {raw[first]} at row "
                     f"{first + row_offset}"
                 )
-        out[column] = values
-    missing_target = out[schema.target].isna() & ~_nan_word(frame[schema.target])
+        columns[column] = values
+    missing_target = np.isnan(columns[schema.target]) & ~_nan_word(frame[schema.target])
     if missing_target.any():
-        first = _first(missing_target)
+        first = _first(frame.index, missing_target)
         raise UserError(
             f"{source}: target {schema.target} is missing (NaN) at row {first + row_offset} "
             f"({int(missing_target.sum())} such rows)"
         )
-    return out
+    return pd.DataFrame(columns, index=frame.index)
 
 
 def not_finite(values: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFrame:
     """Per cell: a number that is not finite (inf, or NaN written as a number: an empty cell is a missing
     value, not a NaN)."""
-    return pd.DataFrame(
-        {c: np.isinf(values[c]) | (values[c].isna() & _nan_word(raw[c])) for c in values.columns},
-        index=values.index,
-    )
+    found = {}
+    for column in values.columns:
+        numbers = values[column].to_numpy()
+        found[column] = np.isinf(numbers) | (np.isnan(numbers) & _nan_word(raw[column]))
+    return pd.DataFrame(found, index=values.index)
 
 
 def outside_event_time_range(times: pd.Series) -> pd.Series:
@@ -122,7 +127,7 @@ def event_times(raw: pd.Series, source: Path | str, column: str, row_offset: int
     parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
     bad = parsed.isna()
     if bad.any():
-        first = _first(bad)
+        first = _first(raw.index, bad.to_numpy())
         raise UserError(
             f"{source}: column {column} has {raw[first]!r} at row {first + row_offset}: "
             "expected seconds since the epoch or an ISO-8601 time"
@@ -138,12 +143,17 @@ def single_event_time(text: str, what: str) -> float:
     return value
 
 
-def _nan_word(raw: pd.Series) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw):
-        return pd.Series(False, index=raw.index)
-    return raw.astype(str).str.strip().str.lower().isin(_NAN_WORDS) & raw.notna()
+def _is_number(raw: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype)
 
 
-def _first(mask: pd.Series) -> int:
+def _nan_word(raw: pd.Series) -> np.ndarray:
+    """Per cell: the text of a NaN (a number that is not finite, where an empty cell is a missing one)."""
+    if _is_number(raw) or pd.api.types.is_bool_dtype(raw.dtype):
+        return np.zeros(len(raw), dtype=bool)
+    return (raw.astype(str).str.strip().str.lower().isin(_NAN_WORDS) & raw.notna()).to_numpy()
+
+
+def _first(index: pd.Index, mask: np.ndarray) -> int:
     """Index label (row position in the file) of the first True."""
-    return int(mask.index[mask.to_numpy()][0])
+    return int(index[np.flatnonzero(mask)[0]])
