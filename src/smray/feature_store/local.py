@@ -45,7 +45,14 @@ import pyarrow.parquet as pq
 from smray import schema as schema_mod
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
-from smray.feature_store.record_state import DIGEST, Ids, RecordState, is_in, record_digests
+from smray.feature_store.record_state import (
+    DIGEST,
+    Ids,
+    RecordState,
+    as_online_changes,
+    is_in,
+    record_digests,
+)
 from smray.locks import exclusive
 from smray.schema import Schema
 
@@ -58,8 +65,10 @@ CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, staged TEXT, rows INTEG
 CREATE TABLE IF NOT EXISTS state_files (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, path TEXT,
     retired_at REAL);
 """
-# The record state's files: new versions, a full online snapshot, a batch's online changes.
+# The record state's files: new versions, a full online snapshot, a batch's online changes, and a batch's
+# new versions that are each an online change too (a first ingest, most re-ingests): one file, not two.
 _VERSIONS, _ONLINE, _ONLINE_CHANGES = "versions", "online", "online-changes"
+_VERSIONS_ONLINE = "versions-online"
 _MAX_STATE_FILES = 16  # more, and a batch compacts them: opening the store reads few files
 _RETIRED_KEPT_S = 600.0  # a compacted file stays this long for readers that listed it just before
 # A catalog's state version: its folder, its newest state file's number and (random) name.
@@ -259,11 +268,14 @@ class LocalFeatureStore:
         ).fetchall()
         snapshot = max((seq for seq, kind, _ in active if kind == _ONLINE), default=0)
         read = self._state_dir(group)
+        frames = {p: pd.read_parquet(read / p) for _, _, p in active}
         state = RecordState.from_files(
             RecordState.empty(group.record_id, group.event_time),
-            versions=[pd.read_parquet(read / p) for _, kind, p in active if kind == _VERSIONS],
+            versions=[frames[p] for _, kind, p in active if kind in (_VERSIONS, _VERSIONS_ONLINE)],
             online=[
-                pd.read_parquet(read / p) for seq, kind, p in active if kind != _VERSIONS and seq >= snapshot
+                as_online_changes(frames[p]) if kind == _VERSIONS_ONLINE else frames[p]
+                for seq, kind, p in active
+                if kind != _VERSIONS and seq >= snapshot
             ],
         )
         _last_state[:] = [(version, state)]
@@ -349,7 +361,11 @@ class LocalFeatureStore:
                     frame, values, deleted, keep_unchanged_times, now.timestamp(), digests, ids_distinct
                 )
                 files = self._stage(group, applied.fresh, now, deleted)
-                changes = [(_VERSIONS, applied.versions), (_ONLINE_CHANGES, applied.online_changes)]
+                changes = (
+                    [(_VERSIONS_ONLINE, applied.versions)]
+                    if len(applied.online_changes) == len(applied.versions)  # the same keys, then
+                    else [(_VERSIONS, applied.versions), (_ONLINE_CHANGES, applied.online_changes)]
+                )
                 state_files = self._add_state_files(
                     conn,
                     group,
@@ -408,7 +424,10 @@ class LocalFeatureStore:
         table = pa.Table.from_pandas(rows, preserve_index=False)
         order = None
         if (np.diff(hours) < 0).any():  # not in time order already (one hour, or sorted input, is)
-            order = np.argsort(hours, kind="stable")
+            first = hours.min()
+            # Hours within 7 years of each other fit 16 bits, which numpy sorts by radix: 8x faster.
+            keys = (hours - first).astype("uint16") if hours.max() - first < 2**16 else hours
+            order = np.argsort(keys, kind="stable")
             hours = hours[order]
         starts = np.flatnonzero(np.diff(hours, prepend=hours[0] - 1))
         ends = [*starts[1:], len(hours)]

@@ -50,6 +50,11 @@ def distinct(values: Ids) -> bool:
     return len(pc.unique(array)) == len(array)
 
 
+def as_online_changes(versions: pd.DataFrame) -> pd.DataFrame:
+    """A batch's new versions as its online changes, when each one is (a deletion removes the record)."""
+    return versions.assign(**{LIVE: ~versions[DELETED].to_numpy(dtype=bool)}).drop(columns=DELETED)
+
+
 def ids(values: Ids) -> pd.api.extensions.ExtensionArray:
     """Record ids as Arrow-backed strings: about 15 bytes an id, where a Python string takes 60."""
     return pd.array(values, dtype="str")
@@ -152,7 +157,7 @@ class RecordState:
             digests = np.zeros(len(frame), dtype="int64")
         elif digests is None:
             digests = record_digests(frame, value_columns)
-        at = self.online.index.get_indexer(batch_ids) if len(self.online) else np.full(len(batch_ids), -1)
+        at = self._online_rows(batch_ids)
         online = at >= 0
         online_times = np.full(len(batch_ids), -np.inf)
         online_times[online] = self.online[et].to_numpy(dtype="float64")[at[online]]
@@ -180,6 +185,19 @@ class RecordState:
         next_online = pd.concat([self.online[kept], live]) if kept.any() else live
         versions = pd.concat([self.versions, keys[new]], ignore_index=True) if new.any() else self.versions
         return Applied(fresh, keys[new], changes, RecordState(rid, et, versions, next_online))
+
+    def _online_rows(self, batch_ids: pd.api.extensions.ExtensionArray) -> np.ndarray:
+        """Each id's row in the online rows, -1 for none. A table ingested again as it was lines up with
+        them row for row (they keep its order): one comparison then, not a hash lookup of every id."""
+        index = self.online.index
+        if not len(index):
+            return np.full(len(batch_ids), -1)
+        if (
+            len(index) == len(batch_ids)
+            and pc.all(pc.equal(pa.array(index.array), pa.array(batch_ids))).as_py()
+        ):
+            return np.arange(len(batch_ids))
+        return index.get_indexer(batch_ids)
 
     def _revive(self, batch_ids: pd.api.extensions.ExtensionArray, times: np.ndarray, now: float) -> None:
         """In place: each id's newest batch row, if the id's latest version is a deletion at or after that
