@@ -5,6 +5,7 @@ import time
 from argparse import Namespace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -15,6 +16,7 @@ from smray.entrypoints.modes import ingest
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
 from smray.feature_store.local import LocalFeatureStore
+from smray.feature_store.record_state import distinct
 from smray.workstation import datagen
 
 REFERENCE = Path(__file__).resolve().parents[2] / "data" / "house_pricing.csv"
@@ -184,6 +186,21 @@ def test_fail_policy_stops_the_step(ray_cluster, tmp_path):
         UserError, match=r"1 row\(s\) break the rule PRICE >= 0 \(policy: fail\); first at row 3"
     ):
         ingest.run(local(), options(tmp_path, tmp_path / "raw", schema=schema_file))
+
+
+def test_an_integer_id_in_a_parquet_file_is_the_record_its_text_names_in_a_csv(ray_cluster, tmp_path):
+    csv = write(tmp_path / "raw" / "a.csv", "record_id,event_time," + HEADER + "1,5," + GOOD)
+    row = pd.read_csv(csv)  # record_id as an integer column
+    row.assign(PRICE=490099).to_parquet(tmp_path / "raw" / "b.parquet")
+    with pytest.raises(UserError, match=r"record id 1 has different values at a\.csv row 2 and at b\."):
+        ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+    row.to_parquet(tmp_path / "raw" / "b.parquet")  # the same row again: one record, written once
+    ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+    summary = json.loads((tmp_path / "report.json").read_text())
+    assert (summary["written"], summary["duplicates"], summary["deleted"]) == (1, 1, 0)
+    # Across hosts' shares too: the number 7 and the text "7" are one id.
+    assert not distinct(ingest.all_ids([np.array([7, 8]), ingest.id_keys(pd.Series(["7"]))]))
+    assert distinct(ingest.all_ids([np.array([7, 8]), np.array([9])]))
 
 
 def test_shares_are_disjoint_and_cover_everything(tmp_path):

@@ -45,7 +45,9 @@ def is_in(values: Ids, of: Ids) -> np.ndarray:
 
 
 def distinct(values: Ids) -> bool:
-    """Whether no id repeats: Arrow's hash table, three times faster than a pandas Index's."""
+    """Whether no id repeats. Integer ids: pandas' hash table; text: Arrow's, three times faster there."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+        return pd.Index(values).is_unique
     array = pa.array(ids(values))
     return len(pc.unique(array)) == len(array)
 

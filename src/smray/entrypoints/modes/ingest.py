@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from smray.entrypoints import ray_tasks
 from smray.errors import UserError
 from smray.feature_store.backends import BACKENDS, StoreSpec
 from smray.feature_store.definition import FeatureGroupDefinition
-from smray.feature_store.record_state import distinct, ids, record_digests
+from smray.feature_store.record_state import Ids, distinct, ids, record_digests
 from smray.quality import check as check_quality
 from smray.schema import Schema
 
@@ -120,59 +121,83 @@ def plan_units(files: list[Path], hosts: int) -> list[list[Unit]]:
 @dataclass
 class Prepared:
     records: pd.DataFrame  # record id, event time, value columns: ready to write
+    digests: np.ndarray  # the records' `record_digests`
     quarantine: pd.DataFrame  # rule-breaking rows as read, with source_file, source_row, violated_rules
     rows_read: int
     times_given: bool  # the event times came from the data
     places: pd.DataFrame  # per record: file (index into `files`) and row, to name where a record came from
     files: list[str]  # input files relative to the input folder
 
-
-def prepare(units: list[Unit], schema: Schema, default_event_time: float, root: Path) -> Prepared:
-    """Read and check a share. Raises UserError on the first bad file."""
-    records, quarantined, places, rows_read = [], [], [], 0
-    files = sorted({Path(u.path).relative_to(root).as_posix() for u in units})
-    times_given = True
-    for unit in units:
-        path = Path(unit.path)
-        relative = path.relative_to(root).as_posix()
-        raw = tables.read(path)
-        if unit.parts > 1:
-            raw = raw.iloc[unit.part :: unit.parts]
-        rows_read += len(raw)
-        values = tables.numeric(raw, schema, path)
-        if schema.record_id in raw.columns:
-            ids = raw[schema.record_id].astype(str)
-            if raw[schema.record_id].isna().any():
-                raise UserError(f"{path}: column {schema.record_id} has empty record ids")
-        else:  # the path inside the input and the row: stable while the file's rows keep their order
-            ids = pd.Series(relative + ":" + raw.index.astype(str), index=raw.index)
-        if schema.event_time in raw.columns:
-            times = tables.event_times(raw[schema.event_time], path, schema.event_time)
-        else:
-            times = pd.Series(default_event_time, index=raw.index)
-            times_given = False
-        verdict = check_quality(
-            values.assign(**{schema.event_time: times}),
-            schema,
-            str(path),
-            not_finite=tables.not_finite(values, raw),
+    @classmethod
+    def join(cls, parts: list[Prepared], files: list[str]) -> Prepared:
+        quarantined = [p.quarantine for p in parts if len(p.quarantine)]
+        return cls(
+            records=pd.concat([p.records for p in parts], ignore_index=True),
+            digests=np.concatenate([p.digests for p in parts]),
+            quarantine=pd.concat(quarantined, ignore_index=True) if quarantined else pd.DataFrame(),
+            rows_read=sum(p.rows_read for p in parts),
+            times_given=all(p.times_given for p in parts),
+            places=pd.concat([p.places for p in parts], ignore_index=True),
+            files=files,
         )
-        frame = pd.concat([ids.rename(schema.record_id), times.rename(schema.event_time), values], axis=1)
-        keep = verdict.keep.to_numpy()
-        records.append(frame[keep])
-        places.append(pd.DataFrame({"file": files.index(relative), "row": raw.index[keep] + 2}))
-        if verdict.quarantined:
-            bad = raw[~keep].astype(str).copy()
-            bad["source_file"] = relative
-            bad["source_row"] = bad.index + 2
-            bad["violated_rules"] = verdict.reasons[~verdict.keep]
-            quarantined.append(bad)
+
+
+def prepare(
+    units: list[Unit], schema: Schema, default_event_time: float, root: Path, threads: int = 1
+) -> Prepared:
+    """Read and check a share, `threads` units at a time (reading, parsing and hashing release the GIL).
+    Raises UserError on the share's first bad file, in the order of `units`."""
+    files = sorted({Path(u.path).relative_to(root).as_posix() for u in units})
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        parts = list(pool.map(lambda u: prepare_unit(u, schema, default_event_time, root, files), units))
+    return Prepared.join(parts, files)
+
+
+def prepare_unit(
+    unit: Unit, schema: Schema, default_event_time: float, root: Path, files: list[str]
+) -> Prepared:
+    """Read and check one unit of a share (`files`: the share's files, which `places` indexes)."""
+    path = Path(unit.path)
+    relative = path.relative_to(root).as_posix()
+    raw = tables.read(path)
+    if unit.parts > 1:
+        raw = raw.iloc[unit.part :: unit.parts]
+    values = tables.numeric(raw, schema, path)
+    if schema.record_id in raw.columns:
+        record_ids = raw[schema.record_id]
+        if record_ids.isna().any():
+            raise UserError(f"{path}: column {schema.record_id} has empty record ids")
+        if not pd.api.types.is_integer_dtype(record_ids.dtype):  # integers stay numbers: `id_keys`
+            record_ids = record_ids.astype(str)
+    else:  # the path inside the input and the row: stable while the file's rows keep their order
+        record_ids = pd.Series(relative + ":" + raw.index.astype(str), index=raw.index)
+    times_given = schema.event_time in raw.columns
+    if times_given:
+        times = tables.event_times(raw[schema.event_time], path, schema.event_time)
+    else:
+        times = pd.Series(default_event_time, index=raw.index)
+    verdict = check_quality(
+        values.assign(**{schema.event_time: times}),
+        schema,
+        str(path),
+        not_finite=tables.not_finite(values, raw),
+    )
+    frame = pd.concat([record_ids.rename(schema.record_id), times.rename(schema.event_time), values], axis=1)
+    keep = verdict.keep.to_numpy()
+    records = frame[keep]
+    quarantine = pd.DataFrame()
+    if verdict.quarantined:
+        quarantine = raw[~keep].astype(str).copy()
+        quarantine["source_file"] = relative
+        quarantine["source_row"] = quarantine.index + 2
+        quarantine["violated_rules"] = verdict.reasons[~verdict.keep]
     return Prepared(
-        records=pd.concat(records, ignore_index=True),
-        quarantine=pd.concat(quarantined, ignore_index=True) if quarantined else pd.DataFrame(),
-        rows_read=rows_read,
+        records=records,
+        digests=record_digests(records, schema.value_columns),
+        quarantine=quarantine,
+        rows_read=len(raw),
         times_given=times_given,
-        places=pd.concat(places, ignore_index=True),
+        places=pd.DataFrame({"file": files.index(relative), "row": raw.index[keep] + 2}),
         files=files,
     )
 
@@ -214,7 +239,7 @@ def check_share(
     pa.set_cpu_count(cores)
     try:
         schema = schema_mod.parse(schema_dict)
-        prepared = prepare(units, schema, default_event_time, Path(root))
+        prepared = prepare(units, schema, default_event_time, Path(root), cores)
     finally:
         pa.set_cpu_count(threads)
     rec = prepared.records
@@ -223,13 +248,27 @@ def check_share(
         "rows_read": prepared.rows_read,
         "quarantined": len(prepared.quarantine),
         "times_given": prepared.times_given,
-        "ids": ids(rec[schema.record_id]),
+        "ids": id_keys(rec[schema.record_id]),
         "times": rec[schema.event_time].to_numpy(),
-        "digests": record_digests(rec, schema.value_columns),
+        "digests": prepared.digests,
         "files": np.array(prepared.files, dtype=object)[prepared.places["file"].to_numpy()],
         "rows": prepared.places["row"].to_numpy(),
     }
     return keys, rec, prepared.quarantine
+
+
+def id_keys(column: pd.Series) -> Ids:
+    """A share's record ids, to compare across the input: integers as numbers (hashed 4x faster than
+    their text, which is what the store keeps), anything else as text."""
+    return column.to_numpy() if pd.api.types.is_integer_dtype(column.dtype) else ids(column)
+
+
+def all_ids(shares: list[Ids]) -> Ids:
+    """Every share's ids in one array: numbers if every share's are, else text (the number 7 is the id
+    "7")."""
+    if all(isinstance(share, np.ndarray) for share in shares):
+        return np.concatenate(shares)
+    return ids(pd.concat([pd.Series(ids(share)) for share in shares], ignore_index=True))
 
 
 def keep_quarantine(quarantine: pd.DataFrame, quarantine_dir: str, host: str) -> None:
@@ -275,7 +314,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         for node, s in busy
     ]
     checks = ray_tasks.settle([keys for keys, _, _ in shared])
-    present = pd.concat([pd.Series(c["ids"]) for c in checks], ignore_index=True)
+    present = all_ids([c["ids"] for c in checks])
     repeats = Repeats(0, None)
     ids_distinct = distinct(present)
     if not ids_distinct:  # only then are the other key columns needed
