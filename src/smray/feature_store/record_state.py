@@ -189,16 +189,17 @@ class RecordState:
         return Applied(fresh, keys[new], changes, RecordState(rid, et, versions, next_online))
 
     def _online_rows(self, batch_ids: pd.api.extensions.ExtensionArray) -> np.ndarray:
-        """Each id's row in the online rows, -1 for none. A table ingested again as it was lines up with
-        them row for row (they keep its order): one comparison then, not a hash lookup of every id."""
+        """Each id's row in the online rows, -1 for none. A table ingested again as it was lines up with a
+        run of them (they keep its order; each host's share is a batch): a scan for its first id and one
+        comparison then, not a hash lookup of every id."""
         index = self.online.index
         if not len(index):
             return np.full(len(batch_ids), -1)
-        if (
-            len(index) == len(batch_ids)
-            and pc.all(pc.equal(pa.array(index.array), pa.array(batch_ids))).as_py()
-        ):
-            return np.arange(len(batch_ids))
+        online, batch = pa.array(index.array), pa.array(batch_ids)
+        start = pc.index(online, value=batch[0]).as_py() if len(batch) else -1
+        lined_up = 0 <= start <= len(online) - len(batch)
+        if lined_up and pc.all(pc.equal(online.slice(start, len(batch)), batch)).as_py():
+            return np.arange(start, start + len(batch))
         return index.get_indexer(batch_ids)
 
     def _revive(self, batch_ids: pd.api.extensions.ExtensionArray, times: np.ndarray, now: float) -> None:
