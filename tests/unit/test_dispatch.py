@@ -56,3 +56,16 @@ def test_a_job_s_stdout_on_a_tty_is_a_log_so_ray_data_logs_its_progress():
     assert process.returncode == 0
     assert os.read(main, 1024).decode().strip() == "False"
     os.close(main)
+
+
+def test_evaluate_runs_on_the_head_without_ray_and_another_host_ends(opt_ml, capsys):
+    """Evaluate uses no Ray: the head runs it without starting Ray (no cluster token needed), the other
+    hosts of a job end at once."""
+    hosts = {"hosts": ["algo-1", "algo-2"]}
+    write_json(paths.processing_resource_config(), {"current_host": "algo-2", **hosts})
+    assert dispatch.run(["evaluate"]) == 0
+    assert not (opt_ml / "output" / "message").exists()
+    write_json(paths.processing_resource_config(), {"current_host": "algo-1", **hosts})
+    assert dispatch.run(["evaluate", "--model", str(opt_ml / "nowhere")]) == 1
+    reason = (opt_ml / "output" / "message").read_text()
+    assert "nowhere" in reason and "SMRAY_RAY_TOKEN" not in reason

@@ -8,6 +8,7 @@ in the failure file and exit 1. An unknown mode is a usage error (exit 2).
 from __future__ import annotations
 
 import argparse
+import enum
 import importlib
 import io
 import logging
@@ -30,12 +31,20 @@ EXIT_USAGE = 2
 TINI = "/usr/bin/tini"  # the image's init (its ENTRYPOINT)
 
 
+class Placement(enum.Enum):
+    """Where a mode runs in a job of several hosts."""
+
+    CLUSTER = "the head runs it on the job's Ray cluster; the other hosts serve that cluster"
+    HEAD = "the head runs it on its own, without Ray (starting Ray takes 5 s); the other hosts end"
+    EVERY_HOST = "every container runs it on its own (a serving container)"
+
+
 @dataclass(frozen=True)
 class Mode:
     name: str
     summary: str
     module: str  # imported only for the mode that runs: each mode's libraries take seconds to import
-    on_cluster: bool = True  # the head runs it on the job's Ray cluster; workers serve that cluster
+    placement: Placement = Placement.CLUSTER
 
     def parser(self) -> argparse.ArgumentParser:
         return importlib.import_module(self.module).parser()
@@ -55,19 +64,24 @@ MODES = {
             _MODES + "preprocess",
         ),
         Mode("train", "distributed XGBoost (optionally tuned) -> /opt/ml/model", _MODES + "train"),
-        Mode("evaluate", "model + test split -> evaluation.json and a report", _MODES + "evaluate"),
+        Mode(
+            "evaluate",
+            "model + test split -> evaluation.json and a report",
+            _MODES + "evaluate",
+            Placement.HEAD,
+        ),
         Mode(
             "register",
             "model + evaluation -> a new version in the local model registry",
             _MODES + "register",
-            on_cluster=False,
+            Placement.HEAD,
         ),
-        Mode("serve", "SageMaker's inference contract on port 8080", _MODES + "serve", on_cluster=False),
+        Mode("serve", "SageMaker's inference contract on port 8080", _MODES + "serve", Placement.EVERY_HOST),
         Mode(
             "route",
             "a local endpoint's front: forwards each request to its current model container",
             _MODES + "route",
-            on_cluster=False,
+            Placement.EVERY_HOST,
         ),
         Mode(
             "cluster-check",
@@ -123,12 +137,14 @@ def run(argv: list[str]) -> int:
         log.info(
             "smray %s: mode %s on host %s of %s", __version__, mode.name, config.current_host, config.hosts
         )
-        if mode.on_cluster:
+        if mode.placement is Placement.CLUSTER:
             cluster.run(
                 config, os.environ, lambda: mode.run(config, opts), lambda e: report_and_exit(e, kind)
             )
-        else:
+        elif mode.placement is Placement.EVERY_HOST or config.is_head:
             mode.run(config, opts)
+        else:
+            log.info("mode %s runs on the head %s alone: nothing to do on this host", mode.name, config.head)
     except BaseException as exc:
         if not errors.expected(original(exc)):
             log.exception("unexpected failure")  # a bug: its traceback belongs in the log
