@@ -53,14 +53,12 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   fi
 fi
 
-# The host-side tools (tests, pipeline definitions) come from the locked dev requirements. uv trusts the
-# machine's certificate store, as pip does (a company proxy's CA lives there; uv's own roots lack it):
-# UV_SYSTEM_CERTS for uv from 0.10, UV_NATIVE_TLS before; each ignores the other's.
-export UV_SYSTEM_CERTS=1 UV_NATIVE_TLS=1
+# The host-side tools (tests, pipeline definitions) come from the locked dev requirements (uv.toml makes uv
+# trust the machine's certificate store, as pip does).
 if [ ! -x "$VENV/bin/python" ] || ! cmp -s requirements/dev.lock "$VENV/.smray-lock"; then
   log "creating $VENV from requirements/dev.lock"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade uv
+  "$VENV/bin/pip" install -q uv==0.13.9  # pinned: uv.toml follows its settings
   VIRTUAL_ENV="$VENV" "$VENV/bin/uv" pip sync -q --require-hashes requirements/dev.lock
   cp requirements/dev.lock "$VENV/.smray-lock"
 fi
