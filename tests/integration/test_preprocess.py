@@ -65,7 +65,17 @@ def test_same_seed_same_split(store, tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_latest_record_per_id_as_of_and_deletes(ray_cluster, tmp_path):
+def test_ray_tasks_and_the_job_s_process_select_the_same_rows_in_the_same_order(store, tmp_path):
+    preprocess.run(local(), options(store, tmp_path / "tasks", "--in-process-mib", "0"))
+    preprocess.run(local(), options(store, tmp_path / "here"))  # 2,000 rows: read in the job's process
+    for name in preprocess.SPLITS:
+        pd.testing.assert_frame_equal(
+            read_split(tmp_path / "tasks", name), read_split(tmp_path / "here", name)
+        )
+
+
+@pytest.mark.parametrize("in_process_mib", ["0", "32"])
+def test_latest_record_per_id_as_of_and_deletes(ray_cluster, tmp_path, in_process_mib):
     raw = tmp_path / "raw"
     raw.mkdir()
     frame = datagen.housing_frame(20, seed=9)
@@ -78,6 +88,7 @@ def test_latest_record_per_id_as_of_and_deletes(ray_cluster, tmp_path):
     store.put(group, frame.iloc[[19]].assign(event_time=3_000_000.0), deleted=True)
 
     halves = ["--train-size", "0.5", "--validation-size", "0.25", "--test-size", "0.25"]
+    halves += ["--in-process-mib", in_process_mib]  # by Ray tasks, or in the job's process
     preprocess.run(local(), options(tmp_path, tmp_path / "now", *halves, "--csv"))
     rows = pd.concat([read_split(tmp_path / "now", n) for n in preprocess.SPLITS])
     assert len(rows) == 19 and (rows["PRICE"] == 1.0).sum() == 5, rows
