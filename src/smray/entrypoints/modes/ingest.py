@@ -44,6 +44,9 @@ from smray.schema import Schema
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 200_000
+# Files a host reads and checks at once (no more than its cores): each holds its raw rows until checked,
+# so a host of many cores does not hold many large files at a time.
+FILES_IN_FLIGHT = 4
 MODES = ("snapshot", "upsert")
 
 
@@ -239,7 +242,7 @@ def check_share(
     pa.set_cpu_count(cores)
     try:
         schema = schema_mod.parse(schema_dict)
-        prepared = prepare(units, schema, default_event_time, Path(root), cores)
+        prepared = prepare(units, schema, default_event_time, Path(root), min(cores, FILES_IN_FLIGHT))
     finally:
         pa.set_cpu_count(threads)
     rec = prepared.records
