@@ -35,6 +35,7 @@ from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
 from smray.feature_store.local import LocalFeatureStore
 from smray.feature_store.record_state import latest_versions
+from smray.ray_bootstrap.object_store import MIB
 from smray.schema import Schema
 from smray.transform import Scale, Transform
 
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 SPLITS = contract.SPLITS
 IN_PROCESS_MIB = 32  # default of --in-process-mib: 1M rows of the generated table are 37 MB
 MIN_BUCKETS = 8  # record buckets of the latest-record selection (2 hosts of 2 cores had 8)
-BUCKET_BYTES = 128 * 1024 * 1024  # of offline files per bucket, above 8 buckets: a task's share
+BUCKET_BYTES = 128 * MIB  # of offline files per bucket, above 8 buckets: a task's share
 FRACTION_TOLERANCE = 1e-6
 
 
@@ -248,7 +249,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     log.info("preprocess: %d offline files of feature group %s", len(files), group.name)
 
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # same input, same files
-    in_process_bytes = opts.in_process_mib * 1024 * 1024
+    in_process_bytes = opts.in_process_mib * MIB
     records = live_records(files, schema, group, as_of, opts.seed, fractions, in_process_bytes).materialize()
     live = records.count()
     log.info("preprocess: %d live records selected in %.1f s", live, time.monotonic() - started)
