@@ -1,5 +1,5 @@
 """build.sh pushes to a real registry (Debian's docker-registry on loopback) and the image pulls back by
-digest."""
+digest; the image holds the bytecode of what its jobs import."""
 
 import socket
 import subprocess
@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from .conftest import IMAGE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,3 +66,31 @@ def test_help_documents_every_option():
         assert option in out.stdout
     bad = subprocess.run([str(REPO / "build.sh"), "--bogus"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "unknown option '--bogus'" in bad.stderr
+
+
+# Lists, in the image, the modules that the entrypoint, Ray's daemons and a job's Ray tasks import and
+# whose bytecode is missing: each process would compile those from source every time it starts.
+WITHOUT_BYTECODE = """
+import importlib.util, os, sys
+import pandas, pyarrow.parquet, xgboost, ray, ray.data, ray.tune, ray.scripts.scripts
+import smray.entrypoints.dispatch, smray.entrypoints.modes.train, smray.entrypoints.modes.preprocess
+missing = [
+    m.__file__ for m in list(sys.modules.values())
+    if (getattr(m, "__file__", None) or "").endswith(".py")
+    and not os.path.exists(importlib.util.cache_from_source(m.__file__))
+]
+print(len(missing), *missing[:5])
+"""
+
+
+def test_what_a_job_imports_is_compiled_in_the_image(docker_client):
+    """Without bytecode, `ray start --head` took 6.5 s instead of 2.7 s and the 100k-row main command 27 s
+    longer: every daemon and worker of every job compiled its imports again."""
+    output = docker_client.containers.run(
+        IMAGE,
+        ["-c", WITHOUT_BYTECODE],
+        entrypoint=["python"],
+        remove=True,
+        labels={"io.smray.test": "bytecode"},
+    )
+    assert output.decode().split()[0] == "0", output.decode()
