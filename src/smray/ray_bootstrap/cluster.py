@@ -83,6 +83,7 @@ def ray_start_command(
             f"--port={settings.gcs_port}",
             f"--include-dashboard={str(settings.include_dashboard).lower()}",
             "--disable-usage-stats",
+            "--no-monitor",  # the autoscaler's: a job's hosts are fixed, and it is one more process to start
         ]
     else:
         cmd += [f"--address={head_address}"]
