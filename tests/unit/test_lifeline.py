@@ -1,4 +1,5 @@
 import socket
+import struct
 import threading
 import time
 
@@ -176,3 +177,25 @@ def test_strangers_that_hold_connections_get_no_thread_each(server):
         sock.close()
     connect(server, "algo-4")  # retries until a slot is free
     server.wait_for({"algo-4"}, timeout_s=5)
+
+
+def test_a_head_that_ends_with_a_reset_after_done_is_no_error(caplog):
+    """A head process that exits with the worker's beats unread resets the connection: after `done`,
+    that is the head ending as it should, not a broken lifeline (it was logged as an ERROR before)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def head() -> None:
+        conn, _ = listener.accept()
+        conn.sendall(b"challenge n0nce\n")
+        conn.makefile("rb").readline()  # the hello
+        conn.sendall(b"done 0\n")
+        time.sleep(0.3)  # beats arrive, unread
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # a reset, as the head process's exit sends with data unread
+
+    threading.Thread(target=head, daemon=True).start()
+    client = LifelineClient.connect("127.0.0.1", "algo-2", TOKEN, timeout_s=5, port=port, beat_s=0.05)
+    assert client.wait() == 0
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+    listener.close()

@@ -248,7 +248,8 @@ class LifelineClient:
         except TimeoutError:
             log.error("the head has been silent for %g s", self._silence_s)
         except (OSError, _Refused) as exc:
-            log.error("lifeline to the head broke: %s", exc)
+            if status is None:  # after `done`, a reset is the head process ending, as it should
+                log.error("lifeline to the head broke: %s", exc)
         self._stop.set()
         _close(self._sock)
         return status
