@@ -1,9 +1,13 @@
-"""SageMaker local mode set-up: telemetry really opted out, and step progress as a person sees it."""
+"""SageMaker local mode set-up: telemetry really opted out, the SDK's config validated once a run, and
+step progress as a person sees it."""
 
 import io
 import logging
 import os
 from pathlib import Path
+
+import jsonschema
+import pytest
 
 from smray.workstation.pipeline import local_mode
 from smray.workstation.pipeline.progress import ContainerOutput, StepProgress
@@ -18,6 +22,34 @@ def test_telemetry_is_opted_out_in_the_sdk_s_own_config(tmp_path, monkeypatch):
     session = local_mode.session("1024m")
     assert resolve_value_from_config(None, TELEMETRY_OPT_OUT_PATH, False, session) is True
     assert session.config["local"]["container_config"]["shm_size"] == "1024m"
+
+
+def test_a_run_validates_the_sdk_s_config_once_and_a_bad_one_still_fails(tmp_path, monkeypatch):
+    """Each lookup of a setting validated the config, schema included (57 ms; 10 s a run)."""
+    monkeypatch.delenv("SAGEMAKER_USER_CONFIG_OVERRIDE", raising=False)
+    local_mode.prepare_environment(tmp_path)
+    from sagemaker.telemetry.telemetry_logging import TELEMETRY_OPT_OUT_PATH
+    from sagemaker.utils import resolve_value_from_config
+
+    validations = []  # of the SDK's config (local mode's own settings are another, cheap schema)
+    original = jsonschema.validate
+
+    def validate(instance, *args, **kwargs):
+        validations.extend(["SchemaVersion" in instance])
+        return original(instance, *args, **kwargs)
+
+    monkeypatch.setattr(jsonschema, "validate", validate)
+    with local_mode.config_validated_once():
+        session = local_mode.session("1024m")
+        before = sum(validations)
+        for _ in range(5):
+            assert resolve_value_from_config(None, TELEMETRY_OPT_OUT_PATH, False, session) is True
+        assert sum(validations) == before == 1
+        session.sagemaker_config = {"SchemaVersion": "1.0", "SageMaker": {"Nonsense": 1}}
+        with pytest.raises(jsonschema.ValidationError):
+            resolve_value_from_config(None, TELEMETRY_OPT_OUT_PATH, False, session)
+    resolve_value_from_config(None, "SageMaker.Pipeline.RoleArn", None, local_mode.session("1024m"))
+    assert sum(validations) > before + 1, "outside a run, the SDK validates as it always did"
 
 
 def test_a_job_s_hosts_share_ray_s_default_object_store_share_of_the_machine():

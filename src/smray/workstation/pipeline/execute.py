@@ -78,23 +78,26 @@ def run(
         model_package_group=schema.name,
         defaults=defaults,
     )
-    session = local_mode.session(local_mode.shm_size(hosts))
-    pipeline = definition.build(target, session)
-    pipeline.create(role_arn=target.role)
-    started = time.monotonic()
-    with local_mode.file_property_files(), local_mode.job_containers_removed():
-        execution = pipeline.start(parameters=parameters)
-    described = execution.describe()
-    steps = [_step(s) for s in execution.list_steps()["PipelineExecutionSteps"]]
+    with local_mode.config_validated_once():
+        session = local_mode.session(local_mode.shm_size(hosts))
+        pipeline = definition.build(target, session)
+        pipeline.create(role_arn=target.role)
+        started = time.monotonic()
+        with local_mode.file_property_files(), local_mode.job_containers_removed():
+            execution = pipeline.start(parameters=parameters)
+        seconds = time.monotonic() - started
+        pipeline_definition = json.loads(pipeline.definition())
+        described = execution.describe()
+        steps = [_step(s) for s in execution.list_steps()["PipelineExecutionSteps"]]
     return Execution(
         id=described["PipelineExecutionArn"],
         status=described["PipelineExecutionStatus"],
         folder=runs / described["PipelineExecutionArn"],
-        seconds=time.monotonic() - started,
+        seconds=seconds,
         steps=sorted(steps, key=lambda s: _order(s.name)),
         failure=described.get("FailureReason", ""),
         parameters={**defaults, **parameters},
-        definition=json.loads(pipeline.definition()),
+        definition=pipeline_definition,
     )
 
 

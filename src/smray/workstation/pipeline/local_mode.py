@@ -8,6 +8,9 @@ Two gaps of local mode are filled here rather than worked around in the pipeline
 - it leaves every job's containers behind, exited (one per host and step: 11 a run of the main command).
   `job_containers_removed()` removes each job's own once its outputs are collected (their output is in
   the run's log).
+And one cost of the SDK: it validates its config at every lookup of a setting, and each validation first
+checks the whole config schema against JSON Schema's own (57 ms). A run looks settings up about 180 times:
+10 s, most of it before the first step. `config_validated_once()` validates each config once a run.
 """
 
 from __future__ import annotations
@@ -124,6 +127,40 @@ def file_property_files() -> Iterator[None]:
         yield
     finally:
         sdk.LocalPipelineExecutor = original
+
+
+@contextlib.contextmanager
+def config_validated_once() -> Iterator[None]:
+    import importlib
+
+    from sagemaker.config import config
+
+    original = config.validate_sagemaker_config
+    validated: set[str] = set()
+
+    def validate_once(sagemaker_config: dict | None = None) -> None:
+        key = json.dumps(sagemaker_config, sort_keys=True, default=str)
+        if key not in validated:
+            original(sagemaker_config)  # raises on a bad config, as before
+            validated.add(key)
+
+    modules = [  # each of them imported the function by name
+        importlib.import_module(name)
+        for name in (
+            "sagemaker.config.config",
+            "sagemaker.config",
+            "sagemaker.utils",
+            "sagemaker.session",
+            "sagemaker.local.local_session",
+        )
+    ]
+    for module in modules:
+        module.validate_sagemaker_config = validate_once
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.validate_sagemaker_config = original
 
 
 @contextlib.contextmanager
