@@ -76,7 +76,8 @@ def numeric(
             values = raw.to_numpy(dtype="float64", na_value=np.nan)
         else:
             values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-            bad = np.isnan(values) & raw.notna().to_numpy() & ~_nan_word(raw)
+            nan = np.isnan(values)
+            bad = nan & raw.notna().to_numpy() & ~_nan_word(raw, nan)
             if bad.any():
                 first = _first(frame.index, bad)
                 raise UserError(
@@ -93,7 +94,8 @@ def numeric(
                     f"{first + row_offset}"
                 )
         columns[column] = values
-    missing_target = np.isnan(columns[schema.target]) & ~_nan_word(frame[schema.target])
+    nan_target = np.isnan(columns[schema.target])
+    missing_target = nan_target & ~_nan_word(frame[schema.target], nan_target)
     if missing_target.any():
         first = _first(frame.index, missing_target)
         raise UserError(
@@ -109,7 +111,7 @@ def not_finite(values: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFrame:
     found = {}
     for column in values.columns:
         numbers = values[column].to_numpy()
-        found[column] = np.isinf(numbers) | (np.isnan(numbers) & _nan_word(raw[column]))
+        found[column] = np.isinf(numbers) | _nan_word(raw[column], np.isnan(numbers))
     return pd.DataFrame(found, index=values.index)
 
 
@@ -122,7 +124,8 @@ def event_times(raw: pd.Series, source: Path | str, column: str, row_offset: int
     """Event times as float seconds since the epoch, from numbers or ISO-8601 strings. Numbers are not
     range-checked here (`outside_event_time_range`): out of range is a data-quality rule."""
     as_number = pd.to_numeric(raw, errors="coerce")
-    if (as_number.notna() | _nan_word(raw)).all():
+    nan = as_number.isna().to_numpy()
+    if (~nan | _nan_word(raw, nan)).all():
         return as_number.astype("float64")
     parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
     bad = parsed.isna()
@@ -147,11 +150,17 @@ def _is_number(raw: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype)
 
 
-def _nan_word(raw: pd.Series) -> np.ndarray:
-    """Per cell: the text of a NaN (a number that is not finite, where an empty cell is a missing one)."""
-    if _is_number(raw) or pd.api.types.is_bool_dtype(raw.dtype):
-        return np.zeros(len(raw), dtype=bool)
-    return (raw.astype(str).str.strip().str.lower().isin(_NAN_WORDS) & raw.notna()).to_numpy()
+def _nan_word(raw: pd.Series, parsed_nan: np.ndarray) -> np.ndarray:
+    """Per cell: the text of a NaN (a number that is not finite, where an empty cell is a missing one).
+    Only a cell that parsed to NaN (`parsed_nan`) can be one: the text of those alone is looked at (each
+    text column went through this two or three times, all of its cells each time)."""
+    found = np.zeros(len(raw), dtype=bool)
+    if _is_number(raw) or pd.api.types.is_bool_dtype(raw.dtype) or not parsed_nan.any():
+        return found
+    cells = raw[parsed_nan]
+    words = cells.astype(str).str.strip().str.lower().isin(_NAN_WORDS) & cells.notna()
+    found[parsed_nan] = words.to_numpy()
+    return found
 
 
 def _first(index: pd.Index, mask: np.ndarray) -> int:
