@@ -35,7 +35,7 @@ def test_a_run_validates_the_sdk_s_config_once_and_a_bad_one_still_fails(tmp_pat
     original = jsonschema.validate
 
     def validate(instance, *args, **kwargs):
-        validations.extend(["SchemaVersion" in instance])
+        validations.append("SchemaVersion" in instance)
         return original(instance, *args, **kwargs)
 
     monkeypatch.setattr(jsonschema, "validate", validate)
