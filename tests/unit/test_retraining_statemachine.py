@@ -16,8 +16,8 @@ from smray.workstation.retraining import aws, statemachine
 
 SNAPSHOT = Path(__file__).parents[2] / "pipeline" / "retraining-statemachine.json"
 # statelint's path grammar has no filter expressions; Step Functions' JSONPath does. Only this one
-# problem is allowed, and only for the one ResultSelector that selects the metric by name.
-FILTER_GAP = 'Field "values.$" of ResultSelector at "State Machine.States.ReadMetric" is not a JSONPath'
+# problem is allowed, and only for the one Parameters that selects the metric by name.
+FILTER_GAP = 'Field "values.$" of Parameters at "State Machine.States.SelectMetric" is not a JSONPath'
 INPUT = {
     "JobNamePrefix": "smray-housing",
     "DataUri": "s3://smray-example/input/",
@@ -78,11 +78,33 @@ def test_every_task_retries_with_backoff_and_fails_the_execution_with_its_cause(
     }
     assert tasks["Train"]["Resource"] == "arn:aws:states:::sagemaker:createTrainingJob.sync"
     assert tasks["ReadMetric"]["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:describeTrainingJob"
-    assert "MetricName == 'validation:rmse'" in tasks["ReadMetric"]["ResultSelector"]["values.$"]
+    assert "MetricName == 'validation:rmse'" in states["SelectMetric"]["Parameters"]["values.$"]
     choice = states["MetricWithinThreshold"]
     assert choice["Choices"][0]["NumericLessThanEqualsPath"] == "$.Threshold"
     assert choice["Default"] == "MeasureMiss" and states["MeasureMiss"]["Next"] == "MetricMissed"
     assert "is above the threshold" in states["MetricMissed"]["CausePath"]
+
+
+@pytest.mark.parametrize("glue_job", ["", "housing-etl"])
+def test_tasks_retry_only_throttling_and_transient_errors(glue_job):
+    """`SageMaker.AmazonSageMakerException` names every SageMaker error, validation errors included:
+    retrying it re-sends a bad request for minutes and then fails on a duplicate job name."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    modelled = {n for n in model.shape_names if model.shape_for(n).metadata.get("exception")}
+    for name, state in statemachine.build(glue_job)["States"].items():
+        if state["Type"] != "Task":
+            continue
+        (retrier,) = state["Retry"]
+        assert retrier["ErrorEquals"] == [
+            "ThrottlingException",
+            "SageMaker.ThrottlingException",
+            "SageMaker.InternalFailureException",
+            "SageMaker.ServiceUnavailableException",
+        ], name
+        retried = {e.removeprefix("SageMaker.").removesuffix("Exception") for e in retrier["ErrorEquals"]}
+        assert not retried & {m.removesuffix("Exception") for m in modelled}  # ResourceInUse, Conflict...
 
 
 def test_glue_prepares_the_data_when_named():
@@ -96,9 +118,20 @@ def test_the_graph_follows_every_branch():
     edges = {(e.source, e.target, e.label) for e in state_machine_edges(statemachine.build())}
     assert ("MetricWithinThreshold", "CreateModel", "yes") in edges
     assert ("MetricWithinThreshold", "MeasureMiss", "no") in edges
-    assert ("CreateOrUpdate", "UpdateEndpoint", "yes") in edges
+    assert ("CreateOrUpdate", "AwaitIdle", "yes") in edges
+    assert ("IsIdle", "UpdateEndpoint", "yes") in edges
     assert ("CreateOrUpdate", "CreateEndpoint", "no") in edges
+    assert ("IsInService", "Deployed", "yes") in edges
     assert ("Train", "WorkflowFailed", "catch") in edges
+
+
+def test_the_pictured_graph_drops_only_the_polls_way_back():
+    from smray.reporting.graph import Edge
+    from smray.workstation.commands.retraining import _without_loops
+
+    edges = state_machine_edges(statemachine.build())
+    kept = _without_loops(edges, "Names")
+    assert set(edges) - set(kept) == {Edge("CountIdle", "PollIdle"), Edge("CountInService", "PollInService")}
 
 
 @pytest.fixture

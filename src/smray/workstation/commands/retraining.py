@@ -87,10 +87,32 @@ def cmd_render(args: argparse.Namespace) -> int:
         from smray.reporting import graph
 
         edges = [e for e in graph.state_machine_edges(definition) if e.label != "catch"]
+        edges = _without_loops(edges, definition["StartAt"])
         nodes = {name: ("NotRun", state["Type"]) for name, state in definition["States"].items()}
         nodes["WorkflowFailed"] = ("NotRun", "Fail: any task's error")
         graph.draw(nodes, edges, args.graph, "smray retraining state machine")
     return 0
+
+
+def _without_loops(edges: list[Any], start: str) -> list[Any]:
+    """The edges less each loop's way back (an endpoint poll's Count -> Poll): the picture is laid out
+    left to right along the longest path, which a cycle would stretch without end."""
+    back: set[Any] = set()
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(node: str) -> None:
+        path.append(node)
+        for e in edges:
+            if e.source == node and e.target in path:
+                back.add(e)
+            elif e.source == node and e.target not in done:
+                visit(e.target)
+        path.pop()
+        done.add(node)
+
+    visit(start)
+    return [e for e in edges if e not in back]
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:

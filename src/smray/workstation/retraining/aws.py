@@ -4,10 +4,15 @@ that starts it with a constant input, each role with least-privilege policies on
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
 
 from smray.errors import UserError
+from smray.retry import NotYet, retry
 from smray.workstation.retraining import statemachine
 from smray.workstation.schedule.expressions import parse as parse_schedule
 
@@ -15,6 +20,15 @@ SYNC_RULES = (
     "StepFunctionsGetEventsForSageMakerProcessingJobsRule",
     "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
 )
+JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # SageMaker's, for every job, model and config
+JOB_NAME_MAX = 63
+# a prefix is followed by "-" and a letter or digit, so any hyphens in it keep job names valid
+JOB_NAME_PREFIX = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9-]*")
+SCHEDULED_EXECUTION_NAME = 36  # EventBridge names each execution it starts with a UUID
+# What Step Functions answers, as AccessDenied or InvalidArn, until a new role has propagated through IAM
+ROLE_NOT_YET_ASSUMABLE = "is authorized to assume the provided role"
+ROLE_PROPAGATION_S = 120.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -52,8 +66,8 @@ def _trust(service: str) -> dict[str, Any]:
 
 def workflow_policy(names: Names, execution_input: dict[str, Any], glue_job: str = "") -> dict[str, Any]:
     """What the state machine may do: the jobs, model, config and endpoint its executions name, nothing
-    else (List actions take no resource: that one is `*`)."""
-    prefix = execution_input["JobNamePrefix"]
+    else (List actions take no resource: that one is `*`). SageMaker lowercases names inside its ARNs."""
+    prefix = execution_input["JobNamePrefix"].lower()
 
     def sm(kind: str, name: str) -> str:
         return names.arn("sagemaker", f"{kind}/{name}")
@@ -70,6 +84,7 @@ def workflow_policy(names: Names, execution_input: dict[str, Any], glue_job: str
                 "sagemaker:DescribeProcessingJob",
                 "sagemaker:StopProcessingJob",
                 "sagemaker:AddTags",
+                "sagemaker:ListTags",  # the .sync integrations read the job's tags
             ],
             "Resource": [sm("training-job", f"{prefix}-*"), sm("processing-job", f"{prefix}-*")],
         },
@@ -81,6 +96,7 @@ def workflow_policy(names: Names, execution_input: dict[str, Any], glue_job: str
                 "sagemaker:CreateEndpointConfig",
                 "sagemaker:CreateEndpoint",
                 "sagemaker:UpdateEndpoint",
+                "sagemaker:DescribeEndpoint",
                 "sagemaker:AddTags",
             ],
             "Resource": [
@@ -132,6 +148,22 @@ def check_input(execution_input: dict[str, Any]) -> None:
     threshold = execution_input["Threshold"]
     if isinstance(threshold, bool) or not isinstance(threshold, int | float):
         raise UserError(f"Threshold must be a number, got {threshold!r}")
+    _check_job_name_prefix(execution_input["JobNamePrefix"])
+
+
+def longest_job_name_prefix() -> int:
+    """Job names are <JobNamePrefix>-<execution name><suffix>; a scheduled execution's name is a UUID."""
+    return JOB_NAME_MAX - len("-") - SCHEDULED_EXECUTION_NAME - statemachine.longest_job_suffix()
+
+
+def _check_job_name_prefix(prefix: Any) -> None:
+    longest = longest_job_name_prefix()
+    if not isinstance(prefix, str) or not JOB_NAME_PREFIX.fullmatch(prefix) or len(prefix) > longest:
+        raise UserError(
+            f"JobNamePrefix {prefix!r} cannot start SageMaker job names: use at most {longest} characters, "
+            f"letters, digits and hyphens, the first a letter or digit (job names add a "
+            f"{SCHEDULED_EXECUTION_NAME}-character execution name and suffixes, within {JOB_NAME_MAX})"
+        )
 
 
 def _ensure_role(iam: Any, name: str, service: str, policy: dict[str, Any]) -> str:
@@ -161,15 +193,7 @@ def deploy(
     workflow_role = _ensure_role(
         iam, names.workflow_role, "states.amazonaws.com", workflow_policy(names, execution_input, glue_job)
     )
-    definition = statemachine.render(glue_job, spot_max_wait_s)
-    existing = {m["name"]: m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
-    if names.state_machine in existing:
-        arn = existing[names.state_machine]
-        sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=workflow_role)
-    else:
-        arn = sfn.create_state_machine(
-            name=names.state_machine, definition=definition, roleArn=workflow_role
-        )["stateMachineArn"]
+    arn = _put_state_machine(sfn, names, statemachine.render(glue_job, spot_max_wait_s), workflow_role)
     schedule_role = _ensure_role(iam, names.schedule_role, "events.amazonaws.com", schedule_policy(names))
     rule = events.put_rule(
         Name=names.rule,
@@ -189,6 +213,44 @@ def deploy(
         "workflow_role": workflow_role,
         "schedule_role": schedule_role,
     }
+
+
+def _put_state_machine(sfn: Any, names: Names, definition: str, role_arn: str) -> str:
+    """Creates the state machine, or updates it when one of its name exists; returns its ARN."""
+    pages = sfn.get_paginator("list_state_machines").paginate()
+    existing = {m["name"]: m["stateMachineArn"] for page in pages for m in page["stateMachines"]}
+    arn = existing.get(names.state_machine)
+    if arn:
+        _once_role_propagates(
+            lambda: sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role_arn),
+            role_arn,
+        )
+        return arn
+    created = _once_role_propagates(
+        lambda: sfn.create_state_machine(name=names.state_machine, definition=definition, roleArn=role_arn),
+        role_arn,
+    )
+    return created["stateMachineArn"]
+
+
+def _once_role_propagates(call: Callable[[], T], role_arn: str) -> T:
+    """`call()`, retried while Step Functions cannot assume `role_arn` yet: IAM is eventually consistent,
+    and a role just created is refused for seconds."""
+
+    def attempt() -> T:
+        try:
+            return call()
+        except ClientError as exc:
+            if ROLE_NOT_YET_ASSUMABLE not in str(exc):
+                raise
+            raise NotYet(str(exc)) from exc
+
+    return retry(
+        attempt,
+        what=f"Step Functions assuming the role {role_arn}",
+        timeout_s=ROLE_PROPAGATION_S,
+        retry_on=(),
+    )
 
 
 def start(sfn: Any, state_machine_arn: str, execution_input: dict[str, Any], name: str) -> str:

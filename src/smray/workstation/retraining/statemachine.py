@@ -4,7 +4,8 @@ PrepareData (the image's ingest then preprocess as SageMaker Processing jobs, or
 (a training job with the image, `.sync`) -> ReadMetric (DescribeTrainingJob through the AWS SDK
 integration; the metric is selected by name, since FinalMetricDataList's order is not guaranteed) ->
 MetricWithinThreshold? -> CreateModel -> CreateEndpointConfig -> create the endpoint, or update it when
-it exists; else MetricMissed, a Fail state naming the metric, its value and the threshold.
+it exists (once it is not changing already), then poll it until it serves this execution's config; else
+MetricMissed, a Fail state naming the metric, its value and the threshold.
 
 Every task retries throttling and transient service errors with backoff and catches everything else into
 WorkflowFailed, whose cause is the failed task's own error.
@@ -17,6 +18,7 @@ TrainingInstanceCount, EndpointInstanceType.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from smray.contracts import ingest as ingest_contract
@@ -26,16 +28,25 @@ from smray.contracts.cluster import TOKEN_ENV
 from smray.contracts.jobs import SCHEMA, in_container
 
 METRIC = "validation:rmse"
+METRIC_VALUES = f"$.metric.FinalMetricDataList[?(@.MetricName == '{METRIC}')].Value"
 TRAINING_MAX_RUN_S = 14_400
+ENDPOINT_POLL_S = 30
+ENDPOINT_POLLS = 120  # 60 min of waits, then the endpoint "never settled"
+# the statuses that end by themselves: an update must wait them out (UpdateEndpoint refuses them)
+ENDPOINT_CHANGING = ("Creating", "Updating", "SystemUpdating", "RollingBack")
+SUFFIXED_NAME = re.compile(r"States\.Format\('\{\}(-[^']*)', \$\.names\.base\)")
 NEGATED_THRESHOLD = "States.StringToJson(States.Format('-{}', $.Threshold))"
 SM = "arn:aws:states:::sagemaker"
 SDK = "arn:aws:states:::aws-sdk:sagemaker"
+# Throttling and SageMaker's 5xx errors only: SageMaker.AmazonSageMakerException names every SageMaker
+# error, validation errors included. AWS SDK integrations name an error <Service>.<Code>Exception.
 RETRY = [
     {
         "ErrorEquals": [
-            "SageMaker.ThrottlingException",
-            "SageMaker.AmazonSageMakerException",
             "ThrottlingException",
+            "SageMaker.ThrottlingException",
+            "SageMaker.InternalFailureException",
+            "SageMaker.ServiceUnavailableException",
         ],
         "IntervalSeconds": 5,
         "MaxAttempts": 6,
@@ -73,9 +84,20 @@ def _task(resource: str, parameters: dict[str, Any], next_state: str | None, **e
     return state
 
 
+def _job_name(suffix: str) -> str:
+    """A job's name: this execution's base name and `suffix` (read back by `longest_job_suffix`)."""
+    return f"States.Format('{{}}-{suffix}', $.names.base)"
+
+
+def longest_job_suffix() -> int:
+    """How many characters the definition appends to the base name of a job (the Processing variant's
+    names are the longest), for checking JobNamePrefix against SageMaker's 63."""
+    return max((len(s) for s in SUFFIXED_NAME.findall(render())), default=0)
+
+
 def _processing(mode: str, inputs: list[dict], outputs: list[dict], arguments: list[str]) -> dict[str, Any]:
     return {
-        "ProcessingJobName.$": f"States.Format('{{}}-{mode}', $.names.base)",
+        "ProcessingJobName.$": _job_name(mode),
         "RoleArn.$": "$.RoleArn",
         "AppSpecification": {
             "ImageUri.$": "$.Image",
@@ -241,10 +263,24 @@ def _metric_states() -> dict[str, Any]:
         "ReadMetric": _task(
             f"{SDK}:describeTrainingJob",
             {"TrainingJobName.$": "$.names.base"},
-            "MetricReported",
-            ResultSelector={"values.$": f"$.FinalMetricDataList[?(@.MetricName == '{METRIC}')].Value"},
+            "MetricListed",
             ResultPath="$.metric",
         ),
+        "MetricListed": {
+            "Type": "Choice",
+            "Comment": "a job that logged no metric has no FinalMetricDataList: a path into it would fail "
+            "with States.Runtime, which no Catch handles",
+            "Choices": [
+                {"Variable": "$.metric.FinalMetricDataList", "IsPresent": True, "Next": "SelectMetric"}
+            ],
+            "Default": "NoMetric",
+        },
+        "SelectMetric": {
+            "Type": "Pass",
+            "Parameters": {"values.$": METRIC_VALUES},
+            "ResultPath": "$.metric",
+            "Next": "MetricReported",
+        },
         "MetricReported": {
             "Type": "Choice",
             "Comment": f"a job that printed no {METRIC} line has none: that fails the workflow, with a cause",
@@ -301,7 +337,8 @@ def _metric_states() -> dict[str, Any]:
 
 
 def _deploy_states() -> dict[str, Any]:
-    """Model, endpoint config, then create the endpoint or update it when it exists."""
+    """Model, endpoint config, then create the endpoint or update it when it exists, and wait until it
+    serves: neither call waits for the endpoint, and an update is refused while it is changing."""
     endpoint = {"EndpointName.$": "$.EndpointName", "EndpointConfigName.$": "$.names.base"}
     variant = {
         "VariantName": "AllTraffic",
@@ -342,11 +379,89 @@ def _deploy_states() -> dict[str, Any]:
         },
         "CreateOrUpdate": {
             "Type": "Choice",
-            "Choices": [{"Variable": "$.existing.exists", "BooleanEquals": True, "Next": "UpdateEndpoint"}],
+            "Choices": [{"Variable": "$.existing.exists", "BooleanEquals": True, "Next": "AwaitIdle"}],
             "Default": "CreateEndpoint",
         },
-        "CreateEndpoint": _task(f"{SM}:createEndpoint", endpoint, None, ResultPath=None),
-        "UpdateEndpoint": _task(f"{SM}:updateEndpoint", dict(endpoint), None, ResultPath=None),
+        **_poll_endpoint("Idle", [{"Not": _status_in(ENDPOINT_CHANGING), "Next": "UpdateEndpoint"}]),
+        "CreateEndpoint": _task(f"{SM}:createEndpoint", endpoint, "AwaitInService", ResultPath=None),
+        "UpdateEndpoint": _task(f"{SM}:updateEndpoint", dict(endpoint), "AwaitInService", ResultPath=None),
+        **_poll_endpoint("InService", _serving_choices()),
+        "Deployed": {"Type": "Succeed"},
+        **_endpoint_failures(),
+    }
+
+
+def _status_in(statuses: tuple[str, ...]) -> dict[str, Any]:
+    return {"Or": [{"Variable": "$.endpoint.EndpointStatus", "StringEquals": s} for s in statuses]}
+
+
+def _poll_endpoint(until: str, exits: list[dict[str, Any]]) -> dict[str, Any]:
+    """Await<until> -> Poll<until> (DescribeEndpoint) -> Is<until> (`exits`, else after ENDPOINT_POLLS
+    waits EndpointNotSettled) -> Wait<until> -> Count<until> -> Poll<until>; the count is in $.poll."""
+    bound = {
+        "Variable": "$.poll.count",
+        "NumericGreaterThanEquals": ENDPOINT_POLLS,
+        "Next": "EndpointNotSettled",
+    }
+    return {
+        f"Await{until}": {
+            "Type": "Pass",
+            "Result": {"count": 0},
+            "ResultPath": "$.poll",
+            "Next": f"Poll{until}",
+        },
+        f"Poll{until}": _task(
+            f"{SDK}:describeEndpoint",
+            {"EndpointName.$": "$.EndpointName"},
+            f"Is{until}",
+            ResultPath="$.endpoint",
+        ),
+        f"Is{until}": {"Type": "Choice", "Choices": [*exits, bound], "Default": f"Wait{until}"},
+        f"Wait{until}": {"Type": "Wait", "Seconds": ENDPOINT_POLL_S, "Next": f"Count{until}"},
+        f"Count{until}": {
+            "Type": "Pass",
+            "Parameters": {"count.$": "States.MathAdd($.poll.count, 1)"},
+            "ResultPath": "$.poll",
+            "Next": f"Poll{until}",
+        },
+    }
+
+
+def _serving_choices() -> list[dict[str, Any]]:
+    """Serving means InService with this execution's config: a failed update is rolled back to InService
+    with the old one. Any other status that no longer changes is a failure, with SageMaker's reason when
+    it gives one (FailureReason is absent otherwise, and a path to it would fail)."""
+    settled = {"Not": _status_in(ENDPOINT_CHANGING)}
+    ours = {"Variable": "$.endpoint.EndpointConfigName", "StringEqualsPath": "$.names.base"}
+    in_service = {"Variable": "$.endpoint.EndpointStatus", "StringEquals": "InService"}
+    reason = {"Variable": "$.endpoint.FailureReason", "IsPresent": True}
+    return [
+        {"And": [in_service, ours], "Next": "Deployed"},
+        {"And": [settled, reason], "Next": "EndpointFailed"},
+        {**settled, "Next": "EndpointNotServing"},
+    ]
+
+
+def _endpoint_failures() -> dict[str, Any]:
+    not_ours = "endpoint {} is {} with config {}, not {}"
+    facts = "$.EndpointName, $.endpoint.EndpointStatus, $.endpoint.EndpointConfigName, $.names.base"
+    return {
+        "EndpointFailed": {
+            "Type": "Fail",
+            "Error": "EndpointNotServing",
+            "CausePath": f"States.Format('{not_ours}: {{}}', {facts}, $.endpoint.FailureReason)",
+        },
+        "EndpointNotServing": {
+            "Type": "Fail",
+            "Error": "EndpointNotServing",
+            "CausePath": f"States.Format('{not_ours}', {facts})",
+        },
+        "EndpointNotSettled": {
+            "Type": "Fail",
+            "Error": "EndpointNotSettled",
+            "CausePath": "States.Format('endpoint {} is still {} after {} waits of "
+            f"{ENDPOINT_POLL_S} s', $.EndpointName, $.endpoint.EndpointStatus, $.poll.count)",
+        },
     }
 
 
