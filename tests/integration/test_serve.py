@@ -86,6 +86,13 @@ BAD_REQUESTS = {
         "unknown feature(s) ['NOPE']",
     ),
     "infinite value": (None, "application/json", "", 400, "not a finite number"),
+    "a misspelled CSV header": (
+        None,
+        "text/csv",
+        "",
+        400,
+        "unknown feature(s) ['YEAR_BUILD']; missing feature(s) ['YEAR_BUILT']",
+    ),
     # Bodies that used to get no answer at all (the connection just closed):
     "a 400-digit JSON integer": (
         b"[[" + b"9" * 400 + b",1,1,1,1,1,1,1]]",
@@ -111,6 +118,8 @@ def test_bad_requests_get_a_clear_4xx(server, case):
         body = ",".join(map(str, row)).encode()
     elif case == "infinite value":
         body = json.dumps([[1e400, *row[1:]]]).encode()  # json.dumps writes Infinity
+    elif case == "a misspelled CSV header":
+        body = sample_rows(2).rename(columns={"YEAR_BUILT": "YEAR_BUILD"}).to_csv(index=False).encode()
     answer = Connection(url).invoke(body, content_type, accept)
     assert answer.status == status, answer.body
     assert message in answer.body.decode()
@@ -125,6 +134,58 @@ def test_unknown_paths_are_404(server):
     url, _ = server
     assert Connection(url).request("GET", "/nothing").status == 404
     assert Connection(url).request("POST", "/predict", b"1").status == 404
+
+
+def test_a_404_reason_escapes_the_path_on_one_line(server):
+    port = int(server[0].rsplit(":", 1)[1])
+    reply = hostile.exchange(port, b"GET /a%0d%0aInjected:%20yes%1b HTTP/1.1\r\nHost: smray\r\n\r\n")
+    assert reply.statuses == [404], reply
+    assert reply.bodies[0] == b"no such path '/a\\r\\nInjected: yes\\x1b': use /ping or POST /invocations\n"
+    reply = hostile.exchange(port, b"GET /" + b"x" * 10_000 + b" HTTP/1.1\r\nHost: smray\r\n\r\n")
+    assert reply.statuses == [404] and len(reply.bodies[0]) < 200, reply
+
+
+@pytest.mark.parametrize(
+    ("accept", "request_type", "answer_type"),
+    [
+        ("application/json;q=0, text/csv", "application/json", "text/csv"),
+        ("text/*", "application/json", "text/csv"),
+        ("*/*;q=0.1, application/jsonlines;q=0.5", "text/csv", "application/jsonlines"),
+        ("application/json;q=0", "application/json", None),
+    ],
+)
+def test_accept_q_values_and_wildcards_pick_the_answer_type(
+    server, expected, accept, request_type, answer_type
+):
+    url, _ = server
+    rows, _ = expected
+    body = _csv(rows) if request_type == "text/csv" else json.dumps(rows.to_numpy().tolist()).encode()
+    answer = Connection(url).invoke(body, request_type, accept)
+    if answer_type is None:
+        assert answer.status == 406 and b"cannot answer in" in answer.body, answer
+    else:
+        assert (answer.status, answer.content_type) == (200, answer_type), answer
+
+
+@pytest.mark.parametrize("kind", ["text/csv", "application/json"])
+def test_nan_is_a_missing_value_and_inf_is_refused_in_csv_and_json(server, kind):
+    url, _ = server
+    row = sample_rows(1).to_numpy().tolist()[0]
+
+    def send(first: str):
+        cells = [first, *map(str, row[1:])]
+        body = ",".join(cells) if kind == "text/csv" else "[[" + ",".join(cells) + "]]"
+        return Connection(url).invoke(body.encode(), kind)
+
+    missing = send("" if kind == "text/csv" else "null")
+    assert missing.status == 200, missing
+    for nan in ("nan", "NaN") if kind == "text/csv" else ("NaN", '"nan"'):
+        assert send(nan).body == missing.body, nan
+    for inf in ("inf", "-inf", "1e400") if kind == "text/csv" else ("Infinity", "-Infinity", '"inf"'):
+        answer = send(inf)
+        assert answer.status == 400, (inf, answer)
+        assert "is not a finite number" in answer.body.decode(), answer
+        assert "a missing value is an empty field, null or nan" in answer.body.decode(), answer
 
 
 def test_a_dead_worker_is_replaced_and_sigterm_answers_what_is_in_flight(model_dir, tmp_path):

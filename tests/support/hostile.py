@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from smray.contracts.payload import MAX_PAYLOAD_BYTES
+from smray.entrypoints.serving.nginx import REQUESTS_PER_CLIENT
 from tests.support.models import sample_rows
 
 HEAD = b"POST /invocations HTTP/1.1\r\nHost: smray\r\nContent-Type: text/csv\r\n"
@@ -77,6 +78,21 @@ def check_refusals(port: int, row_csv: bytes) -> None:
         "malformed Content-Length": (HEAD + b"Content-Length: 12abc\r\n\r\n", 400),
         "6 MiB + 1 byte": (HEAD + f"Content-Length: {MAX_PAYLOAD_BYTES + 1}\r\n\r\n".encode(), 413),
         "a 20 KiB header": (HEAD + b"X-Padding: " + b"x" * 20_000 + b"\r\n\r\n", 431),
+        "a 20 KiB request line": (b"GET /ping?" + b"x" * 20_000 + b" HTTP/1.1\r\nHost: smray\r\n\r\n", 414),
+        # Heads within nginx's limits are the model's, whatever gunicorn's own limits would say:
+        "a 6 KiB request line": (
+            _post(row_csv).replace(b"/invocations", b"/invocations?" + b"x" * 6000),
+            200,
+        ),
+        "a 12 KiB header": (_post(row_csv, b"X-Padding: " + b"x" * 12_000 + b"\r\n"), 200),
+        "200 header lines": (_post(row_csv, b"".join(b"X-%d: 1\r\n" % i for i in range(200))), 200),
+        "a control character in an unused header": (_post(row_csv, b"X-Note: a\x01b\r\n"), 200),
+        "a control character in Accept": (_post(row_csv, b"Accept: text/csv\x7f\r\n"), 400),
+        "a raw UTF-8 target": (b"GET /ping?\xc3\xa9 HTTP/1.1\r\nHost: smray\r\n\r\n", 400),
+        "a two-letter method": (b"AB /ping HTTP/1.1\r\nHost: smray\r\n\r\n", 405),
+        "TRACE": (b"TRACE /ping HTTP/1.1\r\nHost: smray\r\n\r\n", 405),
+        "HTTP/2.0 in the request line": (b"GET /ping HTTP/2.0\r\nHost: smray\r\n\r\n", 505),
+        "Transfer-Encoding: gzip": (HEAD + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
         "garbage": (b"\x00\x01 not http\r\n\r\n", 400),
         "chunked (accepted, as SageMaker does)": (
             HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunked,
@@ -98,6 +114,7 @@ def check_refusals(port: int, row_csv: bytes) -> None:
         assert reply.statuses == [status], (name, reply)
         assert reply.seconds < 2, (name, reply.seconds)
         assert len(reply.bodies[0].splitlines()) == 1, (name, reply.bodies)  # a one-line reason
+        assert b"<html" not in reply.bodies[0].lower(), (name, reply.bodies)  # never gunicorn's page
 
 
 def check_pipelined_and_broken_clients(port: int, row_csv: bytes) -> None:
@@ -109,6 +126,25 @@ def check_pipelined_and_broken_clients(port: int, row_csv: bytes) -> None:
         with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.sendall(body[: len(body) // 2])
     assert exchange(port, request).statuses == [200]
+
+
+def check_requests_per_client(port: int, row_csv: bytes) -> None:
+    """One address with REQUESTS_PER_CLIENT requests in progress (their bodies stalled): one more gets a
+    one-line 429 at once, and the address is served again once they end."""
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(REQUESTS_PER_CLIENT)]
+    try:
+        for sock in held:
+            sock.sendall(HEAD + b"Content-Length: 100\r\n\r\n1,2,")
+        time.sleep(0.3)  # for nginx to read their heads: a request counts from then on
+        reply = exchange(port, _post(row_csv))
+        assert reply.statuses == [429] and len(reply.bodies[0].splitlines()) == 1, reply
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 2
+    while (reply := exchange(port, _post(row_csv))).statuses != [200] and time.monotonic() < deadline:
+        time.sleep(0.05)  # until nginx has seen the held connections close
+    assert reply.statuses == [200], reply
 
 
 def check_slow_clients(port: int, client_s: float) -> None:
@@ -182,11 +218,12 @@ def in_flight_through_stop(port: int, row_csv: bytes, stop: Callable[[], object]
 
 
 def check_every_case(port: int, client_s: float, what: str) -> None:
-    """The whole suite against one front: refusals, pipelined and broken clients, slow clients, and
-    /ping under 50 ms p99 beside 50 slow clients."""
+    """The whole suite against one front: refusals, pipelined and broken clients, one client's limit on
+    requests in progress, slow clients, and /ping under 50 ms p99 beside 50 slow clients."""
     row = sample_rows(1).to_csv(header=False, index=False).encode()
     check_refusals(port, row)
     check_pipelined_and_broken_clients(port, row)
+    check_requests_per_client(port, row)
     check_slow_clients(port, client_s)
     p99 = ping_p99_ms_with_slow_clients(port)
     print(f"/ping p99 {what} with 50 slow clients: {p99:.2f} ms")

@@ -2,8 +2,9 @@
 endpoints commonly take: text/csv, application/json and application/jsonlines.
 
 Rows hold raw features in the model's feature order (CSV may start with a header naming them, in any
-order; JSON rows may be objects keyed by feature name). An empty CSV field or a JSON null is a missing
-value, which XGBoost handles. Anything else that is not a number is refused with the row and column.
+order; JSON rows may be objects keyed by feature name). An empty CSV field, a JSON null or a NaN (`nan`,
+JSON's `NaN`) is a missing value, which XGBoost handles as its own; an infinity (`inf`, `1e400`) is
+refused, as is anything else that is not a number, with the row and column.
 """
 
 from __future__ import annotations
@@ -45,15 +46,59 @@ def media_type(header: str | None) -> str:
     return _ALIASES.get(kind, kind)
 
 
+def quoted(value: object, limit: int = 60) -> str:
+    """`value` as a reason echoes it: quoted, its control characters escaped (one line, whatever it
+    holds), and cut after `limit` characters."""
+    text = str(value)
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
+
+
 def response_type(accept: str | None, request_type: str) -> str:
-    """The first supported type the Accept header lists; the request's own type for none or */*."""
+    """The type to answer in, by the Accept header as RFC 9110 12.5.1 reads it: each type we answer in
+    takes the q of the most specific range matching it (`text/csv` over `text/*` over `*/*`), q=0 is not
+    acceptable, and the highest q wins. Ties go to the range listed first, then to the request's own type
+    (so `*/*`, like no Accept at all, answers in it). 406 when no type we answer in is acceptable."""
+    ranges = _accept_ranges(accept)
+    if not ranges:
+        return request_type
+    candidates = list(dict.fromkeys((request_type, *CONTENT_TYPES)))
+    best = max(candidates, key=lambda kind: _quality(kind, ranges))  # the first of equals
+    if _quality(best, ranges)[0] > 0:
+        return best
+    raise RequestError(
+        406, f"cannot answer in {quoted(accept, 120)}: supported are {', '.join(CONTENT_TYPES)}"
+    )
+
+
+def _accept_ranges(accept: str | None) -> list[tuple[str, float]]:
+    """'text/csv;q=0.5, */*' -> [('text/csv', 0.5), ('*/*', 1.0)]; media parameters are not matched."""
+    ranges = []
     for part in (accept or "").split(","):
-        kind = media_type(part)
-        if kind in CONTENT_TYPES:
-            return kind
-        if kind in ("", "*/*", "application/*"):
-            return request_type
-    raise RequestError(406, f"cannot answer in {accept!r}: supported are {', '.join(CONTENT_TYPES)}")
+        kind, *params = part.split(";")
+        q = 1.0
+        for name, _, value in (param.strip().partition("=") for param in params):
+            if name.lower() == "q":  # any parameters after it are extensions
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = math.nan
+                if not 0 <= q <= 1:
+                    raise RequestError(400, f"invalid q-value {quoted(value)} in Accept: one from 0 to 1")
+                break
+        if kind := media_type(kind):
+            ranges.append((kind, q))
+    return ranges
+
+
+def _quality(kind: str, ranges: list[tuple[str, float]]) -> tuple[float, int]:
+    """The q of the most specific range matching `kind` (0 if none does), and minus its place in the
+    list (so that, as a key for max(), an earlier range comes first)."""
+    specificity = {kind: 2, kind.split("/")[0] + "/*": 1, "*/*": 0}
+    matches = [(specificity[r], -i, q) for i, (r, q) in enumerate(ranges) if r in specificity]
+    if not matches:
+        return 0.0, 0
+    _, earlier, q = max(matches)  # the most specific, the first listed of those
+    return q, earlier
 
 
 def check_size(length: int) -> None:
@@ -65,7 +110,9 @@ def check_size(length: int) -> None:
 def parse(body: bytes, content_type: str | None, features: list[str]) -> pd.DataFrame:
     kind = media_type(content_type)
     if kind not in CONTENT_TYPES:
-        raise RequestError(415, f"unsupported content type {content_type!r}: use {', '.join(CONTENT_TYPES)}")
+        raise RequestError(
+            415, f"unsupported content type {quoted(content_type)}: use {', '.join(CONTENT_TYPES)}"
+        )
     check_size(len(body))
     try:
         text = body.decode("utf-8")
@@ -74,14 +121,8 @@ def parse(body: bytes, content_type: str | None, features: list[str]) -> pd.Data
     if not text.strip():
         raise RequestError(400, "empty request body: send one or more rows of features")
     if kind == CSV:
-        first, _, rest = text.lstrip("\n").partition("\n")
-        header = [c.strip() for c in first.split(",")]
-        named = len(header) == len(features) and set(header) == set(features)
-        fast = _csv_numbers(rest if named else text, len(features))
-        if fast is not None:
-            return pd.DataFrame(fast, columns=header if named else features)[features]
-        rows = _csv_rows(text, features)
-    elif kind == JSON:
+        return _csv_frame(text, features)
+    if kind == JSON:
         rows = _json_rows(_load_json(text, "body"))
     else:
         rows = [
@@ -110,27 +151,57 @@ def _load_json(text: str, where: str) -> Any:
         raise RequestError(400, f"invalid JSON in {where}: {exc}") from exc
 
 
+def _csv_frame(text: str, features: list[str]) -> pd.DataFrame:
+    first, _, rest = text.lstrip("\r\n").partition("\n")
+    header = _csv_header((_csv_rows(first) or [[]])[0], features)
+    data = rest if header else text
+    fast = _csv_numbers(data, len(features))
+    if fast is not None:
+        return pd.DataFrame(fast, columns=header or features)[features]
+    rows = _csv_rows(data)
+    if not header:
+        return _frame(rows, features)
+    # a row of another length stays a list, for the reason that names its count
+    return _frame([dict(zip(header, r, strict=True)) if len(r) == len(header) else r for r in rows], features)
+
+
+def _csv_header(cells: list[str], features: list[str]) -> list[str] | None:
+    """The first CSV row as a header: when a cell names a feature, or most cells are not numbers (else
+    it is a row of values, None). A header must name each feature once: else a 400 that says how not."""
+    names = [c.strip() for c in cells]
+    words = [n for n in names if n and not _is_number(n)]
+    if not set(names) & set(features) and 2 * len(words) <= len(names):
+        return None
+    if sorted(names) != sorted(features):
+        raise RequestError(400, f"CSV header: {_name_problems(names, features)}")
+    return names
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _csv_numbers(text: str, width: int) -> np.ndarray | None:
-    """The common case in C: rows of `width` finite numbers and nothing else. Anything else (a header,
-    quotes, empty fields, a wrong count, a bad value) returns None and takes the path that explains."""
+    """The common case in C: rows of `width` numbers (or NaN) and nothing else. Anything else (quotes,
+    empty fields, a wrong count, a bad value) returns None and takes the path that explains."""
     try:
         values = np.loadtxt(io.StringIO(text), delimiter=",", dtype="float64", ndmin=2, comments=None)
     except ValueError:
         return None
-    if values.shape[1] != width or not np.isfinite(values).all():
+    if values.shape[1] != width or np.isinf(values).any():
         return None
     return values
 
 
-def _csv_rows(text: str, features: list[str]) -> list[list[Any] | dict[str, Any]]:
+def _csv_rows(text: str) -> list[list[str]]:
     try:
-        rows = [r for r in csv.reader(io.StringIO(text)) if r]
+        return [r for r in csv.reader(io.StringIO(text)) if r]
     except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit
         raise RequestError(400, f"invalid CSV field: {exc}") from exc
-    if [c.strip() for c in rows[0]] and set(c.strip() for c in rows[0]) == set(features):
-        header = [c.strip() for c in rows[0]]
-        return [dict(zip(header, r, strict=False)) if len(r) == len(header) else r for r in rows[1:]]
-    return rows
 
 
 def _json_rows(document: Any) -> list[Any]:
@@ -149,7 +220,7 @@ def _json_row(row: Any) -> list[Any] | dict[str, Any]:
         row = row["features"]
     if not isinstance(row, list | dict):
         raise RequestError(
-            400, f"a row must be a list of numbers or an object by feature name, got {row!r:.60}"
+            400, f"a row must be a list of numbers or an object by feature name, got {quoted(row)}"
         )
     return row
 
@@ -160,12 +231,8 @@ def _frame(rows: list[list[Any] | dict[str, Any]], features: list[str]) -> pd.Da
     values = np.empty((len(rows), len(features)), dtype="float64")
     for i, row in enumerate(rows, 1):
         if isinstance(row, dict):
-            unknown = sorted(set(row) - set(features))
-            missing = [f for f in features if f not in row]
-            if unknown or missing:
-                problems = [f"unknown feature(s) {unknown}"] if unknown else []
-                problems += [f"missing feature(s) {missing}"] if missing else []
-                raise RequestError(400, f"row {i}: {'; '.join(problems)}")
+            if set(row) != set(features):
+                raise RequestError(400, f"row {i}: {_name_problems(list(row), features)}")
             row = [row[f] for f in features]
         if len(row) != len(features):
             raise RequestError(
@@ -177,7 +244,24 @@ def _frame(rows: list[list[Any] | dict[str, Any]], features: list[str]) -> pd.Da
     return pd.DataFrame(values, columns=features)
 
 
+def _name_problems(names: list[str], features: list[str]) -> str:
+    """How `names` fail to name each feature once: the unknown, missing and repeated ones."""
+    problems = {
+        "unknown": [n for n in dict.fromkeys(names) if n not in features],
+        "missing": [f for f in features if f not in names],
+        "repeated": [n for n in dict.fromkeys(names) if names.count(n) > 1],
+    }
+    return "; ".join(f"{what} feature(s) {_listed(found)}" for what, found in problems.items() if found)
+
+
+def _listed(names: list[str], most: int = 8) -> str:
+    shown = ", ".join(quoted(n, 40) for n in names[:most])
+    return f"[{shown}{f', and {len(names) - most} more' if len(names) > most else ''}]"
+
+
 def _number(value: Any, row: int, feature: str) -> float:
+    """A float, NaN for a missing value: an empty field, null or nan. An infinity (or a number beyond
+    float64) is refused: it is no feature's value, and XGBoost does not read it as missing."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return math.nan
     if isinstance(value, bool):
@@ -185,11 +269,13 @@ def _number(value: Any, row: int, feature: str) -> float:
     try:
         number = float(value)
     except OverflowError:  # a JSON integer beyond float64
-        raise RequestError(
-            400, f"row {row}, {feature}: {str(value)[:40]}... is not a finite number"
-        ) from None
+        number = math.inf
     except (TypeError, ValueError):
-        raise RequestError(400, f"row {row}, {feature}: {value!r:.40} is not a number") from None
+        raise RequestError(400, f"row {row}, {feature}: {quoted(value, 40)} is not a number") from None
     if math.isinf(number):
-        raise RequestError(400, f"row {row}, {feature}: {value!r} is not a finite number")
+        raise RequestError(
+            400,
+            f"row {row}, {feature}: {quoted(value, 40)} is not a finite number "
+            "(a missing value is an empty field, null or nan)",
+        )
     return number

@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from smray import model_artifact, paths
@@ -60,7 +61,9 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     if opts.socket:
         opts.socket.unlink(missing_ok=True)  # left by a container that was killed
         listen.append(f"unix:{opts.socket}")
-    front = nginx.command(runtime, listen, workers, "model", nginx.Limits.from_options(opts), opts.access_log)
+    # a batch transform sends MaxConcurrentTransforms (= workers) requests at once from one address
+    limits = replace(nginx.Limits.from_options(opts), per_client=max(opts.client_requests, opts.workers))
+    front = nginx.command(runtime, listen, workers, "model", limits, opts.access_log)
     log.info("serve: port %d, %d worker(s), model %s", opts.port, opts.workers, opts.model_dir)
 
     children = Children(drain_s=opts.drain_s)
@@ -81,6 +84,11 @@ def _gunicorn(bind: Path, opts: argparse.Namespace) -> list[str]:
         "--timeout", f"{opts.answer_deadline_s:g}",  # a worker stuck longer is replaced
         "--graceful-timeout", f"{opts.drain_s:g}",
         "--worker-tmp-dir", "/dev/shm" if Path("/dev/shm").is_dir() else tempfile.gettempdir(),
+        # nginx's limits are the only ones (every refusal its one line, never gunicorn's HTML page): its
+        # request line and header lines fit gunicorn's, and it passes on only a few headers.
+        "--limit-request-line", "0",  # unlimited
+        "--limit-request-field_size", str(2 * nginx.MAX_HEADER_BYTES),  # nginx writes `name: value`
+        "--permit-unconventional-http-method",  # any method nginx takes reaches the app: a 404 or 405
         "--log-level", "warning",
         "--error-logfile", "-",
         "smray.entrypoints.serving.app:create()",

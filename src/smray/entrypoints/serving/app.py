@@ -47,8 +47,12 @@ class Application:
         if path == "/invocations" and method == "POST":
             return self.invoke(environ)
         if path in ("/ping", "/execution-parameters", "/invocations"):
-            return _error(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
-        return _error(HTTPStatus.NOT_FOUND, f"no such path {path}: use /ping or POST /invocations")
+            return _error(
+                HTTPStatus.METHOD_NOT_ALLOWED, f"{payload.quoted(method, 20)} is not allowed on {path}"
+            )
+        return _error(
+            HTTPStatus.NOT_FOUND, f"no such path {payload.quoted(path)}: use /ping or POST /invocations"
+        )
 
     def invoke(self, environ: dict) -> tuple[HTTPStatus, bytes, str]:
         try:
@@ -61,7 +65,8 @@ class Application:
             return _error(HTTPStatus(exc.status), exc.message)
         except Exception as exc:  # the model's own failure: an answer with a reason, the details logged
             log.exception("prediction failed")
-            return _error(HTTPStatus.INTERNAL_SERVER_ERROR, f"prediction failed: {type(exc).__name__}: {exc}")
+            reason = f"{type(exc).__name__}: {payload.quoted(exc, 200)}"  # XGBoost's span several lines
+            return _error(HTTPStatus.INTERNAL_SERVER_ERROR, f"prediction failed: {reason}")
         return HTTPStatus.OK, payload.render(predictions, answer_type), answer_type
 
 
