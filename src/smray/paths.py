@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from smray.errors import UserError
+
 ROOT_ENV = "SMRAY_OPT_ML"
 
 
@@ -32,6 +34,13 @@ ROOT_HOME = Path("/var/opt/smray")
 def home() -> Path:
     """smray's own state on a workstation: the local feature store, registry, endpoints and runs.
     SMRAY_HOME, else ~/.smray, or /var/opt/smray for root (its home, /root, cannot be mounted)."""
-    if os.environ.get(HOME_ENV):
-        return Path(os.environ[HOME_ENV]).expanduser()
+    raw = os.environ.get(HOME_ENV)
+    if raw:
+        try:
+            path = Path(raw).expanduser()
+        except RuntimeError:  # ~name of no such user
+            raise UserError(f"{HOME_ENV}={raw}: there is no such user's home") from None
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{HOME_ENV}={raw} is not a folder")
+        return path
     return ROOT_HOME if os.geteuid() == 0 else Path("~/.smray").expanduser()

@@ -31,6 +31,7 @@ from smray.errors import UserError
 FEATURE_NAME = re.compile(r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
 TABLE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 RESERVED = ("is_deleted", "write_time", "api_invocation_time")
+MAX_FEATURES = 2_500  # Feature Store's limit of feature definitions in a feature group: every column
 
 
 class FeatureType(Enum):
@@ -131,6 +132,11 @@ def parse(raw: Any, source: str = "schema") -> Schema:
             "letters, digits and '-', starting with a letter or digit, at most 63 characters"
         )
     names = [schema.record_id, schema.event_time, *schema.value_columns]
+    if len(names) > MAX_FEATURES:
+        raise UserError(
+            f"{source}: {len(names):,} columns with the target, record id and event time: a Feature Store "
+            f"feature group takes at most {MAX_FEATURES:,}"
+        )
     for name in names:
         if not FEATURE_NAME.match(name) or name in RESERVED:
             raise UserError(

@@ -57,6 +57,21 @@ def test_bad_requests_are_clear(tmp_path, model_dir):
     assert registry.versions("housing") == []
 
 
+@pytest.mark.parametrize("content", [b"not a database" * 10, b"SQLite format 3\x00" + b"\x01" * 200])
+def test_a_corrupt_database_is_named(tmp_path, model_dir, content):
+    registry = LocalRegistry(tmp_path / "registry")
+    registry.register("housing", model_dir, "smray:1", METRICS)
+    (tmp_path / "registry" / "registry.db").write_bytes(content)
+    where = f"{tmp_path / 'registry' / 'registry.db'} is not a usable registry"
+    for call in (
+        registry.groups,
+        lambda: registry.versions("housing"),
+        lambda: registry.set_status("housing", 1, Approval.APPROVED),
+    ):
+        with pytest.raises(UserError, match=where):
+            call()
+
+
 def _register_many(root: str, model: str, count: int) -> None:
     registry = LocalRegistry(Path(root))
     for _ in range(count):

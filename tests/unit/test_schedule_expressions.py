@@ -19,6 +19,7 @@ T0 = datetime(2026, 11, 22, 10, 17, 30, tzinfo=UTC)  # a Sunday
         ("rate(12 hours)", 43200),
         ("rate(1 day)", 86400),
         ("rate(7 days)", 604800),
+        ("rate(1830 days)", 1830 * 86400),  # the longest: 5 years
     ],
 )
 def test_rates(expression, seconds):
@@ -49,6 +50,15 @@ def test_rates(expression, seconds):
         ("cron(0 12 ? * MON#6 *)", "occurrence value '6'"),
         ("cron(0 12 * * ? 1969)", "year value '1969'"),
         ("cron(0 18-9 * * ? *)", "runs backwards"),
+        # what Python would read as numbers, or could not compute: refused, never a traceback
+        ("rate(100000000 days)", "at most 1,830 days"),
+        ("rate(2635201 minutes)", "at most 1,830 days"),  # 1,830 days and a minute
+        ("rate(1234567890123 days)", "not a schedule expression"),
+        ("cron(² * * * ? *)", "minutes value '²'"),
+        ("cron(0 12 ? * ٣ *)", "day-of-week value '٣'"),
+        ("cron(0 12 ? * MON#٣ *)", "day-of-week value 'MON#٣'"),
+        ("cron(0 12 ²W * ? *)", "day-of-month value '²W'"),
+        ("cron(0 0 1 1 ? 99999999999999999)", "year value '99999999999999999'"),
     ],
 )
 def test_what_eventbridge_rejects(expression, message):

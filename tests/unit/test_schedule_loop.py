@@ -33,7 +33,7 @@ def test_the_input_is_the_state_machine_s_json(tmp_path):
     with pytest.raises(UserError, match="is in S3"):
         local_loop.read_input(path)
     path.write_text(json.dumps({"Threshold": "high"}))
-    with pytest.raises(UserError, match="could not convert"):
+    with pytest.raises(UserError, match="Threshold must be a finite number above 0, got 'high'"):
         local_loop.read_input(path)
     path.write_text("[1, 2]")
     with pytest.raises(UserError, match="must be a JSON object"):

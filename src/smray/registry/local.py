@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sqlite3
 import tarfile
@@ -26,12 +25,11 @@ from typing import Any
 
 from smray.errors import UserError
 from smray.registry.records import Approval, ModelVersion, Registry
+from smray.schema import TABLE_NAME
 
 DB_FILE = "registry.db"
 ARTIFACT = "model.tar.gz"
 _BUSY_TIMEOUT_S = 60.0
-# SageMaker's rule for model package group names
-_GROUP_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS groups (
@@ -60,6 +58,13 @@ class LocalRegistry(Registry):
         try:
             conn.execute("PRAGMA synchronous=FULL")
             yield conn
+        except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:  # its subclasses: a busy database, a bad query
+                raise
+            raise UserError(  # "file is not a database", "database disk image is malformed"
+                f"{self.root / DB_FILE} is not a usable registry ({exc}): restore it from a backup, or "
+                "move it away to start an empty registry"
+            ) from None
         finally:
             conn.close()
 
@@ -89,7 +94,7 @@ class LocalRegistry(Registry):
     ) -> ModelVersion:
         """Adds a version (PendingManualApproval) holding `artifact`: a model.tar.gz, or a model folder
         (packed into one)."""
-        if not _GROUP_NAME.match(group):
+        if not TABLE_NAME.fullmatch(group):  # SageMaker's rule for model package group names
             raise UserError(f"invalid model package group name {group!r}: letters, digits, '-'; 1-63 chars")
         if not artifact.exists():
             raise UserError(f"model artifact {artifact} does not exist")

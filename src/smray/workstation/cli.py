@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from smray import __version__, errors, paths
 from smray.contracts.resource_config import JobKind
-from smray.errors import UserError
+from smray.errors import PlatformError, UserError
 from smray.hyperparameters import PARAMS
 from smray.workstation import datagen, tracking
 from smray.workstation.commands import endpoints, models, retraining, run_aws, run_local, schedule
@@ -189,6 +190,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
+# The machine's storage refusing a write: a full disk, a quota, a read-only file system. Not smray's bug.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse(sys.argv[1:] if argv is None else argv)
     # The CLI says what matters itself; smray's INFO lines (a retry's first wait) are for job logs.
@@ -198,6 +203,13 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
-        if not errors.expected(exc):
+        failure = _storage_error(exc) if isinstance(exc, OSError) else exc
+        if not errors.expected(failure):
             raise  # a bug: the traceback is what a report needs
-        sys.exit(f"smray: {errors.one_line(exc)}")
+        sys.exit(f"smray: {errors.one_line(failure)}")
+
+
+def _storage_error(exc: OSError) -> Exception:
+    if exc.errno not in STORAGE_ERRNOS:
+        return exc
+    return PlatformError(f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc.strerror))

@@ -5,8 +5,10 @@ MLflow's REST API: no MLflow client library in the image or on the host."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -16,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from smray.errors import PlatformError, UserError
+from smray.workstation import jsonl
 
 FILE = "experiments.jsonl"
 EXPERIMENT_PREFIX = "smray-"  # + the feature group (the table's name): smray-housing
+URI_ENV = "MLFLOW_TRACKING_URI"
+_USERINFO = re.compile(r"(?<=//)[^/?#]*@")  # user:password@ of scheme://user:password@host/...
 
 
 @dataclass(frozen=True)
@@ -30,34 +35,57 @@ class Run:
     metrics: dict[str, float]
 
 
+def redact(uri: str) -> str:
+    """`uri` as shown to people: a user and password in it replaced by ***."""
+    return _USERINFO.sub("***@", uri)
+
+
+def server_uri() -> str:
+    """MLFLOW_TRACKING_URI when it names an MLflow server (http or https), else "" (other kinds, such as
+    a local folder, are MLflow client's own: nothing to log to here). A URL that cannot be used is
+    refused now, before a run, not after it."""
+    uri = os.environ.get(URI_ENV, "")
+    if not uri.startswith(("http://", "https://")):
+        return ""
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        usable = bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number, a broken [IPv6] host
+        usable = False
+    if not usable:
+        raise UserError(f"{URI_ENV} {redact(uri)} is not a usable URL: scheme://[user:password@]host[:port]")
+    return uri
+
+
 def record(home: Path, run: Run) -> str | None:
     """Appends the run locally; returns the MLflow run id when a tracking server took it."""
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / FILE, "a") as handle:
-        handle.write(json.dumps(asdict(run)) + "\n")
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    return MlflowRest(uri).log(run) if uri.startswith(("http://", "https://")) else None
+    jsonl.append(home / FILE, asdict(run))
+    uri = server_uri()
+    return MlflowRest(uri).log(run) if uri else None
 
 
 def history(home: Path) -> list[Run]:
-    path = home / FILE
-    if not path.is_file():
-        return []
-    return [Run(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    return jsonl.read(home / FILE, lambda raw: Run(**raw))
 
 
 class MlflowRest:
     """The few MLflow REST calls a finished run needs: experiment, run, one batch of values, end."""
 
     def __init__(self, uri: str, timeout_s: float = 10.0) -> None:
-        self.base = uri.rstrip("/") + "/api/2.0/mlflow"
+        parts = urllib.parse.urlsplit(uri)
+        # Credentials in the URL go as HTTP basic auth, as MLflow's client sends them; urllib would take
+        # user:password@ for a part of the host.
+        self.headers = {"Content-Type": "application/json"}
+        if parts.username is not None:
+            pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+            self.headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        host = parts.netloc.rpartition("@")[2]
+        self.base = urllib.parse.urlunsplit(parts._replace(netloc=host)).rstrip("/") + "/api/2.0/mlflow"
         self.timeout_s = timeout_s
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=self.headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return json.loads(response.read() or b"{}")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 from pathlib import Path
 
 from smray import paths
 from smray.contracts import payload
-from smray.errors import UserError
+from smray.errors import PlatformError, UserError
 from smray.registry.records import Approval
+from smray.workstation import tracking, validation
 from smray.workstation.commands.models import registry
 from smray.workstation.endpoints.client import Connection
 from smray.workstation.endpoints.local import LocalEndpoints
@@ -50,6 +52,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    validation.endpoint_name(args.name, "--name")  # the local store checks it too, but --aws has none
     found = registry(args)
     if args.version is None:
         version = found.latest(args.group, Approval.APPROVED)
@@ -79,7 +82,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_invoke(args: argparse.Namespace) -> int:
     url = args.endpoint
-    if not url.startswith("http"):
+    if not url.startswith(("http://", "https://")):
         endpoint = LocalEndpoints(paths.home()).describe(url)
         if endpoint is None:
             raise UserError(f"no local endpoint named {url}")
@@ -92,9 +95,14 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         body = args.file.read_bytes()
     except OSError as exc:
         raise UserError(f"cannot read {args.file}: {exc}") from exc
-    answer = Connection(url).invoke(body, content_type, args.accept)
+    try:
+        answer = Connection(url).invoke(body, content_type, args.accept)
+    except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, not HTTP
+        raise PlatformError(f"{tracking.redact(url)} did not answer: {exc}") from exc
     if answer.status != 200:
-        raise UserError(f"{url} answered {answer.status}: {answer.body.decode(errors='replace').strip()}")
+        raise UserError(
+            f"{tracking.redact(url)} answered {answer.status}: {answer.body.decode(errors='replace').strip()}"
+        )
     text = answer.body.decode()
     print(json.dumps(json.loads(text), indent=2) if answer.content_type == payload.JSON else text, end="")
     return 0

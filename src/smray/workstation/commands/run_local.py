@@ -16,6 +16,7 @@ from smray import paths
 from smray import schema as schema_mod
 from smray.registry.records import Approval
 from smray.workstation import local_workflow as flow
+from smray.workstation import tracking, validation
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,10 +42,16 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threshold", type=float, default=d.threshold, help=f"RMSE gate (default: {d.threshold:g})"
     )
+    most = f"at most {validation.MAX_LOCAL_HOSTS}: each is a container on this machine"
     p.add_argument(
-        "--processing-hosts", type=int, default=d.processing_hosts, help="hosts of ingest and preprocess"
+        "--processing-hosts",
+        type=int,
+        default=d.processing_hosts,
+        help=f"hosts of ingest and preprocess ({most})",
     )
-    p.add_argument("--training-hosts", type=int, default=d.training_hosts, help="hosts of the training job")
+    p.add_argument(
+        "--training-hosts", type=int, default=d.training_hosts, help=f"hosts of the training job ({most})"
+    )
     p.add_argument("--tuning-trials", type=int, default=d.tuning_trials, help="tuning trials")
     p.add_argument("--num-round", type=int, default=d.num_round, help="boosting rounds (early stopping on)")
     p.add_argument("--endpoint", help="local endpoint to deploy to (default: the table's name)")
@@ -56,7 +63,12 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def settings(args: argparse.Namespace) -> flow.Settings:
-    return flow.Settings(
+    """The run's settings. Every option (the input's too) and MLFLOW_TRACKING_URI are checked here,
+    before anything starts."""
+    if args.generate is not None:
+        validation.count(args.generate, "--generate")
+    tracking.server_uri()
+    chosen = flow.Settings(
         image=args.image,
         threshold=args.threshold,
         processing_hosts=args.processing_hosts,
@@ -65,6 +77,9 @@ def settings(args: argparse.Namespace) -> flow.Settings:
         num_round=args.num_round,
         endpoint=args.endpoint or "",
         schema=schema_mod.load(args.schema) if args.schema else schema_mod.housing(),
+    )
+    return validation.settings(
+        chosen, {field: "--" + field.replace("_", "-") for field in validation.CHECKED}
     )
 
 

@@ -34,6 +34,7 @@ from smray.errors import PlatformError, UserError
 from smray.locks import exclusive
 from smray.registry.records import ModelVersion
 from smray.retry import NotYet, retry
+from smray.workstation import validation
 from smray.workstation.endpoints.client import Connection
 
 NETWORK = "smray-endpoints"
@@ -44,7 +45,7 @@ FRONT = "nginx-socket-link"
 SOCKETS = "/sockets"  # the endpoint's volume, in both containers
 SETTLE_S = 1.0  # after the switch: connections the router opened to the old model are accepted by then
 SERVE_PORT = 8080
-_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's endpoint name rule
+_CONTAINER = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # Docker's container name rule
 
 
 @dataclass(frozen=True)
@@ -85,29 +86,42 @@ class LocalEndpoints:
         self.health_timeout_s = health_timeout_s
 
     def _dir(self, name: str) -> Path:
-        return self.root / name
+        """Every path of an endpoint is built from here: a name such as `../x` never becomes one."""
+        return self.root / validation.endpoint_name(name)
 
     def describe(self, name: str) -> Endpoint | None:
         state = self._dir(name) / "endpoint.json"
-        return Endpoint.from_record(json.loads(state.read_text())) if state.is_file() else None
+        if not state.is_file():
+            return None
+        try:
+            record = json.loads(state.read_text())
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+            endpoint = Endpoint.from_record(record)
+            if not all(_CONTAINER.fullmatch(str(c)) for c in (endpoint.container, endpoint.router)):
+                raise ValueError("a container name that is not one")  # it names a folder to delete
+            return endpoint
+        except (ValueError, TypeError) as exc:
+            raise UserError(
+                f"{state} is not an endpoint record ({exc}): restore it, or remove the endpoint's "
+                "containers (docker ps --filter label=io.smray.endpoint) and that folder"
+            ) from None
 
     def list(self) -> list[Endpoint]:
         if not self.root.is_dir():
             return []
-        found = (self.describe(d.name) for d in sorted(self.root.iterdir()))
-        return [e for e in found if e]
+        names = sorted(d.name for d in self.root.iterdir() if validation.is_endpoint_name(d.name))
+        return [e for e in map(self.describe, names) if e]
 
     def _one_at_a_time(self, name: str) -> contextlib.AbstractContextManager[None]:
         """Deploys and deletes of one endpoint wait for each other: two swaps must not interleave."""
         return exclusive(
-            self.root / f".{name}.lock",
+            self._dir(name).with_name(f".{name}.lock"),
             on_wait=lambda: print(f"endpoint {name}: waiting for another deploy or delete", flush=True),
         )
 
     def deploy(self, name: str, version: ModelVersion, image: str = "", port: int = 0) -> Endpoint:
         """Creates the endpoint, or moves an existing one to `version` without dropping requests."""
-        if not _NAME.match(name):
-            raise UserError(f"invalid endpoint name {name!r}: letters, digits and '-', 1-63 characters")
         with self._one_at_a_time(name):
             return self._deploy(name, version, image, port)
 

@@ -1,7 +1,8 @@
 """EventBridge schedule expressions, parsed and checked as EventBridge does, with the next fire time
 (UTC) for the local scheduler.
 
-- `rate(N unit)`: N a positive integer; unit minute|hour|day, singular exactly when N is 1.
+- `rate(N unit)`: N a positive integer; unit minute|hour|day, singular exactly when N is 1; at most
+  SEARCH_DAYS days (a rate that fires less often is as good as never, and soon past datetime's years).
 - `cron(minutes hours day-of-month month day-of-week year)`: six fields; `, - * /` everywhere, `?` in
   day-of-month or day-of-week (exactly one of them must be `?`), `L` and `W` in day-of-month, `L` and
   `#` in day-of-week (1-7 = SUN-SAT), months 1-12 or JAN-DEC, years 1970-2199.
@@ -16,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from smray.errors import UserError
 
-_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_RATE = re.compile(r"^rate\(([0-9]{1,12}) (minute|minutes|hour|hours|day|days)\)$")
 _CRON = re.compile(r"^cron\((.*)\)$")
 _UNITS = {"minute": 60, "hour": 3600, "day": 86400}
 MONTHS = {m.upper(): i for i, m in enumerate(calendar.month_abbr) if m}
@@ -79,7 +80,10 @@ def parse(expression: str) -> Schedule:
         if (value == 1) != (not unit.endswith("s")):
             wanted = unit.rstrip("s") if value == 1 else unit.rstrip("s") + "s"
             raise UserError(f"{expression}: say rate({value} {wanted}) (singular exactly for 1)")
-        return Rate(text, value * _UNITS[unit.rstrip("s")])
+        seconds = value * _UNITS[unit.rstrip("s")]
+        if seconds > SEARCH_DAYS * _UNITS["day"]:
+            raise UserError(f"{expression}: the rate must be at most {SEARCH_DAYS:,} days (5 years)")
+        return Rate(text, seconds)
     if match := _CRON.match(text):
         return _cron(text, match[1].split())
     raise UserError(
@@ -137,7 +141,7 @@ def _number(
     token = token.upper()
     if names and token in names:
         return names[token]
-    if not token.isdigit() or not low <= int(token) <= high:
+    if not re.fullmatch("[0-9]{1,4}", token) or not low <= int(token) <= high:  # ASCII: '²' is a digit too
         raise UserError(f"{text}: {name} value {token!r} is not in {low}-{high}")
     return int(token)
 
@@ -145,7 +149,7 @@ def _number(
 def _check_dom(text: str, field: str) -> None:
     if field in ("L", "LW"):
         return
-    if re.fullmatch(r"\d{1,2}W", field):
+    if re.fullmatch(r"[0-9]{1,2}W", field):
         _number(text, "day-of-month", field[:-1], 1, 31)
         return
     _values(text, "day-of-month", field, 1, 31)
@@ -154,7 +158,7 @@ def _check_dom(text: str, field: str) -> None:
 def _check_dow(text: str, field: str) -> None:
     if match := re.fullmatch(r"(\w+)L", field):
         _number(text, "day-of-week", match[1], 1, 7, DAYS)
-    elif match := re.fullmatch(r"(\w+)#(\d)", field):
+    elif match := re.fullmatch(r"(\w+)#([0-9])", field):
         _number(text, "day-of-week", match[1], 1, 7, DAYS)
         _number(text, "day-of-week occurrence", match[2], 1, 5)
     elif field != "L":
@@ -186,7 +190,7 @@ def _dow_matches(field: str, day: date) -> bool:
         return _weekday(day) == 7
     if match := re.fullmatch(r"(\w+)L", field):
         return _weekday(day) == _number("", "", match[1], 1, 7, DAYS) and day.day + 7 > last
-    if match := re.fullmatch(r"(\w+)#(\d)", field):
+    if match := re.fullmatch(r"(\w+)#([0-9])", field):
         wanted = _number("", "", match[1], 1, 7, DAYS)
         return _weekday(day) == wanted and (day.day - 1) // 7 + 1 == int(match[2])
     return _weekday(day) in _values("", "day-of-week", field, 1, 7, DAYS)

@@ -36,6 +36,7 @@ from smray.errors import UserError
 from smray.locks import exclusive
 from smray.registry.local import LocalRegistry
 from smray.registry.records import Approval, ModelVersion
+from smray.workstation import jsonl, tracking, validation
 from smray.workstation import local_workflow as flow
 from smray.workstation.endpoints.local import LocalEndpoints
 from smray.workstation.schedule.expressions import Rate, Schedule
@@ -57,31 +58,41 @@ class Record:
     served_after: str
 
 
+# The input's keys, by the Settings field each sets (the state machine's names, as AWS takes them)
+INPUT_KEYS = {
+    "image": "Image",
+    "threshold": "Threshold",
+    "processing_hosts": "ProcessingInstanceCount",
+    "training_hosts": "TrainingInstanceCount",
+    "tuning_trials": "TuningTrials",
+    "num_round": "NumRound",
+    "endpoint": "EndpointName",
+}
+
+
 def read_input(path: Path) -> tuple[Path | None, flow.Settings]:
     try:
         given = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:
         raise UserError(f"cannot read the schedule's input {path}: {exc}") from exc
     if not isinstance(given, dict):
         raise UserError(f"{path}: the input must be a JSON object")
-    data = given.get("DataUri", "")
-    if data.startswith("s3://"):
-        raise UserError(f"{path}: DataUri {data} is in S3; the local loop reads local files (or file://)")
-    source = Path(urlparse(data).path if data.startswith("file://") else data) if data else None
-    d = flow.Settings()
     try:
+        data = validation.text(given["DataUri"], "DataUri") if "DataUri" in given else ""
+        if data.startswith("s3://"):
+            raise UserError(
+                f"DataUri {tracking.redact(data)} is in S3; the local loop reads local files (or file://)"
+            )
+        schema = validation.text(given["Schema"], "Schema") if "Schema" in given else ""
+        d = flow.Settings()
         settings = flow.Settings(
-            image=str(given.get("Image", d.image)),
-            threshold=float(given.get("Threshold", d.threshold)),
-            processing_hosts=int(given.get("ProcessingInstanceCount", d.processing_hosts)),
-            training_hosts=int(given.get("TrainingInstanceCount", d.training_hosts)),
-            tuning_trials=int(given.get("TuningTrials", d.tuning_trials)),
-            num_round=int(given.get("NumRound", d.num_round)),
-            endpoint=str(given.get("EndpointName", d.endpoint)),
-            schema=schema_mod.load(Path(given["Schema"])) if given.get("Schema") else d.schema,
+            **{field: given.get(key, getattr(d, field)) for field, key in INPUT_KEYS.items()},
+            schema=schema_mod.load(Path(schema)) if schema else d.schema,
         )
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"{path}: {exc}") from exc
+        validation.settings(settings, INPUT_KEYS)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    source = Path(urlparse(data).path if data.startswith("file://") else data) if data else None
     return source, settings
 
 
@@ -113,7 +124,8 @@ class Scheduler:
         self.anchor = datetime.now(UTC)
 
     def run(self) -> int:
-        read_input(self.input_file)  # a broken input fails now, not at the first fire time
+        read_input(self.input_file)  # a broken input (or MLflow URL) fails now, not at the first fire time
+        tracking.server_uri()
         with self._only_scheduler(), self._signals():
             runs = 0
             self.anchor = datetime.now(UTC)
@@ -188,8 +200,7 @@ class Scheduler:
         return record
 
     def _remember(self, record: Record) -> None:
-        with open(self.home / HISTORY, "a") as history:
-            history.write(json.dumps(asdict(record)) + "\n")
+        jsonl.append(self.home / HISTORY, asdict(record))
 
     def _decide(
         self,
@@ -267,7 +278,5 @@ def _name(version: ModelVersion | None) -> str:
 
 
 def history(home: Path) -> list[dict[str, Any]]:
-    path = home / HISTORY
-    return (
-        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-    )
+    """Every scheduled run's record, oldest first."""
+    return jsonl.read(home / HISTORY, lambda raw: asdict(Record(**raw)))
