@@ -5,6 +5,7 @@ throttles some calls so that retry and backoff are exercised for real."""
 import io
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -160,3 +161,22 @@ def test_waits_until_the_offline_store_holds_the_records(aws):
     with pytest.raises(PlatformError, match="only 150 of 1000 records reached the offline store"):
         aws.sleep = lambda s: None
         aws.wait_offline(group, since_ms=0, expected=1000, timeout_s=0)
+
+
+def test_a_file_written_in_the_second_the_wait_began_counts(aws):
+    """S3 lists LastModified to the second (".000Z"): a file written 0.6 s after the wait's start shows
+    an earlier time than that start. Found by tests/aws: ingest waited out its timeout."""
+    group = FeatureGroupDefinition.from_description(
+        {
+            **group_definition().to_description(),
+            "OfflineStoreConfig": {"S3StorageConfig": {"ResolvedOutputS3Uri": "s3://offline/fs/data"}},
+        }
+    )
+    time.sleep(1 - time.time() % 1 + 0.2)  # 0.2 s into a second
+    since_ms = int(time.time() * 1000)
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(datagen.housing_frame(30, seed=1)), buf)
+    aws.s3.put_object(Bucket="offline", Key="fs/data/year=2025/part-0.parquet", Body=buf.getvalue())
+    listed = aws.s3.list_objects_v2(Bucket="offline", Prefix="fs/data/")["Contents"][0]["LastModified"]
+    assert listed.timestamp() * 1000 < since_ms  # what S3 says of a file written after the wait began
+    assert aws.wait_offline(group, since_ms=since_ms, expected=30, timeout_s=0) == 30

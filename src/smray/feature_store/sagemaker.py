@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRYABLE = {"ThrottlingException", "ServiceUnavailable", "InternalFailure", "RequestThrottled"}
+# S3 lists LastModified to the whole second, and the job's clock is not S3's: a file written after the
+# wait began may show a time up to a second (plus the clocks' skew) before it.
+LISTED_TIME_SLACK_MS = 1000 + 5000
 
 
 @dataclass(frozen=True)
@@ -152,13 +155,14 @@ class SageMakerFeatureStore:
             raise UserError("waiting for the offline store needs an S3 client")
         bucket, _, prefix = group.offline_uri.removeprefix("s3://").partition("/")
         seen: dict[str, int] = {}
+        listed_since_ms = since_ms - LISTED_TIME_SLACK_MS
 
         def all_visible() -> int:
             pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
             for page in pages:
                 for obj in page.get("Contents", []):
                     key = obj["Key"]
-                    fresh = obj["LastModified"].timestamp() * 1000 >= since_ms
+                    fresh = obj["LastModified"].timestamp() * 1000 >= listed_since_ms
                     if key.endswith(".parquet") and fresh and key not in seen:
                         body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
                         seen[key] = pq.read_metadata(io.BytesIO(body)).num_rows
