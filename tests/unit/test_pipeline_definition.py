@@ -31,7 +31,18 @@ ARGS = [
 def aws(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket="smray-example")  # the user's own bucket
         yield
+
+
+def test_a_bucket_that_does_not_exist_is_named(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        args = cli.build_parser().parse_args(["run", "aws", *ARGS])
+        with pytest.raises(UserError, match="bucket smray-example does not exist"):
+            args.func(args)
 
 
 def _definition(capsys) -> dict:
@@ -106,7 +117,8 @@ def test_the_definition_has_the_workflow_s_shape(aws, capsys):
     register = gate["IfSteps"][0]["Arguments"]
     assert register["ModelApprovalStatus"] == "PendingManualApproval"
     assert register["ModelMetrics"]["ModelQuality"]["Statistics"]["ContentType"] == "application/json"
-    assert steps["PreprocessData"]["CacheConfig"]["Enabled"] is True
+    # no step is cached: a cache key holds input URIs, not the data under them (tests/aws proves it)
+    assert not [s["Name"] for s in d["Steps"] if s.get("CacheConfig", {}).get("Enabled")]
 
 
 def test_the_definition_matches_the_reviewed_snapshot(aws, capsys):

@@ -96,7 +96,10 @@ def upload_schema(bucket: str, table: Schema, s3: Any) -> str:
     from smray.contracts.jobs import SCHEMA_FILE
 
     key = _schema_prefix(table) + SCHEMA_FILE
-    s3.put_object(Bucket=bucket, Key=key, Body=table.dumps().encode())
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=table.dumps().encode())
+    except s3.exceptions.NoSuchBucket:
+        raise UserError(f"bucket {bucket} does not exist: create it, or name yours with --bucket") from None
     return f"s3://{bucket}/{key}"
 
 

@@ -33,7 +33,7 @@ from sagemaker.workflow.parameters import ParameterFloat, ParameterInteger, Para
 from sagemaker.workflow.pipeline import Pipeline
 from sagemaker.workflow.pipeline_context import PipelineSession
 from sagemaker.workflow.properties import PropertyFile
-from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep, TuningStep
+from sagemaker.workflow.steps import ProcessingStep, TrainingStep, TuningStep
 
 from smray import hyperparameters
 from smray.contracts import evaluate as evaluate_contract
@@ -48,6 +48,9 @@ ENTRYPOINT = ["smray-entrypoint"]
 EVALUATION = PropertyFile(
     name="EvaluationReport", output_name="evaluation", path=evaluate_contract.EVALUATION_FILE
 )
+# On AWS, ingest's report names the feature group's own offline store (its ResolvedOutputS3Uri, which
+# SageMaker makes when the group is created): preprocess reads that prefix and nothing else of the bucket.
+INGEST_REPORT = PropertyFile(name="IngestReport", output_name="report", path=ingest_contract.REPORT_FILE)
 
 
 def tuning_ranges() -> dict[str, IntegerParameter | ContinuousParameter]:
@@ -116,7 +119,7 @@ def aws_session(region: str | None, bucket: str) -> PipelineSession:
     return PipelineSession(boto_session=boto3.Session(region_name=region), default_bucket=bucket)
 
 
-def _under(base: ParameterString, *parts: str) -> Join:
+def _under(base: ParameterString, *parts: str | PipelineVariable) -> Join:
     """<OutputUrl>/<execution id>/<parts>: every execution writes under its own prefix."""
     return Join(on="/", values=[base, ExecutionVariables.PIPELINE_EXECUTION_ID, *parts])
 
@@ -134,7 +137,6 @@ class _Context:
     target: Target
     session: Session
     p: Parameters
-    cache: CacheConfig = field(default_factory=lambda: CacheConfig(enable_caching=True, expire_after="P30D"))
 
     @property
     def env(self) -> dict[str, str]:
@@ -163,15 +165,17 @@ class _Context:
     def input(self, name: str, source: object, folder: str) -> ProcessingInput:
         return ProcessingInput(source=source, destination=in_container(folder), input_name=name)
 
-    def store_input(self) -> list[ProcessingInput]:
-        return [self.input("store", self.p.store, ingest_contract.STORE)]
+    def store_input(self) -> ProcessingInput:
+        return self.input("store", self.p.store, ingest_contract.STORE)
 
     def schema_input(self) -> ProcessingInput:
         return self.input("schema", self.p.schema, SCHEMA)
 
 
 def _build(target: Target, session: Session) -> Pipeline:
-    c = _Context(target, session, Parameters(target))  # caching: AWS honours it; local mode ignores it
+    # No step is cached: SageMaker's cache key holds a step's input URIs, not the objects under them, so
+    # ingest would skip new data under the same InputDataUrl and preprocess would return old splits.
+    c = _Context(target, session, Parameters(target))
     ingest = _ingest_step(c)
     preprocess = _preprocess_step(c, ingest)
     train, model_data = _train_step(c, preprocess)
@@ -208,24 +212,29 @@ def _ingest_step(c: _Context) -> ProcessingStep:
     return ProcessingStep(
         name="FeatureStoreIngestion",
         step_args=c.processor(p.processing_count, "ingest").run(
-            inputs=[raw, c.schema_input(), *(c.store_input() if c.target.local else [])],
+            inputs=[raw, c.schema_input(), *([c.store_input()] if c.target.local else [])],
             outputs=[
                 c.output("report", ingest_contract.REPORT, "ingest"),
                 c.output("quarantine", ingest_contract.QUARANTINE),
             ],
             arguments=arguments,
         ),
-        cache_config=c.cache,
+        property_files=[] if c.target.local else [INGEST_REPORT],
     )
 
 
 def _preprocess_step(c: _Context, ingest: ProcessingStep) -> ProcessingStep:
     p = c.p
     sizes = (p.train_size.to_string(), p.validation_size.to_string(), p.test_size.to_string())
+    if c.target.local:
+        store = c.store_input()
+    else:  # the group's own offline files: "<ResolvedOutputS3Uri>/", not another group's under the bucket
+        offline = JsonGet(step_name=ingest.name, property_file=INGEST_REPORT, json_path="offline_store")
+        store = c.input("store", Join(on="", values=[offline, "/"]), preprocess_contract.STORE)
     return ProcessingStep(
         name="PreprocessData",
         step_args=c.processor(p.processing_count, "preprocess").run(
-            inputs=[*c.store_input(), c.schema_input()],
+            inputs=[store, c.schema_input()],
             outputs=[
                 *(c.output(name, preprocess_contract.split(name)) for name in preprocess_contract.SPLITS),
                 c.output("transform", preprocess_contract.TRANSFORM),
@@ -236,7 +245,6 @@ def _preprocess_step(c: _Context, ingest: ProcessingStep) -> ProcessingStep:
             ),
         ),
         depends_on=[ingest],
-        cache_config=c.cache,
     )
 
 
@@ -283,9 +291,7 @@ def _train_step(
             tune="true",
             tune_trials=p.tuning_trials.to_string(),
         )
-        train = TrainingStep(
-            name="TrainWithTuning", step_args=estimator.fit(inputs=channels), cache_config=c.cache
-        )
+        train = TrainingStep(name="TrainWithTuning", step_args=estimator.fit(inputs=channels))
         return train, train.properties.ModelArtifacts.S3ModelArtifacts
     tuner = HyperparameterTuner(
         estimator,
@@ -296,9 +302,10 @@ def _train_step(
         max_jobs=p.tuning_trials,
         max_parallel_jobs=p.tuning_parallel,
     )
-    tuning = TuningStep(name="HPTuning", step_args=tuner.fit(inputs=channels), cache_config=c.cache)
-    best = tuning.get_top_model_s3_uri(top_k=0, s3_bucket=c.session.default_bucket(), prefix="smray/tuning")
-    return tuning, best
+    tuning = TuningStep(name="HPTuning", step_args=tuner.fit(inputs=channels))
+    # SageMaker writes each trial's model at <output_path>/<training job>/output/model.tar.gz
+    best_trial = tuning.properties.TrainingJobSummaries[0].TrainingJobName
+    return tuning, _under(p.output, "model", best_trial, "output", "model.tar.gz")
 
 
 def _evaluate_step(c: _Context, preprocess: ProcessingStep, model_data: PipelineVariable) -> ProcessingStep:
