@@ -52,7 +52,7 @@ def test_defaults_reach_the_quality_bar_on_100k_rows(opt_ml, capsys):
     assert booster.num_boosted_rounds() == meta["best_iteration"] + 1
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("[")]
-    assert len(lines) == meta["rounds"]
+    assert len(lines) == meta["rounds"] + 1  # every round, then the best round's again (the model's)
     rmse_definitions = [d for d in train_contract.metric_definitions() if d["Name"].endswith(":rmse")]
     assert len(rmse_definitions) == 2
     for definition in rmse_definitions:
@@ -62,6 +62,23 @@ def test_defaults_reach_the_quality_bar_on_100k_rows(opt_ml, capsys):
         re.match(train_contract.metric_definitions()[2]["Regex"], lines[meta["best_iteration"]]).group(1)
     )
     assert value == pytest.approx(meta["validation_rmse"], rel=1e-4)
+    # SageMaker's tuner ranks a trial by the last value its regex finds: the model's, not the last round's
+    validation = train_contract.metric_definitions()[2]
+    assert validation["Name"] == "validation:rmse"
+    last = re.findall(validation["Regex"], out.replace("\t", "#011"), flags=re.MULTILINE)[-1]
+    assert float(last) == pytest.approx(meta["validation_rmse"], rel=1e-4)
+    assert meta["rounds"] > meta["best_iteration"] + 1  # early stopping ran past the best round
+
+
+def test_metric_regexes_take_the_number_only_when_tabs_are_logged_as_011():
+    line = "[12]#011train-rmse:123.4#011validation-rmse:150.25#011validation-mae:99"
+    found = {
+        d["Name"]: m.group(1)
+        for d in train_contract.metric_definitions()
+        if (m := re.match(d["Regex"], line))
+    }
+    assert found["train:rmse"] == "123.4" and found["validation:rmse"] == "150.25"
+    assert found["validation:mae"] == "99"
 
 
 def test_checkpoints_every_k_rounds_and_a_restart_resumes(opt_ml, caplog, capsys):

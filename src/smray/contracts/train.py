@@ -21,10 +21,14 @@ METRICS = ("rmse", "mae")
 SETS = ("train", "validation")
 
 
+# A number only: with the tab logged as `#011`, `\S+` would take `123.4#011validation-rmse:...`
+NUMBER = r"([-+]?(?:[0-9]*\.)?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+
+
 def metric_definitions() -> list[dict[str, str]]:
     """For an Estimator's or a tuning job's metric_definitions."""
     return [
-        {"Name": f"{s}:{m}", "Regex": rf".*\[[0-9]+\].*(?:#011|\t){s}-{m}:(\S+)"}
+        {"Name": f"{s}:{m}", "Regex": rf".*\[[0-9]+\].*(?:#011|\t){s}-{m}:{NUMBER}"}
         for s in SETS
         for m in METRICS
     ]

@@ -22,7 +22,7 @@ import xgboost
 from smray import hyperparameters, paths, transform
 from smray.contracts import train as contract
 from smray.contracts.resource_config import ResourceConfig
-from smray.entrypoints.training import checkpoint, engines, tuning
+from smray.entrypoints.training import checkpoint, engines, metrics, tuning
 from smray.errors import UserError
 from smray.model_artifact import METADATA_FILE, MODEL_FILE
 from smray.schema import Feature, FeatureType, Schema
@@ -74,6 +74,10 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     else:
         result = engines.train_on_cluster(job, fingerprint_, resume, len(config.hosts))
     _write_model(opts.model_dir, result, job, artifact, trials)
+    # The model is cut at its best round; SageMaker's tuner ranks a trial by the LAST value its metric
+    # regex finds in the log: end with the best round's metrics, the model's own.
+    if result.history:
+        print(metrics.line(result.best_iteration, result.history, result.best_iteration), flush=True)
     print(
         f"train: {result.engine}, {result.rounds} rounds, best iteration {result.best_iteration}, "
         f"validation-{values['eval_metric']} {result.best_score:.2f}, {result.seconds:.1f} s",

@@ -9,11 +9,13 @@ from typing import Any, TextIO
 import xgboost
 
 
-def line(iteration: int, evals_log: dict[str, dict[str, list[float]]]) -> str:
+def line(iteration: int, evals_log: dict[str, dict[str, list[float]]], index: int = -1) -> str:
+    """The metrics of round `index` of the log (its last by default), numbered `iteration`."""
     parts = [f"[{iteration}]"]
     for data_name, metrics in evals_log.items():
         for metric, values in metrics.items():
-            parts.append(f"{data_name}-{metric}:{values[-1]:.5f}")
+            if len(values) > index:
+                parts.append(f"{data_name}-{metric}:{values[index]:.5f}")
     return "\t".join(parts)
 
 
