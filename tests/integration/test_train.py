@@ -81,6 +81,21 @@ def test_metric_regexes_take_the_number_only_when_tabs_are_logged_as_011():
     assert found["validation:mae"] == "99"
 
 
+def test_tuning_trials_sharing_one_checkpoint_uri_each_resume_their_own(opt_ml, caplog, capsys, monkeypatch):
+    """A tuning job syncs one checkpoint prefix into every trial; trial 2 must not overwrite trial 1's."""
+    make_channels(opt_ml, 5_000)
+    monkeypatch.setenv("TRAINING_JOB_NAME", "hp-001-aaaaaaaa")
+    run_train(opt_ml, num_round=30, early_stopping_rounds=0, checkpoint_every=10)
+    monkeypatch.setenv("TRAINING_JOB_NAME", "hp-002-bbbbbbbb")
+    run_train(opt_ml, num_round=30, early_stopping_rounds=0, checkpoint_every=10, max_depth=3)
+    caplog.set_level("INFO", logger="smray")
+    capsys.readouterr()
+    monkeypatch.setenv("TRAINING_JOB_NAME", "hp-001-aaaaaaaa")  # trial 1, restarted after a spot interruption
+    meta = run_train(opt_ml, num_round=40, early_stopping_rounds=0, checkpoint_every=10)
+    assert "resuming from a checkpoint after 30 rounds" in caplog.text
+    assert meta["rounds"] == 40
+
+
 def test_checkpoints_every_k_rounds_and_a_restart_resumes(opt_ml, caplog, capsys):
     make_channels(opt_ml, 5_000)
     meta = run_train(opt_ml, num_round=30, early_stopping_rounds=0, checkpoint_every=10)
@@ -92,7 +107,8 @@ def test_checkpoints_every_k_rounds_and_a_restart_resumes(opt_ml, caplog, capsys
     assert "resuming from a checkpoint after 30 rounds" in caplog.text
     assert meta["rounds"] == 45
     trained = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
-    assert trained == [f"[{i}]" for i in range(30, 45)]  # only the rounds the checkpoint did not have
+    # only the rounds the checkpoint did not have, then the best round's metrics again (the model's)
+    assert trained == [*(f"[{i}]" for i in range(30, 45)), f"[{meta['best_iteration']}]"]
     caplog.clear()
     run_train(opt_ml, num_round=45, early_stopping_rounds=0, checkpoint_every=10, max_depth=3)
     assert "other hyper-parameters" in caplog.text  # another model: starts afresh

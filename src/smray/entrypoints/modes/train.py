@@ -48,12 +48,13 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         raise UserError(
             "no target: give the transform channel (preprocessing.json) or the hyper-parameter target"
         )
+    checkpoints = checkpoint.job_folder(opts.checkpoint_dir)
     job = engines.Job(
         train_dir=opts.channels / contract.TRAIN,
         validation_dir=opts.channels / contract.VALIDATION,
         target=target,
         values=values,
-        checkpoint_dir=opts.checkpoint_dir,
+        checkpoint_dir=checkpoints,
     )
     trials: list[tuning.Trial] = []
     if values["tune"]:
@@ -66,7 +67,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     fingerprint_ = checkpoint.fingerprint(
         {**hyperparameters.xgboost_params(job.values), "target": target}, _inventory(job.train_dir)
     )
-    resume = checkpoint.load(opts.checkpoint_dir, fingerprint_)
+    resume = checkpoint.load(checkpoints, fingerprint_)
     if resume:
         log.info("resuming from a checkpoint after %d rounds", resume.rounds)
     if engine == "xgboost":

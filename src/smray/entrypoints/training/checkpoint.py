@@ -1,7 +1,11 @@
 """Checkpoints in `/opt/ml/checkpoints` (SageMaker syncs that folder to S3 and restores it when a job is
 restarted): the model so far in XGBoost's UBJ format, the rounds done, the evaluation history so far (so
 that early stopping and the reported best iteration of a resumed job are those of an uninterrupted one)
-and a fingerprint of the hyper-parameters, so a restarted job resumes only what it started."""
+and a fingerprint of the hyper-parameters, so a restarted job resumes only what it started.
+
+A tuning job gives all of its trials one checkpoint URI: each training job keeps its checkpoint in a
+folder of its own name (TRAINING_JOB_NAME, which SageMaker sets and keeps when it restarts a spot job), so
+that no trial overwrites another's or restores another's booster."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +25,13 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "checkpoint.ubj"
 META_FILE = "checkpoint.json"
+JOB_NAME_ENV = "TRAINING_JOB_NAME"
+
+
+def job_folder(root: Path) -> Path:
+    """This training job's own checkpoint folder under the synced one (the folder itself outside a job)."""
+    name = os.environ.get(JOB_NAME_ENV, "")
+    return root / name if name and "/" not in name and name not in (".", "..") else root
 
 
 def fingerprint(params: dict[str, Any], features: list[str]) -> str:
