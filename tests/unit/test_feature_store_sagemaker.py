@@ -180,3 +180,13 @@ def test_a_file_written_in_the_second_the_wait_began_counts(aws):
     listed = aws.s3.list_objects_v2(Bucket="offline", Prefix="fs/data/")["Contents"][0]["LastModified"]
     assert listed.timestamp() * 1000 < since_ms  # what S3 says of a file written after the wait began
     assert aws.wait_offline(group, since_ms=since_ms, expected=30, timeout_s=0) == 30
+
+
+def test_every_writing_thread_has_a_connection_and_network_errors_are_retried(monkeypatch):
+    from smray.feature_store.backends import StoreSpec
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    store = StoreSpec("sagemaker", role_arn=ROLE, offline_s3_uri="s3://offline/fs").sagemaker()
+    config = store.runtime.meta.config
+    assert config.max_pool_connections >= store.concurrency
+    assert config.retries["total_max_attempts"] > 1  # a reset connection never reaches the store's retry

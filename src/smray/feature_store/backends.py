@@ -43,11 +43,17 @@ class StoreSpec:
         import boto3
         from botocore.config import Config
 
-        # PutRecord is retried by the store itself, with its own backoff and failure count.
+        # Throttling is retried by the store itself, with its own backoff and failure count; botocore
+        # still retries what the store never sees (a reset connection, a 5xx), a few times. One pooled
+        # connection per writing thread: with botocore's 10, 6 of 16 threads waited for a connection.
+        concurrency = SageMakerFeatureStore.CONCURRENCY
         runtime = boto3.client(
-            "sagemaker-featurestore-runtime", config=Config(retries={"total_max_attempts": 1})
+            "sagemaker-featurestore-runtime",
+            config=Config(
+                retries={"mode": "standard", "total_max_attempts": 3}, max_pool_connections=concurrency
+            ),
         )
-        return SageMakerFeatureStore(boto3.client("sagemaker"), runtime, boto3.client("s3"))
+        return SageMakerFeatureStore(boto3.client("sagemaker"), runtime, boto3.client("s3"), concurrency)
 
     def ensure_group(self, wanted: FeatureGroupDefinition) -> FeatureGroupDefinition:
         if self.backend == "local":

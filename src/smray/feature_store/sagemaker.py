@@ -66,12 +66,14 @@ def _text(value: Any) -> str:
 
 
 class SageMakerFeatureStore:
+    CONCURRENCY = 16  # PutRecord calls in flight per host
+
     def __init__(
         self,
         sagemaker: Any,
         runtime: Any,
         s3: Any | None = None,
-        concurrency: int = 16,
+        concurrency: int = CONCURRENCY,
         max_attempts: int = 8,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
