@@ -3,6 +3,7 @@ are not finite. After any sequence of ingests, the store's latest content and wh
 the latest input, row by row."""
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -273,3 +274,70 @@ def test_a_reader_never_lists_a_file_whose_batch_is_still_moving_into_place(tmp_
     assert listed == landed and all(f.exists() for f in listed)
     monkeypatch.undo()  # the next open finishes the move: then the batch is listed
     assert len(store.committed_files(group)) > len(landed)
+
+
+def _online_and_offline_price(store: LocalFeatureStore, record: str) -> tuple[float, float]:
+    """The record's price online, and the one preprocess picks from the offline store."""
+    group = store.describe("housing")
+    latest = latest_in_store(store.root.parent)
+    return store.get_record(group, record)["PRICE"], latest.loc[record, "PRICE"]
+
+
+def _housing_store(tmp_path: Path) -> LocalFeatureStore:
+    from smray.feature_store.definition import FeatureGroupDefinition
+
+    store = LocalFeatureStore(tmp_path / "store")
+    store.ensure_group(FeatureGroupDefinition.from_schema("housing", schema_mod.housing()))
+    return store
+
+
+def test_two_writers_of_a_record_at_one_event_time_leave_the_last_commit_online_and_offline(
+    tmp_path, monkeypatch
+):
+    """Writer A is on its way to the lock when B commits the same record and event time; then A commits."""
+    store = _housing_store(tmp_path)
+    group, row = store.describe("housing"), datagen.housing_frame(1, seed=3)
+    a_waits, b_committed, failures = threading.Event(), threading.Event(), []
+    catalog = LocalFeatureStore._catalog
+
+    def a_pauses_before_the_lock(self, group, *args, **kw):
+        if threading.current_thread().name == "A" and not b_committed.is_set():
+            a_waits.set()
+            b_committed.wait()
+        return catalog(self, group, *args, **kw)
+
+    def writer_a():
+        try:
+            store.put(group, row.assign(PRICE=1.0))
+        except BaseException as exc:
+            failures.append(exc)
+
+    monkeypatch.setattr(LocalFeatureStore, "_catalog", a_pauses_before_the_lock)
+    a = threading.Thread(target=writer_a, name="A")
+    a.start()
+    assert a_waits.wait(30)
+    store.put(group, row.assign(PRICE=2.0))
+    b_committed.set()
+    a.join(30)
+    assert not failures and not a.is_alive()
+    assert _online_and_offline_price(store, "0") == (1.0, 1.0)
+
+
+def test_a_writer_whose_clock_runs_behind_still_writes_after_the_last_commit(tmp_path, monkeypatch):
+    """Hosts share the store folder, not their clocks: the newest commit wins on both sides."""
+    from datetime import datetime, timedelta
+
+    from smray.feature_store import local as local_store
+
+    store = _housing_store(tmp_path)
+    group, row = store.describe("housing"), datagen.housing_frame(1, seed=3)
+    store.put(group, row.assign(PRICE=1.0))
+
+    class HourBehind(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.now(tz) - timedelta(hours=1)
+
+    monkeypatch.setattr(local_store, "datetime", HourBehind)
+    store.put(group, row.assign(PRICE=2.0))
+    assert _online_and_offline_price(store, "0") == (2.0, 2.0)

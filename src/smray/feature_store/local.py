@@ -18,6 +18,10 @@
   A batch's files are written side by side, one per core.
   Readers list committed files from the catalog, never by globbing, so they never see a half-written
   batch, and a crashed batch is finished or discarded on the next open.
+- Durable: every file (and folder entry) a commit names is on the disk before the commit (`durable`), so a
+  power cut loses whole batches, never a committed file. Paths in the catalog are relative to the group's
+  folder, which job containers mount elsewhere than the host. A store damaged all the same (by an earlier
+  smray, a disk) fails with the file's name, and `repair` rebuilds it from the readable offline files.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +47,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from smray import schema as schema_mod
-from smray.errors import UserError
+from smray.errors import PlatformError, UserError
+from smray.feature_store import durable
 from smray.feature_store.definition import FeatureGroupDefinition
 from smray.feature_store.record_state import (
     DIGEST,
@@ -78,6 +83,8 @@ _StateVersion = tuple[str, int, str]
 _last_state: list[tuple[_StateVersion, RecordState]] = []
 # Earlier smray kept the record state in SQLite: a catalog with these tables is upgraded on open.
 _LEGACY_TABLES = ("offline_keys", "online", "record_versions", "online_records")
+_PARQUET_MIN_BYTES = 12  # its magic number at both ends and the footer's length: a smaller file is damaged
+_UNREADABLE = (OSError, pa.ArrowException)  # what reading a missing or damaged Parquet file raises
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,7 @@ class _ParquetFile:
         # hardly have, and trying them doubles the time a write takes (files ~7% larger).
         table = self.table if self.rows is None else self.table.take(self.rows)
         pq.write_table(table, self.path, use_dictionary=False)
+        durable.sync(self.path)
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,14 @@ class PutResult:
     written_offline: int  # rows new to the offline store
     already_present: int  # (id, event time) pairs the offline store had: skipped
     online_updated: int  # rows that became the online record for their id
+
+
+@dataclass(frozen=True)
+class Repaired:
+    dropped: dict[str, str]  # offline files dropped from the catalog (path in the group folder: why)
+    kept: int  # offline files the record state was rebuilt from
+    rows: int  # their rows
+    online: int  # online records after the repair
 
 
 class LocalFeatureStore:
@@ -122,7 +138,14 @@ class LocalFeatureStore:
         path = self._group_file(name)
         if not path.exists():
             return None
-        described = FeatureGroupDefinition.from_description(json.loads(path.read_text()))
+        try:
+            description = json.loads(path.read_text())
+        except ValueError as exc:  # not JSON: an earlier smray's file that a power cut emptied
+            raise PlatformError(
+                f"the feature group file {path} cannot be read ({exc}), as after a crash or power cut: "
+                "restore it, or remove it to create the group anew"
+            ) from exc
+        described = FeatureGroupDefinition.from_description(description)
         # The store folder is mounted at other paths in job containers than on the host: the offline
         # store always lies under this root, whatever path the group was created at.
         group, epoch = Path(described.offline_uri).name.rsplit("-", 1)
@@ -136,13 +159,8 @@ class LocalFeatureStore:
             return existing
         created = wanted.created_now(self._offline_uri(wanted.name, int(time.time())))
         path = self._group_file(wanted.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-        tmp.write_text(json.dumps(created.to_description(), indent=2))
-        # Another host may create the same group at the same moment: the first link wins.
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-        tmp.unlink()
+        # Another host may create the same group at the same moment: the first one wins.
+        durable.write_text(path, json.dumps(created.to_description(), indent=2), keep_existing=True)
         winner = self.describe(wanted.name)
         if winner is None:
             raise UserError(f"feature group {wanted.name} vanished from {path} while it was created")
@@ -154,10 +172,7 @@ class LocalFeatureStore:
 
     def save_schema(self, group: str, schema: Schema) -> None:
         """The group's schema (target, rules, policies), so later steps read the data as ingest did."""
-        path = self._schema_file(group)
-        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-        tmp.write_text(schema.dumps())
-        tmp.replace(path)
+        durable.write_text(self._schema_file(group), schema.dumps())
 
     def schema(self, group: str) -> Schema | None:
         path = self._schema_file(group)
@@ -175,9 +190,10 @@ class LocalFeatureStore:
         return Path(group.offline_uri) / "catalog.lock"
 
     @contextlib.contextmanager
-    def _catalog(self, group: FeatureGroupDefinition) -> Iterator[sqlite3.Connection]:
+    def _catalog(self, group: FeatureGroupDefinition, recover: bool = True) -> Iterator[sqlite3.Connection]:
+        """The group's catalog, opened (with `recover`: crashed batches finished or discarded first)."""
         path = Path(group.offline_uri) / "catalog.sqlite"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        durable.make_dirs(path.parent)
         conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         try:
             # Switching to WAL and creating the tables do not wait on SQLite's busy timeout: when several
@@ -186,27 +202,27 @@ class LocalFeatureStore:
             with exclusive(self._lock_path(group)):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_CATALOG)
-                self._recover(conn, group)
-                self._upgrade(conn, group)
+                if recover:
+                    self._recover(conn, group)
+                    self._upgrade(conn, group)
             yield conn
         finally:
             conn.close()
 
     def _recover(self, conn: sqlite3.Connection, group: FeatureGroupDefinition) -> None:
         """Finish moving the files of committed batches; drop staged and state files no batch committed,
-        and state files retired long enough ago that no reader still reads them."""
-        for path, staged in conn.execute(
-            "SELECT path, staged FROM files WHERE staged IS NOT NULL"
-        ).fetchall():
-            final, stage = Path(group.offline_uri) / path, Path(staged)
-            if stage.exists() and not final.exists():
-                final.parent.mkdir(parents=True, exist_ok=True)
-                stage.replace(final)
-            conn.execute("UPDATE files SET staged = NULL WHERE path = ?", (path,))
-        staging = Path(group.offline_uri) / "staging"
+        and state files retired long enough ago that no reader still reads them. A committed file that is
+        nowhere fails: its rows must not count as stored."""
+        root = Path(group.offline_uri)
+        lost = self._move_committed(conn, group)
+        if lost:
+            rel, why = next(iter(lost.items()))
+            more = f" (and {len(lost) - 1} more committed files)" if len(lost) > 1 else ""
+            raise self._damaged(group, root / rel, why + more)
+        staging = root / "staging"
         if staging.exists():
             committed = {s for (s,) in conn.execute("SELECT staged FROM files WHERE staged IS NOT NULL")}
-            _remove_dead(staging.rglob("*.parquet"), lambda path: str(path) in committed)
+            _remove_dead(staging.rglob("*.parquet"), lambda path: _relative(path, root) in committed)
         state_dir = self._state_dir(group)
         for (name,) in conn.execute(
             "DELETE FROM state_files WHERE retired_at < ? RETURNING path", (time.time() - _RETIRED_KEPT_S,)
@@ -216,36 +232,104 @@ class LocalFeatureStore:
             listed = {n for (n,) in conn.execute("SELECT path FROM state_files")}
             _remove_dead(state_dir.glob("*.parquet"), lambda path: path.name in listed)
 
+    @staticmethod
+    def _move_committed(conn: sqlite3.Connection, group: FeatureGroupDefinition) -> dict[str, str]:
+        """Move the staged files of committed batches into place, on the disk, then mark them moved;
+        return the ones neither staged nor in place (path in the group folder: why)."""
+        root = Path(group.offline_uri)
+        moved, lost, folders = [], {}, set()
+        for rel, staged in conn.execute("SELECT path, staged FROM files WHERE staged IS NOT NULL").fetchall():
+            final, stage = root / rel, _staged_path(root, staged)
+            if stage.exists() and not final.exists():
+                durable.make_dirs(final.parent)
+                stage.replace(final)
+                folders |= {stage.parent, final.parent}
+            elif not final.exists():
+                lost[rel] = f"is missing, and so is its staged copy {stage}"
+                continue
+            moved.append(rel)
+        durable.sync_all(folders)
+        if moved:
+            conn.execute(
+                "UPDATE files SET staged = NULL WHERE path IN (SELECT value FROM json_each(?))",
+                (json.dumps(moved),),
+            )
+        return lost
+
+    def _damaged(self, group: FeatureGroupDefinition, path: Path, why: str) -> PlatformError:
+        return PlatformError(
+            f"feature group {group.name}: {path} {why}, as after a crash or power cut; "
+            f"`smray store repair --store {self.root} {group.name}` rebuilds the group from its readable "
+            "offline files"
+        )
+
     def _upgrade(self, conn: sqlite3.Connection, group: FeatureGroupDefinition) -> None:
         """An earlier smray kept the record state in SQLite tables: rebuild it from the committed offline
         files, so that unchanged records stay unchanged."""
-        legacy = [
-            name
-            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            if name in _LEGACY_TABLES
-        ]
-        if not legacy:
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            history = self._history(conn, group)
-            values = list(group.value_types())
-            if history is not None:
-                state = RecordState.from_history(history, group.record_id, group.event_time, values)
-                self._compact(conn, group, state)
-            for name in legacy:
-                conn.execute(f"DROP TABLE {name}")  # a name from _LEGACY_TABLES, never from input
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables & set(_LEGACY_TABLES):
+            with _transaction(conn):
+                self._rebuild(conn, group, self._history(conn, group))
 
-    @staticmethod
-    def _history(conn: sqlite3.Connection, group: FeatureGroupDefinition) -> pd.DataFrame | None:
-        rels = [r for (r,) in conn.execute("SELECT path FROM files")]
-        if not rels:
-            return None
-        return pd.concat([pd.read_parquet(Path(group.offline_uri) / r) for r in rels], ignore_index=True)
+    def _rebuild(
+        self, conn: sqlite3.Connection, group: FeatureGroupDefinition, history: pd.DataFrame | None
+    ) -> RecordState:
+        """Inside a transaction: the record state `history` (every committed offline row) implies, in place
+        of the listed one; an earlier smray's tables dropped."""
+        state = (
+            RecordState.from_history(history, group.record_id, group.event_time, list(group.value_types()))
+            if history is not None
+            else RecordState.empty(group.record_id, group.event_time)
+        )
+        self._compact(conn, group, state)
+        for name in _LEGACY_TABLES:
+            conn.execute(f"DROP TABLE IF EXISTS {name}")  # a name from _LEGACY_TABLES, never from input
+        return state
+
+    def _history(
+        self,
+        conn: sqlite3.Connection,
+        group: FeatureGroupDefinition,
+        unreadable: dict[str, str] | None = None,
+    ) -> pd.DataFrame | None:
+        """Every committed offline row, in commit order. A file that cannot be read fails, or with
+        `unreadable` is left out and noted there (path in the group folder: why)."""
+        root, frames = Path(group.offline_uri), []
+        for (rel,) in conn.execute("SELECT path FROM files WHERE staged IS NULL ORDER BY rowid").fetchall():
+            try:
+                frames.append(pd.read_parquet(root / rel))
+            except _UNREADABLE as exc:
+                if unreadable is None:
+                    raise self._damaged(group, root / rel, _cannot_read(exc)) from exc
+                unreadable[rel] = _cannot_read(exc)
+        return pd.concat(frames, ignore_index=True) if frames else None
+
+    def repair(self, group: FeatureGroupDefinition) -> Repaired:
+        """Rebuild a group that a crash or power cut damaged from its offline files that are there and
+        readable: a committed offline file that is neither in place nor staged, or that cannot be read, is
+        dropped from the catalog (an unreadable one is moved to `damaged/` in the group's folder), and the
+        record state is rebuilt from the rest (a state file that cannot be read is no longer read)."""
+        root = Path(group.offline_uri)
+        with (
+            self._catalog(group, recover=False) as conn,
+            exclusive(self._lock_path(group)),
+            _transaction(conn),
+        ):
+            dropped = self._move_committed(conn, group)
+            history = self._history(conn, group, unreadable=dropped)
+            conn.execute(
+                "DELETE FROM files WHERE path IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(dropped)),),
+            )
+            state = self._rebuild(conn, group, history)
+            kept = conn.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+        _last_state.clear()
+        for rel in dropped:
+            if (root / rel).exists():  # no longer listed: out of the offline layout, kept for a look
+                durable.make_dirs((root / "damaged" / rel).parent)
+                (root / rel).replace(root / "damaged" / rel)
+        rows = 0 if history is None else len(history)
+        return Repaired(dropped, kept, rows, len(state.online))
 
     # ---- the record state: Parquet files listed in the catalog --------------------------------------
 
@@ -267,8 +351,7 @@ class LocalFeatureStore:
             "SELECT seq, kind, path FROM state_files WHERE retired_at IS NULL ORDER BY seq"
         ).fetchall()
         snapshot = max((seq for seq, kind, _ in active if kind == _ONLINE), default=0)
-        read = self._state_dir(group)
-        frames = {p: pd.read_parquet(read / p) for _, _, p in active}
+        frames = {p: self._read_state_file(group, p) for _, _, p in active}
         state = RecordState.from_files(
             RecordState.empty(group.record_id, group.event_time),
             versions=[frames[p] for _, kind, p in active if kind in (_VERSIONS, _VERSIONS_ONLINE)],
@@ -281,6 +364,13 @@ class LocalFeatureStore:
         _last_state[:] = [(version, state)]
         return state
 
+    def _read_state_file(self, group: FeatureGroupDefinition, name: str) -> pd.DataFrame:
+        path = self._state_dir(group) / name
+        try:
+            return pd.read_parquet(path)
+        except _UNREADABLE as exc:
+            raise self._damaged(group, path, _cannot_read(exc)) from exc
+
     def _add_state_files(
         self,
         conn: sqlite3.Connection,
@@ -288,16 +378,19 @@ class LocalFeatureStore:
         frames: list[tuple[str, pd.DataFrame]],
         beside: list[_ParquetFile] | None = None,
     ) -> list[Path]:
-        """Write the record state's files (kind, frame), and the `beside` files at the same time, then list
-        the state files in the catalog (inside the caller's transaction). On an error nothing is left."""
+        """Write the record state's files (kind, frame), and the `beside` files at the same time, each one
+        and its folder on the disk, then list the state files in the catalog (inside the caller's
+        transaction). On an error nothing is left."""
         folder = self._state_dir(group)
-        folder.mkdir(exist_ok=True)
+        durable.make_dirs(folder)
         named = [(kind, folder / f"{kind}-{secrets.token_hex(8)}.parquet", frame) for kind, frame in frames]
         files = [
             _ParquetFile(path, pa.Table.from_pandas(frame, preserve_index=False)) for _, path, frame in named
         ]
+        written = files + (beside or [])
         try:
-            _write_parquet(files + (beside or []))
+            _write_parquet(written)
+            durable.sync_all(file.path.parent for file in written)
             conn.executemany(
                 "INSERT INTO state_files (kind, path) VALUES (?, ?)", [(k, p.name) for k, p, _ in named]
             )
@@ -343,7 +436,6 @@ class LocalFeatureStore:
         `ids_distinct`: the caller checked that no id repeats in the batch."""
         if frame.empty:
             return PutResult(0, 0, 0, 0)
-        now = datetime.now(UTC)
         # The group's types: ids are strings, event times fractional seconds.
         frame = frame.assign(
             **{
@@ -354,35 +446,38 @@ class LocalFeatureStore:
         values = list(group.value_types())
         files: list[tuple[str, _ParquetFile]] = []
         state_files: list[Path] = []
+        root = Path(group.offline_uri)
         with self._catalog(group) as conn:
-            conn.execute("BEGIN IMMEDIATE")  # one writer at a time across processes and hosts
             try:
-                applied = self._state(conn, group).apply(
-                    frame, values, deleted, keep_unchanged_times, now.timestamp(), digests, ids_distinct
-                )
-                files = self._stage(group, applied.fresh, now, deleted)
-                changes = (
-                    [(_VERSIONS_ONLINE, applied.versions)]
-                    if len(applied.online_changes) == len(applied.versions)  # the same keys, then
-                    else [(_VERSIONS, applied.versions), (_ONLINE_CHANGES, applied.online_changes)]
-                )
-                state_files = self._add_state_files(
-                    conn,
-                    group,
-                    [(kind, rows) for kind, rows in changes if not rows.empty],
-                    beside=[file for _, file in files],
-                )
-                if self._active_state_files(conn) > _MAX_STATE_FILES:
-                    state_files += self._compact(conn, group, applied.state)
-                conn.executemany(
-                    "INSERT INTO files (path, staged, rows, committed_at) VALUES (?, ?, ?, ?)",
-                    [(rel, str(file.path), file.num_rows, now.timestamp()) for rel, file in files],
-                )
-                version = self._state_version(conn, group)
-                conn.execute("COMMIT")
+                with _transaction(conn):
+                    now = self._write_time(conn)
+                    applied = self._state(conn, group).apply(
+                        frame, values, deleted, keep_unchanged_times, now.timestamp(), digests, ids_distinct
+                    )
+                    files = self._stage(group, applied.fresh, now, deleted)
+                    changes = (
+                        [(_VERSIONS_ONLINE, applied.versions)]
+                        if len(applied.online_changes) == len(applied.versions)  # the same keys, then
+                        else [(_VERSIONS, applied.versions), (_ONLINE_CHANGES, applied.online_changes)]
+                    )
+                    state_files = self._add_state_files(
+                        conn,
+                        group,
+                        [(kind, rows) for kind, rows in changes if not rows.empty],
+                        beside=[file for _, file in files],
+                    )
+                    if self._active_state_files(conn) > _MAX_STATE_FILES:
+                        state_files += self._compact(conn, group, applied.state)
+                    conn.executemany(
+                        "INSERT INTO files (path, staged, rows, committed_at) VALUES (?, ?, ?, ?)",
+                        [
+                            (rel, _relative(file.path, root), file.num_rows, now.timestamp())
+                            for rel, file in files
+                        ],
+                    )
+                    version = self._state_version(conn, group)
                 _last_state[:] = [(version, applied.state)]
             except BaseException:
-                conn.execute("ROLLBACK")
                 _last_state.clear()
                 for stage in [file.path for _, file in files] + state_files:
                     Path(stage).unlink(missing_ok=True)
@@ -391,6 +486,17 @@ class LocalFeatureStore:
                 self._recover(conn, group)  # moves this batch's files into place
         fresh = len(applied.fresh)
         return PutResult(len(frame), fresh, len(frame) - fresh, len(applied.online_changes))
+
+    @staticmethod
+    def _write_time(conn: sqlite3.Connection) -> datetime:
+        """The batch's write time: taken inside its transaction, and after the last commit's (the hosts that
+        share a store need not share a clock). Write times then follow the commits, as the online store
+        does, so that for equal event times the newest write wins offline too."""
+        now = datetime.now(UTC)
+        last = conn.execute("SELECT MAX(committed_at) FROM files").fetchone()[0]
+        if last is not None and now.timestamp() <= last:
+            return datetime.fromtimestamp(last, UTC) + timedelta(microseconds=1)
+        return now
 
     def delete_absent(
         self, group: FeatureGroupDefinition, present: Ids, event_time: float, ids_distinct: bool = False
@@ -432,7 +538,7 @@ class LocalFeatureStore:
         starts = np.flatnonzero(np.diff(hours, prepend=hours[0] - 1))
         ends = [*starts[1:], len(hours)]
         staging = Path(group.offline_uri) / "staging" / secrets.token_hex(8)
-        staging.mkdir(parents=True)
+        durable.make_dirs(staging)
         stamp = now.strftime("%Y%m%dT%H%M%SZ")
         out: list[tuple[str, _ParquetFile]] = []
         for start, end in zip(starts, ends, strict=True):
@@ -455,10 +561,19 @@ class LocalFeatureStore:
         with self._catalog(group) as conn:
             return self._committed(conn, group)
 
-    @staticmethod
-    def _committed(conn: sqlite3.Connection, group: FeatureGroupDefinition) -> list[Path]:
+    def _committed(self, conn: sqlite3.Connection, group: FeatureGroupDefinition) -> list[Path]:
+        """The committed files in place; one that is missing or too small for a Parquet file (what a power
+        cut leaves of a file whose bytes never reached the disk) fails here, not in a reader."""
         rels = [r for (r,) in conn.execute("SELECT path FROM files WHERE staged IS NULL ORDER BY path")]
-        return [Path(group.offline_uri) / r for r in rels]
+        files = [Path(group.offline_uri) / r for r in rels]
+        for path in files:
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise self._damaged(group, path, "is missing") from None
+            if size < _PARQUET_MIN_BYTES:
+                raise self._damaged(group, path, f"has {size} bytes, too few for a Parquet file")
+        return files
 
     def online_count(self, group: FeatureGroupDefinition) -> int:
         with self._catalog(group) as conn:
@@ -486,6 +601,32 @@ class LocalFeatureStore:
         return {group.record_id: record_id, group.event_time: when} | {
             k: None if pd.isna(v) else v for k, v in row.items()
         }
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One writer at a time across processes and hosts: all of it committed, or nothing."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _staged_path(root: Path, staged: str) -> Path:
+    """Where a committed batch's file is staged: `staged` is staging/<batch>/<name> in the group folder (an
+    earlier smray kept the absolute path, in the folder where its process saw the group)."""
+    return root.joinpath(*Path(staged).parts[-3:])
+
+
+def _cannot_read(exc: BaseException) -> str:
+    return "cannot be read (" + " ".join(str(exc).split()) + ")"
 
 
 def _remove_dead(files: Iterable[Path], committed: Callable[[Path], bool]) -> None:

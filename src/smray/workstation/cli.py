@@ -16,7 +16,7 @@ from smray.contracts.resource_config import JobKind
 from smray.errors import PlatformError, UserError
 from smray.hyperparameters import PARAMS
 from smray.workstation import datagen, tracking
-from smray.workstation.commands import endpoints, models, retraining, run_aws, run_local, schedule
+from smray.workstation.commands import endpoints, models, retraining, run_aws, run_local, schedule, store
 from smray.workstation.local_cluster import LocalCluster, host_names, new_token
 
 
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     endpoints.add_parsers(sub)
     retraining.add_parser(sub)
     schedule.add_parser(sub)
+    store.add_parser(sub)
 
     runs = sub.add_parser("runs", help="every recorded run's parameters and metrics, oldest first")
     runs.set_defaults(func=cmd_runs)
