@@ -1,3 +1,5 @@
+import contextlib
+import secrets
 import socket
 import struct
 import threading
@@ -33,14 +35,52 @@ def server():
     srv.close()
 
 
-def raw_hello(srv, host, token=TOKEN):
-    """A worker's hello by hand: the challenge read, the answer sent; returns the socket and the hello."""
+def raw_hello(srv, host, token=TOKEN, welcomed=False):
+    """A worker's hello by hand: the challenge read, the answer sent (and, when `welcomed`, the head's
+    welcome read); returns the socket and the hello."""
     raw = socket.create_connection(("127.0.0.1", srv.port))
-    challenge = raw.makefile("rb").readline().split()
+    reader = raw.makefile("rb")
+    challenge = reader.readline().split()
     assert challenge[0] == b"challenge"
-    hello = f"hello {host} {proof(token, challenge[1].decode(), host)}\n".encode()
+    ours = secrets.token_hex(16)
+    hello = f"hello {host} {ours} {proof(token, 'worker', challenge[1].decode(), ours, host)}\n".encode()
     raw.sendall(hello)
+    if welcomed:
+        assert reader.readline().startswith(b"welcome ")
     return raw, hello
+
+
+@pytest.fixture
+def fake_head():
+    """A head of the test's making on a port of its own: `start(lines, token)` answers each worker's hello
+    as a head that holds `token` would, then sends it `lines` and keeps the connection open a while."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve(conn, lines, token):
+        with conn:
+            ours = "0" * 32
+            conn.sendall(f"challenge {ours}\n".encode())
+            words = conn.makefile("rb").readline().decode().split()
+            host, theirs = (words[1], words[2]) if len(words) == 4 else ("", "")
+            conn.sendall(f"welcome {proof(token, 'head', ours, theirs, host)}\n".encode())
+            for line in lines:
+                conn.sendall(line)
+            time.sleep(3)
+
+    def start(lines, token=TOKEN):
+        def accept():
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                threading.Thread(target=serve, args=(conn, lines, token), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        return listener.getsockname()[1]
+
+    yield start
+    listener.close()
 
 
 def closed_within(sock, seconds):
@@ -95,7 +135,7 @@ def test_worker_sees_a_vanished_head_as_none(server):
 
 
 def test_head_hears_at_once_which_worker_it_lost(server):
-    raw, _ = raw_hello(server, "algo-3")
+    raw, _ = raw_hello(server, "algo-3", welcomed=True)  # nothing unread: the close is no reset
     server.wait_for({"algo-3"}, timeout_s=5)
     started = time.monotonic()
     raw.close()
@@ -112,11 +152,12 @@ def test_a_silent_worker_is_declared_lost(server):
 
 
 def test_a_worker_without_the_token_is_refused(server, caplog):
-    client = connect(server, "algo-2", token="wrong" * 8)
-    started = time.monotonic()
-    assert client.wait() is None  # the head closed the connection: no "done", no beats
-    assert time.monotonic() - started < 0.9  # refused at once: a silence would take 1 s
+    with pytest.raises(
+        ClusterError, match="the connection closed before the welcome"
+    ):  # the head closed on it
+        LifelineClient.connect("127.0.0.1", "algo-2", "wrong" * 8, timeout_s=0.5, port=server.port)
     assert "refused a connection from 127.0.0.1 without a valid hello" in caplog.text
+    assert "the hello for 'algo-2' has no valid proof" in caplog.text
     with pytest.raises(ClusterError):
         server.wait_for({"algo-2"}, timeout_s=0.5)
     assert server.lost.events == []
@@ -187,8 +228,10 @@ def test_a_head_that_ends_with_a_reset_after_done_is_no_error(caplog):
 
     def head() -> None:
         conn, _ = listener.accept()
-        conn.sendall(b"challenge n0nce\n")
-        conn.makefile("rb").readline()  # the hello
+        ours = "1" * 32
+        conn.sendall(f"challenge {ours}\n".encode())
+        _, host, theirs, _ = conn.makefile("rb").readline().decode().split()  # the hello
+        conn.sendall(f"welcome {proof(TOKEN, 'head', ours, theirs, host)}\n".encode())
         conn.sendall(b"done 0\n")
         time.sleep(0.3)  # beats arrive, unread
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -199,3 +242,100 @@ def test_a_head_that_ends_with_a_reset_after_done_is_no_error(caplog):
     assert client.wait() == 0
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
     listener.close()
+
+
+def test_strangers_that_drip_their_hello_do_not_keep_a_worker_out(server):
+    """Every slot for a connection saying its hello is a stranger's that sends a byte every 0.2 s: each
+    is closed when its hello time is up (1 s, however it drips), and the worker joins."""
+    stop = threading.Event()
+
+    def drip() -> None:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            while not stop.wait(0.2):
+                try:
+                    sock.sendall(b"h")
+                except OSError:  # closed by the head
+                    return
+
+    drippers = [threading.Thread(target=drip, daemon=True) for _ in range(MAX_PENDING)]
+    for dripper in drippers:
+        dripper.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    try:
+        connect(server, "algo-2")  # retries for up to 5 s
+        server.wait_for({"algo-2"}, timeout_s=5)
+    finally:
+        stop.set()
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"done abc\n",
+        b"done\n",
+        b"done 0 0\n",
+        b"done -1\n",
+        b"done 99999999999999999999\n",
+        b"welcome again\n",
+        b"\xff\xfe\x00\n",
+        b"x" * 600 + b"\n",
+    ],
+)
+def test_a_malformed_line_from_the_head_is_refused_not_a_crash(fake_head, caplog, line):
+    port = fake_head([b"beat\n", line, b"done 0\n"])
+    client = LifelineClient.connect("127.0.0.1", "algo-2", TOKEN, timeout_s=5, port=port, beat_s=0.05)
+    started = time.monotonic()
+    assert client.wait() is None  # refused: the head's later `done 0` is not taken either
+    assert time.monotonic() - started < 1  # at once, not after the head's silence
+    assert "lifeline: refused the head" in caplog.text
+
+
+def test_a_head_without_the_token_is_refused_by_the_worker(fake_head, caplog):
+    port = fake_head([b"done 0\n"], token="wrong" * 8)
+    with pytest.raises(ClusterError, match="did not prove it holds the cluster token"):
+        LifelineClient.connect("127.0.0.1", "algo-2", TOKEN, timeout_s=0.5, port=port)
+    assert "lifeline: refused the head at 127.0.0.1" in caplog.text
+
+
+def test_a_head_that_drips_its_challenge_is_left_when_the_hello_time_is_up(caplog):
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn, contextlib.suppress(OSError):  # the worker has left
+            for byte in b"challenge " + b"0" * 32:
+                time.sleep(0.1)
+                conn.sendall(bytes([byte]))
+
+    threading.Thread(target=drip, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(ClusterError, match="the hello took too long"):
+        LifelineClient.connect(
+            "127.0.0.1", "algo-2", TOKEN, timeout_s=0.1, port=listener.getsockname()[1], hello_s=1
+        )
+    assert time.monotonic() - started < 2  # not the 4 s the drip would take
+    listener.close()
+
+
+@pytest.mark.parametrize("line", [b"hello\n", b"\xff\xfe\n", b"hello a b c d\n", b"beat\n", b"done 0\n"])
+def test_a_malformed_hello_is_refused_and_the_head_goes_on(server, caplog, line):
+    stranger = socket.create_connection(("127.0.0.1", server.port))
+    stranger.sendall(line)
+    assert closed_within(stranger, 2)
+    stranger.close()
+    assert "without a valid hello" in caplog.text
+    connect(server, "algo-3")
+    server.wait_for({"algo-3"}, timeout_s=5)
+
+
+def test_a_worker_that_sends_garbage_after_its_hello_is_dropped_as_lost(server, caplog):
+    raw, _ = raw_hello(server, "algo-2")
+    server.wait_for({"algo-2"}, timeout_s=5)
+    raw.sendall(b"beat\nnot a beat\n")
+    assert server.lost.seen.wait(5)
+    ((host, why),) = server.lost.events
+    assert host == "algo-2" and "a malformed line" in why
+    assert closed_within(raw, 2)
+    raw.close()

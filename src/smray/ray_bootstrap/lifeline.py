@@ -8,12 +8,16 @@ It answers the two questions Ray cannot answer by itself:
 - the head must know at once which host it lost: a worker's connection closing, or going silent past
   `silence_s`, names that host.
 
-Lines, both ways: `challenge <nonce>` (head first, a fresh nonce per connection), `hello <host> <proof>`
-(the worker's answer: an HMAC of the nonce and its host name with the cluster token, so a captured hello
-is worth nothing on another connection), then `beat` every `beat_s` seconds and `done <status>` (head
-only). The head admits only the job's workers, each once; a line is at most MAX_LINE bytes; a
-connection that has not said a valid hello within `hello_s` is closed, and at most MAX_PENDING such
-connections are served at once (the rest are closed on accept).
+Lines, both ways: `challenge <nonce>` (head first, a fresh nonce per connection), `hello <host> <nonce>
+<proof>` (the worker's answer, with a fresh nonce of its own), `welcome <proof>` (the head's), then
+`beat` every `beat_s` seconds and `done <status>` (head only). Each proof is an HMAC with the cluster
+token (SMRAY_RAY_TOKEN) of the side's role, both nonces and the host: each side knows the other holds
+the token, and a captured proof is worth nothing on another connection or to the other side.
+
+The head admits only the job's workers, each once; a line is at most MAX_LINE bytes; a connection that
+has not said its whole hello within `hello_s` (the worker: heard the whole welcome) is closed, however
+slowly its bytes drip, and at most MAX_PENDING such connections are served at once (the rest are closed
+on accept). Any line out of place or malformed is a refusal: logged, and the connection closed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import hashlib
 import hmac
 import io
 import logging
+import re
 import secrets
 import socket
 import threading
@@ -43,8 +48,16 @@ MAX_LINE = 512
 MAX_PENDING = 16
 
 
-def proof(token: str, nonce: str, host: str) -> str:
-    return hmac.new(token.encode(), f"{nonce} {host}".encode(), hashlib.sha256).hexdigest()
+_CHALLENGE = re.compile(r"challenge ([0-9a-f]{32})")
+_HELLO = re.compile(r"hello (\S+) ([0-9a-f]{32}) ([0-9a-f]{64})")
+_WELCOME = re.compile(r"welcome ([0-9a-f]{64})")
+_DONE = re.compile(r"done ([0-9]{1,3})")
+
+
+def proof(token: str, role: str, head_nonce: str, worker_nonce: str, host: str) -> str:
+    """What `role` ("worker" or "head") sends to prove it holds `token` on the connection of these nonces."""
+    message = f"{role} {head_nonce} {worker_nonce} {host}".encode()
+    return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
 
 
 class _Refused(Exception):
@@ -130,9 +143,8 @@ class LifelineServer:
             threading.Thread(target=self._serve, args=(sock, addr), name="lifeline-peer", daemon=True).start()
 
     def _serve(self, sock: socket.socket, addr: tuple[str, int]) -> None:
-        reader = sock.makefile("rb")
         try:
-            peer = self._admit(sock, reader)
+            peer = self._admit(sock)
         except (_Refused, OSError) as exc:
             log.warning("lifeline: refused a connection from %s without a valid hello (%s)", addr[0], exc)
             _close(sock)
@@ -141,36 +153,41 @@ class LifelineServer:
             self._pending.release()
         log.info("host %s joined (from %s)", peer.host, addr[0])
         sock.settimeout(self._silence_s)
+        reader = sock.makefile("rb")  # made only now: the hello's reads took nothing past its line
         reason = "its connection closed"
         try:
-            while _read_line(reader) is not None:  # beats: the socket's timeout catches a silence
-                pass
+            while (line := _read_line(reader)) is not None:  # beats: the socket's timeout catches a silence
+                if line != "beat":
+                    raise _Refused(f"a malformed line {line[:80]!r}")
         except TimeoutError:
             reason = f"silent for {self._silence_s:g} s"
         except (_Refused, OSError) as exc:
             reason = f"connection error: {exc}"
+            if isinstance(exc, _Refused):  # else the connection stays until the head process ends
+                _close(sock)
         with self._lock:
             closing = self._closing
             self._peers.pop(peer.host, None)
         if not closing:
             self._on_lost(peer.host, reason)
 
-    def _admit(self, sock: socket.socket, reader: io.BufferedReader) -> _Peer:
-        """Challenge, check the answer, and register the host: one of the job's workers, once."""
+    def _admit(self, sock: socket.socket) -> _Peer:
+        """Challenge, check the answer, prove the head's side, and register the host: one of the job's
+        workers, once; all within `hello_s` of the connection, however slowly its bytes come."""
+        deadline = time.monotonic() + self._hello_s
         nonce = secrets.token_hex(16)
         sock.settimeout(self._hello_s)
-        _send(sock, f"challenge {nonce}")
-        words = (_read_line(reader) or "").split()
-        if len(words) != 3 or words[0] != "hello":
-            raise _Refused("no valid hello")
-        host = words[1]
-        if not hmac.compare_digest(words[2], proof(self._token, nonce, host)):
+        sock.sendall(f"challenge {nonce}\n".encode())
+        host, theirs, answer = _expect(_read_line_by(sock, deadline), _HELLO, "hello").groups()
+        if not hmac.compare_digest(answer, proof(self._token, "worker", nonce, theirs, host)):
             raise _Refused(f"the hello for {host!r} has no valid proof")
         if host not in self._workers:
             raise _Refused(f"{host!r} is not a worker of this job")
         with self._joined:
             if host in self._peers:
                 raise _Refused(f"{host} is already connected")
+            # Sent before the host is a peer, so before any beat; a new connection's send never blocks.
+            sock.sendall(f"welcome {proof(self._token, 'head', nonce, theirs, host)}\n".encode())
             peer = self._peers[host] = _Peer(host, sock)
             self._joined.notify_all()
         return peer
@@ -208,20 +225,19 @@ class LifelineClient:
         port: int = DEFAULT_PORT,
         beat_s: float = BEAT_S,
         silence_s: float = SILENCE_S,
+        hello_s: float = HELLO_S,
     ) -> LifelineClient:
 
         def hello() -> tuple[socket.socket, io.BufferedReader]:
-            sock = socket.create_connection((head_ip, port), timeout=5)
-            reader = sock.makefile("rb")
+            sock = socket.create_connection((head_ip, port), timeout=hello_s)
             try:
-                words = (_read_line(reader) or "").split()
-                if len(words) != 2 or words[0] != "challenge":
-                    raise ConnectionError("the head sent no challenge")
-                sock.sendall(f"hello {host} {proof(token, words[1], host)}\n".encode())
-            except (OSError, _Refused):
+                _join(sock, host, token, time.monotonic() + hello_s)
+            except (OSError, _Refused) as exc:
+                if isinstance(exc, _Refused):
+                    log.warning("lifeline: refused the head at %s:%d: %s", head_ip, port, exc)
                 _close(sock)
                 raise
-            return sock, reader
+            return sock, sock.makefile("rb")  # made only now: the handshake took nothing past its lines
 
         sock, reader = retry(
             hello,
@@ -241,13 +257,15 @@ class LifelineClient:
         self._sock.settimeout(self._silence_s)
         try:
             while (line := _read_line(self._reader)) is not None:
-                words = line.split()
-                if len(words) == 2 and words[0] == "done":
-                    status = int(words[1])
+                if line != "beat":
+                    status = int(_expect(line, _DONE, "beat or done").group(1))
                     self._sock.settimeout(None)  # the head may take a while to stop Ray and exit
         except TimeoutError:
             log.error("the head has been silent for %g s", self._silence_s)
-        except (OSError, _Refused) as exc:
+        except _Refused as exc:
+            log.error("lifeline: refused the head's line: %s", exc)
+            status = None
+        except OSError as exc:
             if status is None:  # after `done`, a reset is the head process ending, as it should
                 log.error("lifeline to the head broke: %s", exc)
         self._stop.set()
@@ -260,12 +278,58 @@ class LifelineClient:
                 return
 
 
+def _join(sock: socket.socket, host: str, token: str, deadline: float) -> None:
+    """The worker's side of the hello: answer the head's challenge with one of its own, and check that
+    the head's welcome proves it holds the token."""
+    theirs = _expect(_read_line_by(sock, deadline), _CHALLENGE, "challenge").group(1)
+    ours = secrets.token_hex(16)
+    sock.sendall(f"hello {host} {ours} {proof(token, 'worker', theirs, ours, host)}\n".encode())
+    answer = _expect(_read_line_by(sock, deadline), _WELCOME, "welcome").group(1)
+    if not hmac.compare_digest(answer, proof(token, "head", theirs, ours, host)):
+        raise _Refused("its welcome did not prove it holds the cluster token")
+
+
+def _expect(line: str | None, pattern: re.Pattern[str], what: str) -> re.Match[str]:
+    if line is None:  # not a refusal of the peer: it may be the one that refused (a retry may pass)
+        raise ConnectionError(f"the connection closed before the {what}")
+    match = pattern.fullmatch(line)
+    if match is None:
+        raise _Refused(f"not a {what}: {line[:80]!r}")
+    return match
+
+
+def _read_line_by(sock: socket.socket, deadline: float) -> str | None:
+    """One line, stripped, by `deadline` (time.monotonic()) however slowly its bytes come; None once the
+    peer closed. Nothing past the line is read (a reader made afterwards starts at the next line)."""
+    raw = b""
+    while not raw.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Refused("the hello took too long")
+        sock.settimeout(remaining)
+        try:
+            ahead = sock.recv(MAX_LINE + 1 - len(raw), socket.MSG_PEEK)
+        except TimeoutError:
+            raise _Refused("the hello took too long") from None
+        if not ahead:
+            return None
+        end = ahead.find(b"\n")
+        raw += sock.recv(end + 1 if end >= 0 else len(ahead))
+        if len(raw) > MAX_LINE:
+            raise _Refused(f"a line over {MAX_LINE} bytes")
+    return _decoded(raw)
+
+
 def _read_line(reader: io.BufferedReader) -> str | None:
     """One line, stripped; None once the peer closed. A line over MAX_LINE is refused, not read on."""
     raw = reader.readline(MAX_LINE + 1)
     if len(raw) > MAX_LINE:
         raise _Refused(f"a line over {MAX_LINE} bytes")
-    return raw.decode("ascii", errors="replace").strip() if raw else None
+    return _decoded(raw) if raw else None
+
+
+def _decoded(raw: bytes) -> str:
+    return raw.decode("ascii", errors="replace").strip()
 
 
 def _close(sock: socket.socket) -> None:
