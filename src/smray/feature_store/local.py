@@ -46,9 +46,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from smray import durable
 from smray import schema as schema_mod
 from smray.errors import PlatformError, UserError
-from smray.feature_store import durable
 from smray.feature_store.definition import FeatureGroupDefinition
 from smray.feature_store.record_state import (
     DIGEST,
