@@ -24,7 +24,7 @@ pytestmark = pytest.mark.docker
 
 BUCKET = "smray-semantics"
 ROLE = "arn:aws:iam::123456789012:role/smray-sagemaker"
-FAST = {"TuningTrials": 2, "TuningParallelTrials": 1, "NumRound": 30, "RMSEThreshold": 1e7}
+FAST = {"TuningTrials": 2, "TuningParallelTrials": 1, "NumRound": 30, "Threshold": 1e7}
 ROWS = 300
 
 

@@ -71,7 +71,7 @@ def test_progress_shows_each_step_once_and_a_fail_step_as_failed():
         "Pipeline step 'EvaluateModel' SUCCEEDED.",
         "Starting pipeline step: 'RMSEFail'",
         "Pipeline step 'RMSEFail' SUCCEEDED.",
-        "Pipeline step 'RMSEFail' FAILED. Failure message is: test RMSE 9000 is above the RMSEThreshold 1",
+        "Pipeline step 'RMSEFail' FAILED. Failure message is: test RMSE 9000 is above the Threshold 1",
     ):
         progress.emit(_record(message))
     progress.flush_pending()

@@ -75,7 +75,7 @@ def test_the_definition_has_the_workflow_s_shape(aws, capsys):
         "CheckEvaluation",
     ]
     params = {p["Name"]: p for p in d["Parameters"]}
-    assert params["RMSEThreshold"]["DefaultValue"] == 15000.0
+    assert params["Threshold"]["DefaultValue"] == 15000.0
     assert (
         params["TrainSize"]["DefaultValue"],
         params["ValidationSize"]["DefaultValue"],
@@ -110,10 +110,10 @@ def test_the_definition_has_the_workflow_s_shape(aws, capsys):
     (condition,) = gate["Conditions"]
     assert condition["Type"] == "LessThanOrEqualTo"
     assert condition["LeftValue"]["Std:JsonGet"]["Path"] == "regression_metrics.rmse.value"
-    assert condition["RightValue"] == {"Get": "Parameters.RMSEThreshold"}
+    assert condition["RightValue"] == {"Get": "Parameters.Threshold"}
     assert [s["Name"] for s in gate["IfSteps"]] == ["RegisterTrainedModel-RegisterModel"]
     (fail,) = gate["ElseSteps"]
-    assert fail["Type"] == "Fail" and "RMSEThreshold" in json.dumps(fail["Arguments"]["ErrorMessage"])
+    assert fail["Type"] == "Fail" and "Threshold" in json.dumps(fail["Arguments"]["ErrorMessage"])
     register = gate["IfSteps"][0]["Arguments"]
     assert register["ModelApprovalStatus"] == "PendingManualApproval"
     assert register["ModelMetrics"]["ModelQuality"]["Statistics"]["ContentType"] == "application/json"
@@ -142,7 +142,7 @@ def test_the_graph_has_both_branches_of_the_gate(aws, capsys):
 def test_upsert_and_start_against_moto(aws, capsys):
     import boto3
 
-    args = cli.build_parser().parse_args(["run", "aws", *ARGS, "--parameter", "RMSEThreshold=9000"])
+    args = cli.build_parser().parse_args(["run", "aws", *ARGS, "--parameter", "Threshold=9000"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "execution started: arn:aws:sagemaker:us-east-1:" in out

@@ -169,10 +169,10 @@ def test_a_run_the_gate_refused_or_that_failed_is_recorded_in_the_summary_s_word
 
     scheduler = local_loop.Scheduler(tmp_path, parse("rate(1 day)"), tmp_path / "input.json")
     record = local_loop.Record("t0", "", "exec1", "Failed", "", None, "", None, "", "")
-    refused = flow.Gate(1.0, None, refused="test RMSE 9.5 is above the RMSEThreshold 1.0")
+    refused = flow.Gate(1.0, None, refused="test RMSE 9.5 is above the Threshold 1.0")
     failed = flow.Gate(1.0, None, failed="step PreprocessData failed: feature group housing has no records")
     for gate, line in [
-        (refused, "FAILED: test RMSE 9.5 is above the RMSEThreshold 1.0"),
+        (refused, "FAILED: test RMSE 9.5 is above the Threshold 1.0"),
         (failed, "step PreprocessData failed: feature group housing has no records"),
     ]:
         execution = SimpleNamespace(folder=tmp_path, id="exec1", status="Failed", seconds=9.0)

@@ -8,15 +8,17 @@ import hashlib
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smray import model_artifact, tables
+from smray import durable, model_artifact, tables, workflow
 from smray import schema as schema_mod
 from smray.contracts.evaluate import EVALUATION_FILE
 from smray.contracts.register import RESULT_FILE
 from smray.errors import PlatformError, UserError
+from smray.locks import exclusive
 from smray.registry.local import LocalRegistry
 from smray.registry.records import Approval, ModelVersion
 from smray.reporting import run_report
@@ -33,11 +35,11 @@ STEPS = 6  # ingest, preprocess, train, evaluate, gate, register or fail
 @dataclass(frozen=True)
 class Settings:
     image: str = "smray:latest"
-    threshold: float = 15000.0
-    processing_hosts: int = 2
-    training_hosts: int = 1
-    tuning_trials: int = 8
-    num_round: int = 3000
+    threshold: float = workflow.default("Threshold")
+    processing_hosts: int = workflow.default("ProcessingInstanceCount")
+    training_hosts: int = workflow.default("TrainingInstanceCount")
+    tuning_trials: int = workflow.default("TuningTrials")
+    num_round: int = workflow.default("NumRound")
     endpoint: str = ""  # default: the table's name
     schema: Schema = field(default_factory=schema_mod.housing)  # the table: its name names the
     # feature group, the model package group and the endpoint
@@ -47,13 +49,8 @@ class Settings:
         return self.endpoint or self.schema.name
 
     def parameters(self) -> dict[str, Any]:
-        return {
-            "ProcessingInstanceCount": self.processing_hosts,
-            "TrainingInstanceCount": self.training_hosts,
-            "RMSEThreshold": self.threshold,
-            "TuningTrials": self.tuning_trials,
-            "NumRound": self.num_round,
-            "FeatureGroupName": self.schema.name,
+        return {p.name: getattr(self, p.field) for p in workflow.PARAMETERS} | {
+            "FeatureGroupName": self.schema.name
         }
 
 
@@ -223,10 +220,12 @@ def require_image(image: str) -> None:
 def stage_input(home: Path, source: Path | None = None, generate: int | None = None) -> Path:
     """The run's raw input as a folder under <home>/inputs/: the same input is staged once."""
     if generate:
-        folder = home / "inputs" / f"generated-{generate}"
-        if not folder.is_dir():
-            datagen.generate(folder, rows=generate, files=max(1, generate // 250_000), fmt="parquet", seed=42)
-        return folder
+        return _written_once(
+            home / "inputs" / f"generated-{generate}",
+            lambda partial: datagen.generate(
+                partial, rows=generate, files=max(1, generate // 250_000), fmt="parquet", seed=42
+            ),
+        )
     source = source or DEFAULT_INPUT
     if not source.exists():
         raise UserError(f"input {source} does not exist (the example table ships as {DEFAULT_INPUT})")
@@ -243,14 +242,30 @@ def stage_input(home: Path, source: Path | None = None, generate: int | None = N
     for rel in relative:
         content = (root / rel).read_bytes()
         digest.update(f"{rel.as_posix()}\0{len(content)}\0".encode() + content)
-    folder = home / "inputs" / digest.hexdigest()[:16]
-    if not folder.is_dir():
-        partial = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
+
+    def copy(partial: Path) -> None:
         for rel in relative:
             (partial / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(root / rel, partial / rel)
-        partial.rename(folder)
+
+    return _written_once(home / "inputs" / digest.hexdigest()[:16], copy)
+
+
+def _written_once(folder: Path, write: Callable[[Path], object]) -> Path:
+    """`folder`, written by `write(partial)` unless it exists. A folder under this name is only ever
+    whole, as runs reuse it for good: `write` fills a hidden sibling, which is synced to disk and then
+    renamed; one writer at a time (a second waits, then finds the folder), and a partial sibling that a
+    killed writer left behind is removed."""
+    with exclusive(folder.parent / ".lock"):
+        if not folder.is_dir():
+            partial = folder.with_name(f".{folder.name}.partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+            write(partial)
+            # files and subfolders, then the folder
+            durable.sync_all([*sorted(partial.rglob("*"), reverse=True), partial])
+            partial.rename(folder)
+            durable.sync(folder.parent)
     return folder
 
 

@@ -7,7 +7,7 @@ import http.client
 import json
 from pathlib import Path
 
-from smray import paths
+from smray import locks, paths
 from smray.contracts import payload
 from smray.errors import PlatformError, UserError
 from smray.registry.records import Approval
@@ -75,7 +75,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         action = sagemaker.deploy(client, args.name, version, args.role, args.instance_type)
         print(f"endpoint {args.name}: {action} with {version.group}/{version.version}")
         return 0
-    endpoint = LocalEndpoints(paths.home()).deploy(args.name, version, image=args.image, port=args.port)
+    with locks.writing_home(paths.home(), "smray deploy"):
+        endpoint = LocalEndpoints(paths.home()).deploy(args.name, version, image=args.image, port=args.port)
     print(f"endpoint {endpoint.name} at {endpoint.url} serves {endpoint.model} ({endpoint.container})")
     return 0
 
@@ -118,6 +119,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    LocalEndpoints(paths.home()).delete(args.name)
+    validation.endpoint_name(args.name)  # before the home is touched (its lock file)
+    with locks.writing_home(paths.home(), "smray endpoints delete"):
+        LocalEndpoints(paths.home()).delete(args.name)
     print(f"endpoint {args.name} deleted")
     return 0

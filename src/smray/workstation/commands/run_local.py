@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from smray import paths
+from smray import locks, paths
 from smray import schema as schema_mod
 from smray.registry.records import Approval
 from smray.workstation import local_workflow as flow
@@ -86,11 +86,12 @@ def settings(args: argparse.Namespace) -> flow.Settings:
 def run(args: argparse.Namespace) -> int:
     home = paths.home()
     chosen = settings(args)
-    input_dir = flow.stage_input(home, args.input, args.generate)
-    print("smray run local: ", end="")
-    result = flow.run_pipeline(home, input_dir, chosen)
-    if result.version and not args.no_approve:
-        flow.decide(home, result, Approval.APPROVED, "passed the gate (smray run local)")
-    if result.approval and not args.no_deploy:
-        flow.deploy_and_invoke(home, chosen.endpoint_name, result, input_dir)
-    return flow.finish(result, "smray run local")
+    with locks.writing_home(home, "smray run local"):
+        input_dir = flow.stage_input(home, args.input, args.generate)
+        print("smray run local: ", end="")
+        result = flow.run_pipeline(home, input_dir, chosen)
+        if result.version and not args.no_approve:
+            flow.decide(home, result, Approval.APPROVED, "passed the gate (smray run local)")
+        if result.approval and not args.no_deploy:
+            flow.deploy_and_invoke(home, chosen.endpoint_name, result, input_dir)
+        return flow.finish(result, "smray run local")

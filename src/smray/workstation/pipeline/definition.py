@@ -1,7 +1,7 @@
 """The housing pipeline, built by the SageMaker Python SDK, every step running the one smray image:
 
 FeatureStoreIngestion -> PreprocessData -> HPTuning (aws) / TrainWithTuning (local) -> EvaluateModel
--> CheckEvaluation (test RMSE <= RMSEThreshold) -> RegisterTrainedModel, else RMSEFail.
+-> CheckEvaluation (test RMSE <= Threshold) -> RegisterTrainedModel, else RMSEFail.
 
 The two targets differ only where SageMaker local mode cannot follow AWS (the README's "The pipeline"):
 - tuning: a TuningStep over training jobs on AWS; smray's own tuning inside one training step locally;
@@ -43,6 +43,7 @@ from smray.contracts import register as register_contract
 from smray.contracts import train as train_contract
 from smray.contracts.cluster import TOKEN_ENV
 from smray.contracts.jobs import SCHEMA, in_container
+from smray.workflow import default
 
 ENTRYPOINT = ["smray-entrypoint"]
 EVALUATION = PropertyFile(
@@ -90,20 +91,24 @@ class Parameters:
         def make(kind: type, name: str, default: object) -> ParameterString:
             return kind(name, default_value=target.defaults.get(name, default))
 
-        self.processing_count = make(ParameterInteger, "ProcessingInstanceCount", 1)
-        self.training_count = make(ParameterInteger, "TrainingInstanceCount", 1)
+        self.processing_count = make(
+            ParameterInteger, "ProcessingInstanceCount", default("ProcessingInstanceCount")
+        )
+        self.training_count = make(
+            ParameterInteger, "TrainingInstanceCount", default("TrainingInstanceCount")
+        )
         self.feature_group = make(ParameterString, "FeatureGroupName", "housing")
         self.input_data = make(ParameterString, "InputDataUrl", "s3://my-bucket/housing/raw/")
         self.output = make(ParameterString, "OutputUrl", "s3://my-bucket/smray/runs")
         self.store = make(ParameterString, "FeatureStoreUrl", "s3://my-bucket/smray/offline-store")
         # A folder holding schema.json: the table's columns, target and rules (smray.schema)
         self.schema = make(ParameterString, "SchemaUrl", "s3://my-bucket/smray/schemas/housing/")
-        self.threshold = make(ParameterFloat, "RMSEThreshold", 15000.0)
+        self.threshold = make(ParameterFloat, "Threshold", default("Threshold"))
         self.train_size = make(ParameterFloat, "TrainSize", 0.6)
         self.validation_size = make(ParameterFloat, "ValidationSize", 0.2)
         self.test_size = make(ParameterFloat, "TestSize", 0.2)
-        self.num_round = make(ParameterInteger, "NumRound", 3000)
-        self.tuning_trials = make(ParameterInteger, "TuningTrials", 8)
+        self.num_round = make(ParameterInteger, "NumRound", default("NumRound"))
+        self.tuning_trials = make(ParameterInteger, "TuningTrials", default("TuningTrials"))
         if target.local:
             self.registry = make(ParameterString, "RegistryUrl", "")
         else:
@@ -184,7 +189,7 @@ def _build(target: Target, session: Session) -> Pipeline:
     evaluation_uri = evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
     fail = FailStep(
         name="RMSEFail",
-        error_message=Join(on=" ", values=["test RMSE", rmse, "is above the RMSEThreshold", c.p.threshold]),
+        error_message=Join(on=" ", values=["test RMSE", rmse, "is above the Threshold", c.p.threshold]),
     )
     gate = ConditionStep(
         name="CheckEvaluation",

@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
-from smray import errors, metrics, model_artifact, tables, transform
+from smray import errors, locks, metrics, model_artifact, tables, transform, workflow
 from smray import schema as schema_mod
 from smray.errors import UserError
 from smray.locks import exclusive
@@ -61,11 +61,7 @@ class Record:
 # The input's keys, by the Settings field each sets (the state machine's names, as AWS takes them)
 INPUT_KEYS = {
     "image": "Image",
-    "threshold": "Threshold",
-    "processing_hosts": "ProcessingInstanceCount",
-    "training_hosts": "TrainingInstanceCount",
-    "tuning_trials": "TuningTrials",
-    "num_round": "NumRound",
+    **{p.field: p.name for p in workflow.PARAMETERS},
     "endpoint": "EndpointName",
 }
 
@@ -170,17 +166,19 @@ class Scheduler:
         started = datetime.now(UTC).isoformat(timespec="seconds")
         endpoints = LocalEndpoints(self.home)
         source, settings = read_input(self.input_file)
-        served = self._served(endpoints, settings.endpoint_name)
-        record = Record(started, "", "", "Error", "", None, _name(served), None, "", _name(served))
+        record = Record(started, "", "", "Error", "", None, "", None, "", "")
         self.in_run = True
         try:
-            input_dir = flow.stage_input(self.home, source)
-            result = flow.run_pipeline(self.home, input_dir, settings)
-            record.execution, record.status = result.execution.id, result.execution.status
-            record.decision = self._decide(result, served, settings, input_dir, record)
-            record.served_after = _name(self._served(endpoints, settings.endpoint_name))
-            result.schedule = record.decision
-            flow.finish(result, "smray schedule")
+            with locks.writing_home(self.home, "smray schedule run"):  # what is served is read under it too
+                served = self._served(endpoints, settings.endpoint_name)
+                record.served_before = record.served_after = _name(served)
+                input_dir = flow.stage_input(self.home, source)
+                result = flow.run_pipeline(self.home, input_dir, settings)
+                record.execution, record.status = result.execution.id, result.execution.status
+                record.decision = self._decide(result, served, settings, input_dir, record)
+                record.served_after = _name(self._served(endpoints, settings.endpoint_name))
+                result.schedule = record.decision
+                flow.finish(result, "smray schedule")
         except KeyboardInterrupt:
             record.status, record.decision = (
                 "Abandoned",

@@ -1,0 +1,67 @@
+"""Every parameter of the workflow has one name and one default (smray.workflow) on every surface: the
+SageMaker Pipeline on both targets, `smray run local`'s options and settings, the local scheduler's input
+and the retraining state machine's input."""
+
+import json
+
+import pytest
+from moto import mock_aws
+
+from smray import hyperparameters, workflow
+from smray.workstation import cli
+from smray.workstation import local_workflow as flow
+from smray.workstation.pipeline import definition, local_mode
+from smray.workstation.retraining import statemachine
+from smray.workstation.schedule import local_loop
+
+PARAMETERS = [pytest.param(p, id=p.name) for p in workflow.PARAMETERS]
+
+
+@pytest.fixture(scope="module")
+def pipelines() -> dict[str, dict]:
+    """Both targets' definitions, as SageMaker reads them, by parameter name."""
+    with pytest.MonkeyPatch.context() as mp, mock_aws():
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        sessions = {"aws": definition.aws_session("us-east-1", "bucket"), "local": local_mode.session("256m")}
+        found = {}
+        for name, session in sessions.items():
+            target = definition.Target(
+                name=name, image="smray:test", role="arn:aws:iam::1:role/r", ray_token="t"
+            )
+            rendered = json.loads(definition.build(target, session).definition())
+            found[name] = {p["Name"]: p for p in rendered["Parameters"]}
+        return found
+
+
+@pytest.mark.parametrize("parameter", PARAMETERS)
+def test_the_pipeline_names_it_and_defaults_it_so_on_both_targets(parameter, pipelines):
+    for target in ("aws", "local"):
+        assert pipelines[target][parameter.name]["DefaultValue"] == parameter.default, target
+
+
+@pytest.mark.parametrize("parameter", PARAMETERS)
+def test_run_local_takes_it_by_its_option_with_the_same_default(parameter):
+    args = cli.build_parser().parse_args(["run", "local"])
+    assert getattr(args, parameter.field) == parameter.default
+    given = cli.build_parser().parse_args(["run", "local", parameter.option, "3"])
+    assert getattr(given, parameter.field) == 3
+    assert getattr(flow.Settings(), parameter.field) == parameter.default
+    assert flow.Settings().parameters()[parameter.name] == parameter.default
+
+
+@pytest.mark.parametrize("parameter", PARAMETERS)
+def test_the_scheduler_s_input_calls_it_by_its_name(parameter):
+    assert local_loop.INPUT_KEYS[parameter.field] == parameter.name
+
+
+@pytest.mark.parametrize("parameter", PARAMETERS)
+def test_the_state_machine_takes_it_by_its_name_or_leaves_the_image_s_default(parameter):
+    rendered = statemachine.render()
+    if parameter.name in statemachine.REQUIRED_INPUT:
+        assert f"$.{parameter.name}" in rendered
+    else:  # the training job runs with the image's default: the same one
+        image_name = {"NumRound": "num_round", "TuningTrials": "tune_trials"}[parameter.name]
+        assert hyperparameters.BY_NAME[image_name].default == parameter.default
+        assert image_name not in json.dumps(
+            statemachine.build()["States"]["Train"]["Parameters"]["HyperParameters"]
+        )
