@@ -49,9 +49,19 @@ def test_run_local_takes_it_by_its_option_with_the_same_default(parameter):
     assert flow.Settings().parameters()[parameter.name] == parameter.default
 
 
-@pytest.mark.parametrize("parameter", PARAMETERS)
-def test_the_scheduler_s_input_calls_it_by_its_name(parameter):
-    assert local_loop.INPUT_KEYS[parameter.field] == parameter.name
+def test_the_scheduler_s_input_calls_each_by_its_name_and_takes_whole_numbers(tmp_path):
+    assert {k: v for k, v in local_loop.INPUT_KEYS.items() if k not in ("image", "endpoint")} == {
+        "processing_hosts": "ProcessingInstanceCount",
+        "training_hosts": "TrainingInstanceCount",
+        "threshold": "Threshold",
+        "tuning_trials": "TuningTrials",
+        "num_round": "NumRound",
+    }
+    given = tmp_path / "input.json"
+    given.write_text(json.dumps({"Threshold": 8000, "NumRound": 50}))  # as the state machine's inputs
+    _, settings = local_loop.read_input(given)
+    # local mode refuses a whole number for the pipeline's Float parameter
+    assert isinstance(settings.threshold, float) and settings.parameters()["Threshold"] == 8000.0
 
 
 @pytest.mark.parametrize("parameter", PARAMETERS)
@@ -61,7 +71,10 @@ def test_the_state_machine_takes_it_by_its_name_or_leaves_the_image_s_default(pa
         assert f"$.{parameter.name}" in rendered
     else:  # the training job runs with the image's default: the same one
         image_name = {"NumRound": "num_round", "TuningTrials": "tune_trials"}[parameter.name]
-        assert hyperparameters.BY_NAME[image_name].default == parameter.default
+        assert (
+            hyperparameters.BY_NAME[image_name].default
+            == {"NumRound": 3000, "TuningTrials": 8}[parameter.name]
+        )
         assert image_name not in json.dumps(
             statemachine.build()["States"]["Train"]["Parameters"]["HyperParameters"]
         )

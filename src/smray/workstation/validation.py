@@ -5,6 +5,7 @@ the user wrote it, so the command line and the input file are held to the same r
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +71,8 @@ def settings(chosen: Settings, names: Mapping[str, str]) -> Settings:
     """Every setting of a local run but its schema (checked as it is read); `names` maps each field in
     CHECKED to what the user calls it."""
     text(chosen.image, names["image"])
-    threshold(chosen.threshold, names["threshold"])
+    # as a float: local mode refuses a whole number for the pipeline's Float parameter Threshold
+    chosen = replace(chosen, threshold=threshold(chosen.threshold, names["threshold"]))
     for field in ("processing_hosts", "training_hosts"):
         count(getattr(chosen, field), names[field], MAX_LOCAL_HOSTS)
     for field in ("tuning_trials", "num_round"):

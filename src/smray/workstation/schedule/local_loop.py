@@ -85,7 +85,7 @@ def read_input(path: Path) -> tuple[Path | None, flow.Settings]:
             **{field: given.get(key, getattr(d, field)) for field, key in INPUT_KEYS.items()},
             schema=schema_mod.load(Path(schema)) if schema else d.schema,
         )
-        validation.settings(settings, INPUT_KEYS)
+        settings = validation.settings(settings, INPUT_KEYS)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
     source = Path(urlparse(data).path if data.startswith("file://") else data) if data else None
