@@ -17,7 +17,7 @@ def nothing_starts(monkeypatch):
     def started(*args, **kwargs):
         raise AssertionError("something started before the input was checked")
 
-    for name in ("stage_input", "run_pipeline", "require_image", "deploy_and_invoke"):
+    for name in ("stage_input", "run_pipeline", "require_image", "deploy_approve_and_invoke"):
         monkeypatch.setattr(flow, name, started)
     monkeypatch.setattr(local_endpoints, "_docker", started)
 
@@ -186,3 +186,9 @@ def test_a_malformed_mlflow_uri_is_refused_before_the_run(refused, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://user:s3cret@mlflow.example:port/")
     line = refused("run", "local")
     assert "MLFLOW_TRACKING_URI https://***@mlflow.example:port/ is not" in line and "s3cret" not in line
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", ".", "x\n"])
+def test_store_repair_takes_a_group_name_never_a_path(refused, name, own_smray_home):
+    (own_smray_home / "x.json").write_text("{}")  # what a climbing name would reach
+    assert "is not a feature group name" in refused("store", "repair", name)

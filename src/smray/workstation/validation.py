@@ -5,8 +5,8 @@ the user wrote it, so the command line and the input file are held to the same r
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from smray.errors import UserError

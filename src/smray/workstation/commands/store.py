@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from smray import paths
+from smray import locks, paths
 from smray.errors import UserError
-from smray.feature_store.local import LocalFeatureStore
+from smray.feature_store.definition import FeatureGroupDefinition
+from smray.feature_store.local import LocalFeatureStore, Repaired
+from smray.schema import TABLE_NAME
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,12 +28,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
-    root = Path(args.store.removeprefix("file://")) if args.store else paths.home() / "feature-store"
-    store = LocalFeatureStore(root)
-    group = store.describe(args.group)
-    if group is None:
-        raise UserError(f"feature group {args.group} does not exist in {root}")
-    repaired = store.repair(group)
+    if not TABLE_NAME.fullmatch(args.group):  # a name, never a path out of the store
+        raise UserError(f"{args.group!r} is not a feature group name (letters, digits and '-')")
+    if args.store:
+        repaired, group = _repair(Path(args.store.removeprefix("file://")), args.group)
+    else:
+        home = paths.home()
+        with locks.writing_home(home, "smray store repair"):  # the home's store: no run writes it now
+            repaired, group = _repair(home / "feature-store", args.group)
     for rel, why in repaired.dropped.items():
         print(f"  dropped {rel}: {why}")
     dropped = len(repaired.dropped)
@@ -41,3 +45,11 @@ def cmd_repair(args: argparse.Namespace) -> int:
         f"({repaired.rows:,} rows); record state rebuilt: {repaired.online:,} online records"
     )
     return 0
+
+
+def _repair(root: Path, name: str) -> tuple[Repaired, FeatureGroupDefinition]:
+    store = LocalFeatureStore(root)
+    group = store.describe(name)
+    if group is None:
+        raise UserError(f"feature group {name} does not exist in {root}")
+    return store.repair(group), group
