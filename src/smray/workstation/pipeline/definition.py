@@ -233,9 +233,9 @@ def _preprocess_step(c: _Context, ingest: ProcessingStep) -> ProcessingStep:
     sizes = (p.train_size.to_string(), p.validation_size.to_string(), p.test_size.to_string())
     if c.target.local:
         store = c.store_input()
-    else:  # the group's own offline files: "<ResolvedOutputS3Uri>/", not another group's under the bucket
+    else:  # the group's own offline files (".../<group>-<creation epoch>/data"), not another group's
         offline = JsonGet(step_name=ingest.name, property_file=INGEST_REPORT, json_path="offline_store")
-        store = c.input("store", Join(on="", values=[offline, "/"]), preprocess_contract.STORE)
+        store = c.input("store", offline, preprocess_contract.STORE)
     return ProcessingStep(
         name="PreprocessData",
         step_args=c.processor(p.processing_count, "preprocess").run(
