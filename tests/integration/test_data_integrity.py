@@ -303,7 +303,7 @@ def test_two_writers_of_a_record_at_one_event_time_leave_the_last_commit_online_
     def a_pauses_before_the_lock(self, group, *args, **kw):
         if threading.current_thread().name == "A" and not b_committed.is_set():
             a_waits.set()
-            b_committed.wait()
+            b_committed.wait(60)  # B failing must not hang the run
         return catalog(self, group, *args, **kw)
 
     def writer_a():
@@ -313,7 +313,7 @@ def test_two_writers_of_a_record_at_one_event_time_leave_the_last_commit_online_
             failures.append(exc)
 
     monkeypatch.setattr(LocalFeatureStore, "_catalog", a_pauses_before_the_lock)
-    a = threading.Thread(target=writer_a, name="A")
+    a = threading.Thread(target=writer_a, name="A", daemon=True)
     a.start()
     assert a_waits.wait(30)
     store.put(group, row.assign(PRICE=2.0))

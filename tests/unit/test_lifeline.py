@@ -267,7 +267,9 @@ def test_strangers_that_drip_their_hello_do_not_keep_a_worker_out(server):
         server.wait_for({"algo-2"}, timeout_s=5)
     finally:
         stop.set()
-    assert time.monotonic() - started < 3
+    # the drippers are dropped at their deadline; the worker's retries (0.2 s doubling) then get in. Before
+    # the whole-hello deadline, the worker never did (its 5 s ran out).
+    assert time.monotonic() - started < 4.5
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,7 @@ def proof(token: str, role: str, head_nonce: str, worker_nonce: str, host: str) 
 
 
 class _Refused(Exception):
-    """A connection that is not one of the job's workers saying a valid hello."""
+    """A peer refused: a stranger, a side that cannot prove it holds the token, or a malformed line."""
 
 
 @dataclass
@@ -231,7 +231,7 @@ class LifelineClient:
         def hello() -> tuple[socket.socket, io.BufferedReader]:
             sock = socket.create_connection((head_ip, port), timeout=hello_s)
             try:
-                _join(sock, host, token, time.monotonic() + hello_s)
+                _join(sock, host, token, hello_s)
             except (OSError, _Refused) as exc:
                 if isinstance(exc, _Refused):
                     log.warning("lifeline: refused the head at %s:%d: %s", head_ip, port, exc)
@@ -278,13 +278,14 @@ class LifelineClient:
                 return
 
 
-def _join(sock: socket.socket, host: str, token: str, deadline: float) -> None:
+def _join(sock: socket.socket, host: str, token: str, hello_s: float) -> None:
     """The worker's side of the hello: answer the head's challenge with one of its own, and check that
-    the head's welcome proves it holds the token."""
-    theirs = _expect(_read_line_by(sock, deadline), _CHALLENGE, "challenge").group(1)
+    the head's welcome proves it holds the token. The welcome has a window of its own from the hello: the
+    head counts this worker as joined when it sends it, so giving up on a late one is a lost host."""
+    theirs = _expect(_read_line_by(sock, time.monotonic() + hello_s), _CHALLENGE, "challenge").group(1)
     ours = secrets.token_hex(16)
     sock.sendall(f"hello {host} {ours} {proof(token, 'worker', theirs, ours, host)}\n".encode())
-    answer = _expect(_read_line_by(sock, deadline), _WELCOME, "welcome").group(1)
+    answer = _expect(_read_line_by(sock, time.monotonic() + hello_s), _WELCOME, "welcome").group(1)
     if not hmac.compare_digest(answer, proof(token, "head", theirs, ours, host)):
         raise _Refused("its welcome did not prove it holds the cluster token")
 
