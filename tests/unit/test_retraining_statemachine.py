@@ -96,7 +96,12 @@ def test_tasks_retry_only_throttling_and_transient_errors(glue_job):
     for name, state in statemachine.build(glue_job)["States"].items():
         if state["Type"] != "Task":
             continue
-        (retrier,) = state["Retry"]
+        retrier, *generic = state["Retry"]
+        if state["Resource"].startswith("arn:aws:states:::sagemaker:"):  # every error's name there
+            assert [r["ErrorEquals"] for r in generic] == [["SageMaker.AmazonSageMakerException"]], name
+            assert generic[0]["MaxAttempts"] * generic[0]["IntervalSeconds"] <= 30  # not minutes
+        else:
+            assert generic == [], name
         assert retrier["ErrorEquals"] == [
             "ThrottlingException",
             "SageMaker.ThrottlingException",

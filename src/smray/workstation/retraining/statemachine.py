@@ -54,6 +54,18 @@ RETRY = [
         "JitterStrategy": "FULL",
     }
 ]
+# The optimised integrations (arn:aws:states:::sagemaker:*) name every SageMaker error, throttling
+# included, SageMaker.AmazonSageMakerException (AWS's own sample projects retry it for that): two quick
+# retries take a burst of throttling, and a validation error costs seconds, not the minutes of RETRY.
+OPTIMISED_RETRY = [
+    {
+        "ErrorEquals": ["SageMaker.AmazonSageMakerException"],
+        "IntervalSeconds": 10,
+        "MaxAttempts": 2,
+        "BackoffRate": 2.0,
+        "JitterStrategy": "FULL",
+    }
+]
 CATCH = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "WorkflowFailed"}]
 REQUIRED_INPUT = (
     "JobNamePrefix",
@@ -75,7 +87,7 @@ REQUIRED_INPUT = (
 def _task(resource: str, parameters: dict[str, Any], next_state: str | None, **extra: Any) -> dict[str, Any]:
     state: dict[str, Any] = {"Type": "Task", "Resource": resource, "Parameters": parameters}
     state |= extra
-    state["Retry"] = RETRY
+    state["Retry"] = RETRY + (OPTIMISED_RETRY if resource.startswith(f"{SM}:") else [])
     state["Catch"] = CATCH
     if next_state:
         state["Next"] = next_state
