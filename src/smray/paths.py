@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -33,7 +34,8 @@ ROOT_HOME = Path("/var/opt/smray")
 
 def home() -> Path:
     """smray's own state on a workstation: the local feature store, registry, endpoints and runs.
-    SMRAY_HOME, else ~/.smray, or /var/opt/smray for root (its home, /root, cannot be mounted)."""
+    SMRAY_HOME, else ~/.smray, or /var/opt/smray for root (its home, /root, cannot be mounted). The CLI
+    creates it 0700; the default folder is smray's own, so one an earlier smray left open is closed."""
     raw = os.environ.get(HOME_ENV)
     if raw:
         try:
@@ -43,4 +45,8 @@ def home() -> Path:
         if path.exists() and not path.is_dir():
             raise UserError(f"{HOME_ENV}={raw} is not a folder")
         return path
-    return ROOT_HOME if os.geteuid() == 0 else Path("~/.smray").expanduser()
+    default = ROOT_HOME if os.geteuid() == 0 else Path("~/.smray").expanduser()
+    with contextlib.suppress(FileNotFoundError, PermissionError):
+        if default.stat().st_mode & 0o077:
+            default.chmod(0o700)
+    return default

@@ -45,7 +45,7 @@ def nothing_starts(monkeypatch):
     def started(*args, **kwargs):
         raise AssertionError("something started while another command held the home")
 
-    for name in ("stage_input", "run_pipeline", "require_image", "deploy_and_invoke"):
+    for name in ("stage_input", "run_pipeline", "require_image", "deploy_approve_and_invoke"):
         monkeypatch.setattr(flow, name, started)
     monkeypatch.setattr(local_endpoints, "_docker", started)
 

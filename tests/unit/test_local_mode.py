@@ -123,3 +123,37 @@ def test_a_home_that_local_mode_refuses_is_named_before_any_job(tmp_path):
     with pytest.raises(UserError, match=r"SMRAY_HOME /root/\.smray is under /root, which SageMaker local"):
         local_mode.require_mountable(Path("/root/.smray"))
     local_mode.require_mountable(tmp_path)  # /tmp is fine
+
+
+def test_a_job_s_containers_are_removed_when_the_run_is_interrupted_mid_job(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM while a job runs: its containers are removed, found by the compose label, as
+    after a job that ended. Docker is faked: tests/container/test_pipeline_local.py checks a real run
+    leaves no container."""
+    import subprocess
+    from types import SimpleNamespace
+
+    from sagemaker.local import image
+
+    commands = []
+
+    def run(command, **kwargs):
+        commands.append(command)
+        listed = "c1\nc2\n" if command[:2] == ["docker", "ps"] else ""
+        return subprocess.CompletedProcess(command, 0, listed, "")
+
+    monkeypatch.setattr(local_mode.subprocess, "run", run)
+    monkeypatch.setattr(image._SageMakerContainer, "_compose", lambda self, detached=False: ["compose", "up"])
+    ended, running = (
+        SimpleNamespace(container_root=str(tmp_path / n), hosts=[]) for n in ("ended", "running")
+    )
+    with pytest.raises(KeyboardInterrupt), local_mode.job_containers_removed():
+        for job in (ended, running):
+            image._SageMakerContainer._compose(job)  # the job's `docker compose up` starts
+        image._SageMakerContainer._cleanup(ended)  # the first job ended: local mode cleaned it up
+        commands.clear()
+        raise KeyboardInterrupt
+    label = f"label=com.docker.compose.project.config_files={tmp_path / 'running' / 'docker-compose.yaml'}"
+    assert commands == [
+        ["docker", "ps", "--all", "--quiet", "--filter", label],
+        ["docker", "rm", "--force", "c1", "c2"],
+    ]

@@ -1,5 +1,6 @@
 """The local model registry: versions, approval, concurrent writers and writers killed mid-write."""
 
+import io
 import multiprocessing
 import os
 import signal
@@ -153,4 +154,37 @@ def test_a_model_archive_is_bounded_and_loses_special_permission_bits(tmp_path):
     with pytest.raises(UserError, match="unpacks to 5,000 bytes, over the limit of 4,096"):
         model_artifact.extract(archive, tmp_path / "small", max_bytes=4096)
     model_artifact.extract(archive, tmp_path / "out")
-    assert (tmp_path / "out" / "model.json").stat().st_mode & 0o7777 == 0o755
+    assert (tmp_path / "out" / "model.json").stat().st_mode & 0o7777 == 0o700
+
+
+def _archive(path: Path, members: dict[str, bytes], uid: int = 0) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.uid, info.gid, info.uname, info.gname = len(data), uid, uid, "", ""
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root's extraction applies an archive's owners")
+def test_a_model_archive_extracted_as_root_keeps_root_as_the_owner(tmp_path):
+    from smray import model_artifact
+
+    archive = _archive(tmp_path / "model.tar.gz", {"model.json": b"{}", "data/part.bin": b"x"}, uid=4242)
+    model_artifact.extract(archive, tmp_path / "out")
+    for path in [
+        tmp_path / "out" / "model.json",
+        tmp_path / "out" / "data",
+        tmp_path / "out" / "data" / "part.bin",
+    ]:
+        assert (path.stat().st_uid, path.stat().st_gid) == (0, 0), path
+
+
+@pytest.mark.parametrize("name", ["../escaped.json", "/tmp/absolute.json", "model/../../escaped.json"])
+def test_a_model_archive_entry_outside_its_folder_is_refused_before_anything_is_written(tmp_path, name):
+    from smray import model_artifact
+
+    archive = _archive(tmp_path / "model.tar.gz", {"model.json": b"{}", name: b"x"}, uid=4242)
+    with pytest.raises(UserError, match="holds an unsafe entry"):
+        model_artifact.extract(archive, tmp_path / "deep" / "out")
+    assert not (tmp_path / "deep" / "escaped.json").exists() and not (tmp_path / "deep" / "out").exists()

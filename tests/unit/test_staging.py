@@ -27,7 +27,7 @@ def dies_after(write):
         os._exit(3)
     return written_then_killed
 
-shutil.copy = dies_after(shutil.copy)
+shutil.copyfile = dies_after(shutil.copyfile)
 pd.DataFrame.to_parquet = dies_after(pd.DataFrame.to_parquet)
 home, source, rows = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 flow.stage_input(home, Path(source) if source else None, rows or None)
@@ -63,7 +63,7 @@ def test_two_stagings_of_one_input_at_once_leave_it_whole(tmp_path, monkeypatch)
     """The first has copied every file and is about to publish them when the second starts on the same
     input: the second must not start over in the first's folder (it left 1 file of 6 under the name)."""
     source, home = _source(tmp_path), tmp_path / "home"
-    copy = shutil.copy
+    copy = shutil.copyfile
     copied: dict[str, int] = {"first": 0, "second": 0}
     first_copied_all, second_copied_one, first_done = threading.Event(), threading.Event(), threading.Event()
 
@@ -79,7 +79,7 @@ def test_two_stagings_of_one_input_at_once_leave_it_whole(tmp_path, monkeypatch)
             first_done.wait(1.0)
         return result
 
-    monkeypatch.setattr(shutil, "copy", interleaved)
+    monkeypatch.setattr(shutil, "copyfile", interleaved)
     staged, failures = {}, []
 
     def stage(after: threading.Event | None) -> None:

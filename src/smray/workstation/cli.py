@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
+import signal
 import subprocess
 import sys
 import time
+import tomllib
 from datetime import datetime
 from pathlib import Path
 
+import smray
 from smray import __version__, errors, paths
 from smray.contracts.resource_config import JobKind
 from smray.errors import PlatformError, UserError
@@ -74,9 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     build = sub.add_parser(
         "build",
         help="build (and push) the smray image: runs the checkout's build.sh",
-        description="Runs build.sh of the smray checkout this command is started in (or under): wheelhouse "
-        "from the lock file, image tagged smray:<version>, :latest and :<git revision>. Arguments go to "
-        "build.sh: --gpu, --push REGISTRY, --ecr, --base-image IMAGE, --refresh-wheels, --help.",
+        description="Runs build.sh of the smray checkout this smray is installed from (pip install -e), "
+        "never another: wheelhouse from the lock file, image tagged smray:<version>, :latest and :<git "
+        "revision>. Arguments go to build.sh: --gpu, --push REGISTRY, --ecr, --base-image IMAGE, "
+        "--refresh-wheels, --help.",
     )
     build.add_argument("args", nargs=argparse.REMAINDER, help="arguments for build.sh")
     build.set_defaults(func=cmd_build)
@@ -107,11 +112,26 @@ TUNED = {p.name for p in PARAMS if p.tune}
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    here = Path.cwd().resolve()
-    script = next((d / "build.sh" for d in (here, *here.parents) if (d / "build.sh").is_file()), None)
-    if script is None:
-        raise UserError(f"no build.sh in {here} or above: run `smray build` inside the smray checkout")
+    script = _own_build_script()
     return subprocess.run(["bash", str(script), *args.args], cwd=script.parent).returncode
+
+
+def _own_build_script() -> Path:
+    """build.sh of the smray checkout this smray runs from (an editable install): the project folder
+    above the package, whose pyproject.toml names smray. Never one the working folder is under."""
+    package = Path(smray.__file__).resolve().parent
+    project = next((d for d in package.parents if (d / "pyproject.toml").is_file()), None)
+    if project is not None and (project / "build.sh").is_file():
+        try:
+            declared = tomllib.loads((project / "pyproject.toml").read_text()).get("project")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            declared = None
+        if isinstance(declared, dict) and declared.get("name") == "smray":
+            return project / "build.sh"
+    raise UserError(
+        f"smray build runs the build.sh of the smray checkout smray is installed from, and {package} is "
+        "not in one: install smray from its checkout (pip install -e), or run that checkout's ./build.sh"
+    )
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -199,6 +219,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(sys.argv[1:] if argv is None else argv)
     # The CLI says what matters itself; smray's INFO lines (a retry's first wait) are for job logs.
     logging.getLogger("smray").setLevel(logging.WARNING)
+    # What smray writes (its home above all: data, models, tokens in job definitions) is its user's alone.
+    umask = os.umask(0o077)
+    # SIGTERM ends a command as Ctrl-C does: what it started (containers, a deploy's) is removed on the way.
+    terminate = signal.signal(signal.SIGTERM, _interrupt)
     try:
         sys.exit(args.func(args))
     except KeyboardInterrupt:
@@ -208,6 +232,13 @@ def main(argv: list[str] | None = None) -> None:
         if not errors.expected(failure):
             raise  # a bug: the traceback is what a report needs
         sys.exit(f"smray: {errors.one_line(failure)}")
+    finally:
+        signal.signal(signal.SIGTERM, terminate)
+        os.umask(umask)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _storage_error(exc: OSError) -> Exception:

@@ -9,6 +9,7 @@ gethostname().
 from __future__ import annotations
 
 import json
+import os
 import random
 import secrets
 import shutil
@@ -111,8 +112,11 @@ class LocalCluster:
             "services": services,
             "networks": {"smray": {"labels": {LABEL: self.project}}},
         }
-        # JSON is valid YAML, and needs no YAML library.
-        self.compose_file.write_text(json.dumps(compose, indent=2) + "\n")
+        # JSON is valid YAML, and needs no YAML library. It holds the Ray token: the owner's alone.
+        fd = os.open(self.compose_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a file already there keeps its mode otherwise
+        with open(fd, "w") as handle:
+            handle.write(json.dumps(compose, indent=2) + "\n")
         return self.compose_file
 
     def compose(self, *args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:

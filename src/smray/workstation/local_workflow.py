@@ -1,5 +1,5 @@
 """The local workflow as building blocks: stage the input, run the pipeline in SageMaker local mode with
-step progress, read the gate's decision, track the run, approve, deploy and invoke, and end with a report
+step progress, read the gate's decision, track the run, deploy, approve and invoke, and end with a report
 and a summary. `smray run local` and the local scheduler (`smray schedule`) are both made of these."""
 
 from __future__ import annotations
@@ -185,11 +185,15 @@ def decide(home: Path, result: Result, status: Approval, reason: str) -> ModelVe
     return decided
 
 
-def deploy_and_invoke(home: Path, name: str, result: Result, input_dir: Path) -> Endpoint:
-    """Serve the approved version on the endpoint `name`, then send it the input's first rows."""
-    if result.approval is None or result.model is None:
-        raise ValueError("only an approved version of this run's model is deployed")
-    endpoint = LocalEndpoints(home).deploy(name, result.approval.version)
+def deploy_approve_and_invoke(
+    home: Path, name: str, result: Result, input_dir: Path, reason: str
+) -> Endpoint:
+    """Serves the version this run registered on the endpoint `name` and approves it once it serves (a
+    deploy that fails or is interrupted leaves it pending), then sends it the input's first rows."""
+    if result.version is None or result.model is None:
+        raise ValueError("only a run that passed the gate registered a version to deploy")
+    endpoint = LocalEndpoints(home).deploy(name, result.version)
+    decide(home, result, Approval.APPROVED, reason)
     result.deployment = Deployment(endpoint, _invoke_sample(endpoint, input_dir, result.model))
     return endpoint
 
@@ -246,7 +250,7 @@ def stage_input(home: Path, source: Path | None = None, generate: int | None = N
     def copy(partial: Path) -> None:
         for rel in relative:
             (partial / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(root / rel, partial / rel)
+            shutil.copyfile(root / rel, partial / rel)  # not the input's mode: the home is private
 
     return _written_once(home / "inputs" / digest.hexdigest()[:16], copy)
 

@@ -1,10 +1,10 @@
 """`smray run local`: the whole workflow on this machine, with no AWS account.
 
 ingest -> preprocess -> train with tuning -> evaluate -> gate -> register (the SageMaker Pipeline, in
-SageMaker local mode on the local Docker engine), then approve -> deploy -> invoke, a summary and an
-HTML report. Everything lives under SMRAY_HOME (default ~/.smray, /var/opt/smray for root): the feature
-store and the registry persist between runs (a second run writes only the records that changed); each
-execution writes its own folder under runs/.
+SageMaker local mode on the local Docker engine), then deploy -> approve (once it serves) -> invoke, a
+summary and an HTML report. Everything lives under SMRAY_HOME (default ~/.smray, /var/opt/smray for
+root; created 0700): the feature store and the registry persist between runs (a second run writes only
+the records that changed); each execution writes its own folder under runs/.
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
         print("smray run local: ", end="")
         result = flow.run_pipeline(home, input_dir, chosen)
         if result.version and not args.no_approve:
-            flow.decide(home, result, Approval.APPROVED, "passed the gate (smray run local)")
-        if result.approval and not args.no_deploy:
-            flow.deploy_and_invoke(home, chosen.endpoint_name, result, input_dir)
+            reason = "passed the gate (smray run local)"
+            if args.no_deploy:
+                flow.decide(home, result, Approval.APPROVED, reason)
+            else:
+                flow.deploy_approve_and_invoke(home, chosen.endpoint_name, result, input_dir, reason)
         return flow.finish(result, "smray run local")

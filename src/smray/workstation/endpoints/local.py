@@ -1,8 +1,9 @@
-"""Local endpoints: the approved model's `serve` container behind a `route` container (nginx) that holds
+"""Local endpoints: a model version's `serve` container behind a `route` container (nginx) that holds
 the endpoint's port, so that deploying a new version never drops a request:
 
-1. start the new model container and wait until it answers /ping (a failure leaves the endpoint as it
-   was, and removes the new container);
+1. start the new model container and wait until it answers /ping (a failure, or an interruption at any
+   step up to the record's write, leaves the endpoint as it was, and removes what this deploy started;
+   what a deploy killed outright left is removed by the next deploy or delete);
 2. point the router at it: the model listens on a Unix socket in the endpoint's sockets volume, and the
    router forwards to the link `current.sock`, which the deploy replaces by an atomic rename;
 3. stop the old container: SIGTERM makes it finish the requests it has (up to `drain_s`) and exit.
@@ -135,43 +136,73 @@ class LocalEndpoints:
             print(f"endpoint {name}: starting its router afresh on port {current.port}", flush=True)
             for container in (current.router, current.container):
                 _remove(container)
-            shutil.rmtree(self._dir(name) / "models" / current.container, ignore_errors=True)
+        serving = current if current is not None and not down else None
+        self._remove_strays(name, keep={serving.container, serving.router} if serving else set())
         folder = self._dir(name)
         folder.mkdir(parents=True, exist_ok=True)
         _ensure_network()
         sockets = self._sockets_volume(name)
-        container, model_dir = self._start_model(name, version, image, folder, sockets)
+        container = f"smray-{name}-v{version.version}-{secrets.token_hex(3)}"
+        model_dir = folder / "models" / container
         try:
+            self._start_model(name, version, image, container, model_dir, sockets)
             _wait_ping(container, _published_port(container), self.health_timeout_s)
             _keep_up(container)
             _switch(container)
-            if current is None or down:
-                kept = port or (current.port if current else 0)
-                router, port = self._start_router(name, image, kept, sockets)
+            if serving is None:
+                router, port = self._start_router(
+                    name, image, port or (current.port if current else 0), sockets
+                )
             else:
-                router, port = current.router, current.port
-        except BaseException:  # the endpoint stays as it was: nothing of this deploy is left running
-            _remove(container)
-            shutil.rmtree(model_dir, ignore_errors=True)
+                router, port = serving.router, serving.port
+            endpoint = Endpoint(
+                name=name,
+                url=f"http://127.0.0.1:{port}",
+                port=port,
+                group=version.group,
+                version=version.version,
+                image=image,
+                container=container,
+                router=router,
+                updated=datetime.now(UTC).isoformat(timespec="seconds"),
+            )
+            _write_atomic(folder / "endpoint.json", json.dumps(asdict(endpoint), indent=2))
+        except BaseException:
+            # Failed or interrupted (Ctrl-C, SIGTERM): the endpoint stays as it was, and nothing this deploy
+            # started is left running; unless its record was written, and the new version is the endpoint.
+            if (recorded := self.describe(name)) is None or recorded.container != container:
+                self._roll_back(name, container, model_dir, serving)
             raise
-        endpoint = Endpoint(
-            name=name,
-            url=f"http://127.0.0.1:{port}",
-            port=port,
-            group=version.group,
-            version=version.version,
-            image=image,
-            container=container,
-            router=router,
-            updated=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
-        _write_atomic(folder / "endpoint.json", json.dumps(asdict(endpoint), indent=2))
-        if current is not None and not down:
-            time.sleep(SETTLE_S)
-            _docker("stop", "-t", f"{self.drain_s + 10:.0f}", current.container, check=False)
-            _remove(current.container)
-            shutil.rmtree(folder / "models" / current.container, ignore_errors=True)
+        if serving is not None:
+            try:
+                time.sleep(SETTLE_S)
+                _docker("stop", "-t", f"{self.drain_s + 10:.0f}", serving.container, check=False)
+            finally:  # interrupted while it drains: it goes at once, the new version serves already
+                shutil.rmtree(folder / "models" / serving.container, ignore_errors=True)
+                _remove(serving.container)
         return endpoint
+
+    def _roll_back(self, name: str, container: str, model_dir: Path, serving: Endpoint | None) -> None:
+        _remove(container)
+        if serving is None:
+            _remove(self._router_name(name))
+        else:
+            _switch(serving.container, check=False)
+        shutil.rmtree(model_dir, ignore_errors=True)
+
+    def _remove_strays(self, name: str, keep: set[str]) -> None:
+        """Removes the endpoint's containers and model folders that `keep` does not name: those a deploy
+        killed mid-way left (kill -9, a power cut), running and perhaps restarted by Docker."""
+        filters = [
+            arg for key, value in self._labels(name).items() for arg in ("--filter", f"label={key}={value}")
+        ]
+        listed = _docker("ps", "--all", "--format", "{{.Names}}", *filters).stdout.split()
+        for container in set(listed) - keep:
+            _remove(container)
+        models = self._dir(name) / "models"
+        for folder in models.iterdir() if models.is_dir() else ():
+            if folder.name not in keep:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def delete(self, name: str) -> None:
         with self._one_at_a_time(name):
@@ -184,20 +215,15 @@ class LocalEndpoints:
         for container in (current.router, current.container):
             _docker("stop", "-t", f"{self.drain_s + 10:.0f}", container, check=False)
             _remove(container)
+        self._remove_strays(name, keep=set())
         _docker("volume", "rm", self._sockets_volume(name, create=False), check=False)
         shutil.rmtree(self._dir(name))
 
     def _start_model(
-        self, name: str, version: ModelVersion, image: str, folder: Path, sockets: str
-    ) -> tuple[str, Path]:
-        container = f"smray-{name}-v{version.version}-{secrets.token_hex(3)}"
-        model_dir = folder / "models" / container
+        self, name: str, version: ModelVersion, image: str, container: str, model_dir: Path, sockets: str
+    ) -> None:
         model_dir.mkdir(parents=True)
-        try:  # SageMaker unpacks model.tar.gz into /opt/ml/model
-            model_artifact.extract(Path(version.artifact), model_dir)
-        except UserError:
-            shutil.rmtree(model_dir)
-            raise
+        model_artifact.extract(Path(version.artifact), model_dir)  # SageMaker unpacks it into /opt/ml/model
         env = {"SMRAY_SERVE_WORKERS": os.environ.get("SMRAY_SERVE_WORKERS", "2")}
         if os.environ.get("SMRAY_SERVE_ACCESS_LOG"):
             env["SMRAY_SERVE_ACCESS_LOG"] = os.environ["SMRAY_SERVE_ACCESS_LOG"]
@@ -210,7 +236,6 @@ class LocalEndpoints:
             ["serve", "--socket", f"{SOCKETS}/{container}.sock", "--drain-s", f"{self.drain_s:g}"],
             env=env,
         )
-        return container, model_dir
 
     def _router_name(self, name: str) -> str:
         # Endpoint names are per smray home: two homes may both have an endpoint "housing".
@@ -237,13 +262,9 @@ class LocalEndpoints:
             image,
             ["route", "--sockets", SOCKETS, "--drain-s", f"{self.drain_s:g}"],
         )
-        try:
-            port = _published_port(router)
-            _wait_ping(router, port, self.health_timeout_s)
-            _keep_up(router)
-        except BaseException:
-            _remove(router)
-            raise
+        port = _published_port(router)  # removed by the deploy's roll-back where it fails
+        _wait_ping(router, port, self.health_timeout_s)
+        _keep_up(router)
         return router, port
 
     def _labels(self, name: str) -> dict[str, str]:
@@ -282,12 +303,12 @@ def _published_port(container: str) -> int:
     return int(out[0].rsplit(":", 1)[1])
 
 
-def _switch(container: str) -> None:
+def _switch(container: str, check: bool = True) -> None:
     """Points the endpoint's `current.sock` at this model container's socket (an atomic rename, from
     inside the container, where the volume is mounted)."""
     link = f"{SOCKETS}/current.sock"
     script = f'ln -sfn "{container}.sock" "{link}.next" && mv -Tf "{link}.next" "{link}"'
-    _docker("exec", container, "sh", "-c", script)
+    _docker("exec", container, "sh", "-c", script, check=check)
 
 
 def _inspect(container: str, template: str) -> str:

@@ -5,9 +5,9 @@ Two gaps of local mode are filled here rather than worked around in the pipeline
 - its JsonGet reads a PropertyFile only from S3 (file:// fails in `parse_s3_url`, and the error blames the
   JSON path), so the quality gate could never see evaluation.json. `file_property_files()` swaps in an
   executor that reads a property file from a file:// output and defers to the SDK for everything else;
-- it leaves every job's containers behind, exited (one per host and step: 11 a run of the main command).
-  `job_containers_removed()` removes each job's own once its outputs are collected (their output is in
-  the run's log).
+- it leaves every job's containers behind, exited (one per host and step: 11 a run of the main command),
+  and running where the run is interrupted mid-job. `job_containers_removed()` removes each job's own
+  once its outputs are collected (their output is in the run's log), or when the run is interrupted.
 And one cost of the SDK: it validates its config at every lookup of a setting, and each validation first
 checks the whole config schema against JSON Schema's own (57 ms). A run looks settings up about 180 times:
 10 s, most of it before the first step. `config_validated_once()` validates each config once a run.
@@ -163,23 +163,44 @@ def config_validated_once() -> Iterator[None]:
             module.validate_sagemaker_config = original
 
 
+def _remove_job_containers(compose_file: str) -> None:
+    """Removes every container, running or exited, of the local-mode job whose compose file this is."""
+    label = f"label=com.docker.compose.project.config_files={compose_file}"
+    listed = subprocess.run(
+        ["docker", "ps", "--all", "--quiet", "--filter", label], capture_output=True, text=True
+    )
+    if ids := listed.stdout.split():
+        subprocess.run(["docker", "rm", "--force", *ids], capture_output=True)
+
+
 @contextlib.contextmanager
 def job_containers_removed() -> Iterator[None]:
     from sagemaker.local import image
 
-    def cleanup(container: Any, dirs_to_delete: list[str] | None = None) -> None:
-        compose_file = os.path.join(container.container_root, image.DOCKER_COMPOSE_FILENAME)
-        label = f"label=com.docker.compose.project.config_files={compose_file}"
-        listed = subprocess.run(
-            ["docker", "ps", "--all", "--quiet", "--filter", label], capture_output=True, text=True
-        )
-        if ids := listed.stdout.split():
-            subprocess.run(["docker", "rm", "--force", *ids], capture_output=True)
-        original(container, dirs_to_delete)
+    started: set[str] = set()  # the compose files of the jobs started and not yet cleaned up
 
-    original = image._SageMakerContainer._cleanup
-    image._SageMakerContainer._cleanup = cleanup  # called after a job's outputs are collected
+    def compose_file(container: Any) -> str:
+        return os.path.join(container.container_root, image.DOCKER_COMPOSE_FILENAME)
+
+    def compose(container: Any, detached: bool = False) -> list[str]:
+        started.add(compose_file(container))
+        return original_compose(container, detached)
+
+    def cleanup(container: Any, dirs_to_delete: list[str] | None = None) -> None:
+        _remove_job_containers(compose_file(container))
+        started.discard(compose_file(container))
+        original_cleanup(container, dirs_to_delete)
+
+    original_compose = image._SageMakerContainer._compose  # the command that starts a job
+    original_cleanup = image._SageMakerContainer._cleanup  # called after a job's outputs are collected
+    image._SageMakerContainer._compose = compose
+    image._SageMakerContainer._cleanup = cleanup
     try:
         yield
+    except BaseException:  # Ctrl-C or SIGTERM mid-job (local mode's clean-up may not run then), or a failure
+        for file in started:
+            _remove_job_containers(file)
+        raise
     finally:
-        image._SageMakerContainer._cleanup = original
+        image._SageMakerContainer._compose = original_compose
+        image._SageMakerContainer._cleanup = original_cleanup

@@ -227,10 +227,13 @@ class Scheduler:
                 return f"not deployed: {_name(new)} is {reason}"
         self.in_deploy = True  # a stop signal now waits for the swap to complete
         try:
-            flow.decide(
-                self.home, result, Approval.APPROVED, "passed the gate, not worse than the served model"
+            flow.deploy_approve_and_invoke(
+                self.home,
+                settings.endpoint_name,
+                result,
+                input_dir,
+                "passed the gate, not worse than the served model",
             )
-            flow.deploy_and_invoke(self.home, settings.endpoint_name, result, input_dir)
         finally:
             self.in_deploy = False
         before = f" (served {_name(served)}: RMSE {record.served_rmse:,.0f})" if served else ""
