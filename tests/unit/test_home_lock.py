@@ -14,8 +14,6 @@ from smray.errors import UserError
 from smray.registry.local import LocalRegistry
 from smray.registry.records import Approval
 from smray.workstation import cli
-from smray.workstation import local_workflow as flow
-from smray.workstation.endpoints import local as local_endpoints
 from smray.workstation.schedule import local_loop
 from smray.workstation.schedule.expressions import parse
 from tests.support.models import build_model
@@ -38,16 +36,6 @@ def holder(own_smray_home):
     yield process
     process.kill()
     process.wait()
-
-
-@pytest.fixture
-def nothing_starts(monkeypatch):
-    def started(*args, **kwargs):
-        raise AssertionError("something started while another command held the home")
-
-    for name in ("stage_input", "run_pipeline", "require_image", "deploy_approve_and_invoke"):
-        monkeypatch.setattr(flow, name, started)
-    monkeypatch.setattr(local_endpoints, "_docker", started)
 
 
 def _names_the_holder(line: str, holder: subprocess.Popen) -> bool:
@@ -77,6 +65,23 @@ def test_commands_that_write_the_home_are_refused_before_they_start(
     registry = LocalRegistry(own_smray_home / "registry")
     version = registry.register("housing", build_model(own_smray_home / "model", rounds=5), "smray:1", {})
     registry.set_status(version.group, version.version, Approval.APPROVED, "for the deploy")
+    endpoint = own_smray_home / "endpoints" / "houses" / "endpoint.json"  # one to delete: a name with
+    endpoint.parent.mkdir(parents=True)  # none is refused before the lock, with nothing to say of a holder
+    endpoint.write_text(
+        json.dumps(
+            {
+                "name": "houses",
+                "url": "http://127.0.0.1:9",
+                "port": 9,
+                "group": "housing",
+                "version": version.version,
+                "image": "smray:1",
+                "container": "m1",
+                "router": "r1",
+                "updated": "2025-01-01",
+            }
+        )
+    )
     with pytest.raises(SystemExit) as exit_:
         cli.main(argv)
     assert isinstance(exit_.value.code, str) and _names_the_holder(exit_.value.code, holder), exit_.value.code

@@ -177,7 +177,8 @@ def test_deploy_creates_then_updates_roles_state_machine_and_schedule(clients):
     ("schedule", "bad_input", "message"),
     [
         ("rate(5 minute)", {}, "singular exactly for 1"),
-        ("rate(1 day)", {"Threshold": "low"}, "Threshold must be a number"),
+        ("rate(1 day)", {"Threshold": "low"}, "Threshold must be a finite number above 0, got 'low'"),
+        ("rate(1 day)", {"Threshold": float("nan")}, "Threshold must be a finite number above 0, got nan"),
     ],
 )
 def test_bad_deploys_are_refused_before_anything_is_created(clients, schedule, bad_input, message):

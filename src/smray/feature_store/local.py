@@ -139,17 +139,17 @@ class LocalFeatureStore:
         if not path.exists():
             return None
         try:
-            description = json.loads(path.read_text())
-        except ValueError as exc:  # not JSON: an earlier smray's file that a power cut emptied
+            described = FeatureGroupDefinition.from_description(json.loads(path.read_text()))
+            # The store folder is mounted at other paths in job containers than on the host: the offline
+            # store always lies under this root, whatever path the group was created at.
+            group, epoch = Path(described.offline_uri).name.rsplit("-", 1)
+            return replace(described, offline_uri=self._offline_uri(group, int(epoch)))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            # not JSON (an earlier smray's file that a power cut emptied), or not a group's description
             raise PlatformError(
-                f"the feature group file {path} cannot be read ({exc}), as after a crash or power cut: "
-                "restore it, or remove it to create the group anew"
+                f"the feature group file {path} cannot be read ({type(exc).__name__}: {exc}), as after a "
+                "crash or power cut: restore it, or remove it to create the group anew"
             ) from exc
-        described = FeatureGroupDefinition.from_description(description)
-        # The store folder is mounted at other paths in job containers than on the host: the offline
-        # store always lies under this root, whatever path the group was created at.
-        group, epoch = Path(described.offline_uri).name.rsplit("-", 1)
-        return replace(described, offline_uri=self._offline_uri(group, int(epoch)))
 
     def ensure_group(self, wanted: FeatureGroupDefinition) -> FeatureGroupDefinition:
         """Create the group if missing; if present, its definition must match (no silent casts)."""
@@ -206,6 +206,13 @@ class LocalFeatureStore:
                     self._recover(conn, group)
                     self._upgrade(conn, group)
             yield conn
+        except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:  # its subclasses: a busy database, a bad query
+                raise
+            raise PlatformError(  # "file is not a database", "database disk image is malformed"
+                f"feature group {group.name}: {path} is not a usable catalog ({exc}), as after a disk "
+                "failure: restore it from a backup"
+            ) from None
         finally:
             conn.close()
 

@@ -128,6 +128,7 @@ class LocalRegistry(Registry):
         return record
 
     def set_status(self, group: str, version: int, status: Approval, description: str = "") -> ModelVersion:
+        self.describe(group, version)  # no such version: refused before an empty registry is created
         with self._write() as conn:
             found = conn.execute(
                 "UPDATE versions SET status = ?, description = CASE WHEN ? = '' THEN description ELSE ? END "

@@ -6,26 +6,37 @@ import argparse
 import errno
 import logging
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import tomllib
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 import smray
 from smray import __version__, errors, paths
 from smray.contracts.resource_config import JobKind
 from smray.errors import PlatformError, UserError
 from smray.hyperparameters import PARAMS
-from smray.workstation import datagen, tracking
+from smray.workstation import datagen, tracking, validation
 from smray.workstation.commands import endpoints, models, retraining, run_aws, run_local, schedule, store
 from smray.workstation.local_cluster import LocalCluster, host_names, new_token
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser (and every subcommand's: they take their parent's class), whose refusals are one
+    line like every other refusal of the CLI: the usage block argparse prints is one --help away."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {' '.join(message.split())}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="smray", description="Ray ML workflows on SageMaker and locally.")
+    parser = Parser(prog="smray", description="Ray ML workflows on SageMaker and locally.")
     parser.add_argument("--version", action="version", version=f"smray {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -149,6 +160,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_data_generate(args: argparse.Namespace) -> int:
+    validation.count(args.rows, "--rows")
+    validation.count(args.files, "--files", args.rows)
+    validation.count(args.seed, "--seed", least=0)  # NumPy's generators take no negative seed
+    validation.folder(args.out, "--out")
     started = time.monotonic()
     result = datagen.generate(
         args.out, rows=args.rows, files=args.files, fmt=args.format, seed=args.seed, with_ids=not args.no_ids
@@ -170,8 +185,17 @@ def _mount(text: str) -> tuple[str, str]:
     return source, target
 
 
+# Docker's memory sizes: 256m, 1g, 1.5GiB, 1024
+DOCKER_SIZE = re.compile(r"[0-9]+(\.[0-9]+)? ?[kmgtp]?i?b?", re.IGNORECASE)
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
-    hosts = host_names(args.hosts)
+    hosts = host_names(validation.count(args.hosts, "--hosts", validation.MAX_LOCAL_HOSTS))
+    validation.count(args.object_store_mib, "--object-store-mib")
+    validation.text(args.image, "--image")
+    if not DOCKER_SIZE.fullmatch(args.shm_size):
+        raise UserError(f"--shm-size {args.shm_size!r} is not a size, such as 256m or 1g")
+    validation.folder(args.runs_dir, "--runs-dir")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     local = LocalCluster(
         workdir=args.runs_dir / f"cluster-{stamp}-{hosts[0].rsplit('-', 1)[-1]}",
@@ -213,6 +237,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 # The machine's storage refusing a write: a full disk, a quota, a read-only file system. Not smray's bug.
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+# The same, as SQLite reports it ("database or disk is full", "disk I/O error", a read-only database)
+SQLITE_STORAGE_CODES = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -228,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
-        failure = _storage_error(exc) if isinstance(exc, OSError) else exc
+        failure = _storage_error(exc)
         if not errors.expected(failure):
             raise  # a bug: the traceback is what a report needs
         sys.exit(f"smray: {errors.one_line(failure)}")
@@ -241,7 +267,12 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _storage_error(exc: OSError) -> Exception:
-    if exc.errno not in STORAGE_ERRNOS:
+def _storage_error(exc: Exception) -> Exception:
+    """`exc` as a PlatformError where it is the machine's storage refusing a write, else as it is."""
+    if isinstance(exc, sqlite3.Error):
+        # an extended code (SQLITE_IOERR_WRITE) holds its primary code in its low byte
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        return PlatformError(str(exc)) if code in SQLITE_STORAGE_CODES else exc
+    if not isinstance(exc, OSError) or exc.errno not in STORAGE_ERRNOS:
         return exc
     return PlatformError(f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc.strerror))

@@ -221,6 +221,18 @@ def require_image(image: str) -> None:
         raise UserError(f"image {image} is not on the local Docker engine: build it with ./build.sh")
 
 
+def input_files(source: Path | None) -> tuple[Path, list[Path]]:
+    """The input's folder and its table files (the default input's when `source` is None)."""
+    source = source or DEFAULT_INPUT
+    if not source.exists():
+        raise UserError(f"input {source} does not exist (the example table ships as {DEFAULT_INPUT})")
+    if source.is_dir():
+        return source, tables.list_files(source)
+    if source.is_file() and source.suffix.lower() in tables.SUFFIXES:  # not a FIFO named x.csv
+        return source.parent, [source]
+    raise UserError(f"input {source} is not a .csv or .parquet file")
+
+
 def stage_input(home: Path, source: Path | None = None, generate: int | None = None) -> Path:
     """The run's raw input as a folder under <home>/inputs/: the same input is staged once."""
     if generate:
@@ -230,17 +242,9 @@ def stage_input(home: Path, source: Path | None = None, generate: int | None = N
                 partial, rows=generate, files=max(1, generate // 250_000), fmt="parquet", seed=42
             ),
         )
-    source = source or DEFAULT_INPUT
-    if not source.exists():
-        raise UserError(f"input {source} does not exist (the example table ships as {DEFAULT_INPUT})")
+    root, files = input_files(source)
     # Each file keeps its path relative to the input: year=2024/part-0.csv and year=2025/part-0.csv are
     # two files (ingest's default record ids are built from that path too).
-    if source.is_dir():
-        root, files = source, tables.list_files(source)
-    elif source.suffix.lower() in tables.SUFFIXES:
-        root, files = source.parent, [source]
-    else:
-        raise UserError(f"input {source} is not a .csv or .parquet file")
     relative = [f.relative_to(root) for f in files]
     digest = hashlib.sha256()
     for rel in relative:

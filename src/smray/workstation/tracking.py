@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from smray.errors import PlatformError, UserError
-from smray.workstation import jsonl
+from smray.workstation import jsonl, validation
 
 FILE = "experiments.jsonl"
 EXPERIMENT_PREFIX = "smray-"  # + the feature group (the table's name): smray-housing
 URI_ENV = "MLFLOW_TRACKING_URI"
+LAST_TIME = 1e11  # epoch seconds: the year 5138, well before datetime's last
 _USERINFO = re.compile(r"(?<=//)[^/?#]*@")  # user:password@ of scheme://user:password@host/...
 
 
@@ -45,15 +46,18 @@ def server_uri() -> str:
     a local folder, are MLflow client's own: nothing to log to here). A URL that cannot be used is
     refused now, before a run, not after it."""
     uri = os.environ.get(URI_ENV, "")
-    if not uri.startswith(("http://", "https://")):
-        return ""
+    return check_url(uri, URI_ENV) if uri.startswith(("http://", "https://")) else ""
+
+
+def check_url(uri: str, what: str) -> str:
+    """`uri`, when an HTTP client can use it; else a UserError naming `what`, the credentials hidden."""
     try:
         parts = urllib.parse.urlsplit(uri)
         usable = bool(parts.hostname) and parts.port != 0
-    except ValueError:  # a port that is not a number, a broken [IPv6] host
+    except ValueError:  # a port that is not a number or past 65535, a broken [IPv6] host
         usable = False
     if not usable:
-        raise UserError(f"{URI_ENV} {redact(uri)} is not a usable URL: scheme://[user:password@]host[:port]")
+        raise UserError(f"{what} {redact(uri)} is not a usable URL: scheme://[user:password@]host[:port]")
     return uri
 
 
@@ -65,7 +69,14 @@ def record(home: Path, run: Run) -> str | None:
 
 
 def history(home: Path) -> list[Run]:
-    return jsonl.read(home / FILE, lambda raw: Run(**raw))
+    return jsonl.read(home / FILE, _run)
+
+
+def _run(raw: dict[str, Any]) -> Run:
+    run = validation.record(Run, raw)
+    if not 0 <= run.started < LAST_TIME:  # `smray runs` shows it as a date
+        raise ValueError(f"started {run.started!r} is not a time")
+    return run
 
 
 class MlflowRest:

@@ -1,13 +1,17 @@
-"""Checks of what a user hands smray, made before anything starts: `smray run local`'s options, the local
-scheduler's input JSON and every endpoint name. Each raises UserError naming the option or the field as
-the user wrote it, so the command line and the input file are held to the same rules."""
+"""Checks of what a user hands smray, made before anything starts: every command's options and files, the
+local scheduler's input JSON, every endpoint and group name, and the records smray reads back. Each
+raises UserError naming the option or the field as the user wrote it, so the command line and the input
+file are held to the same rules."""
 
 from __future__ import annotations
 
 import math
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from smray.errors import UserError
 from smray.schema import TABLE_NAME
@@ -34,6 +38,16 @@ def endpoint_name(name: Any, what: str = "endpoint name") -> str:
     return name
 
 
+def group_name(name: str, what: str = "--group") -> str:
+    """A model package group's name, SageMaker's rule (the local registry's folders are named by it)."""
+    if not TABLE_NAME.fullmatch(name):
+        raise UserError(
+            f"{what} {name!r} is not a valid group name: letters, digits and '-', starting with a letter "
+            "or digit, at most 63 characters"
+        )
+    return name
+
+
 def text(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise UserError(f"{what} must be a non-empty string, got {value!r}")
@@ -47,13 +61,77 @@ def threshold(value: Any, what: str) -> float:
     return float(value)
 
 
-def count(value: Any, what: str, most: int | None = None) -> int:
-    """A whole number from 1 (to `most`); 2.0 is not one, as AWS's integer parameters refuse it."""
+def count(value: Any, what: str, most: int | None = None, least: int = 1) -> int:
+    """A whole number from `least` (to `most`); 2.0 is not one, as AWS's integer parameters refuse it."""
     whole = isinstance(value, int) and not isinstance(value, bool)
-    if not whole or value < 1 or (most is not None and value > most):
-        wanted = f"a whole number from 1 to {most}" if most else "a whole number of at least 1"
-        raise UserError(f"{what} must be {wanted}, got {value!r}")
+    if not whole or value < least or (most is not None and value > most):
+        wanted = f"from {least} to {most}" if most is not None else f"of at least {least}"
+        raise UserError(f"{what} must be a whole number {wanted}, got {value!r}")
     return value
+
+
+def regular_file(path: Path, what: str) -> Path:
+    """A file to read: not a folder, nor a FIFO or device (whose read would wait for a writer)."""
+    if not path.exists():
+        raise UserError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise UserError(f"{what} {path} is not a file")
+    return path
+
+
+def folder(path: Path, what: str) -> Path:
+    """A folder to write in: there, or one that can be made (no file in the way of it or its parents)."""
+    blocked = _in_the_way(path)
+    if blocked == path:
+        raise UserError(f"{what} {path} is not a folder")
+    if blocked:
+        raise UserError(f"{what} {path}: {blocked} is not a folder")
+    return path
+
+
+def output_file(path: Path, what: str) -> Path:
+    """A file to write: a file there already, or a name in a folder that is there or can be made."""
+    if path.exists() and not path.is_file():
+        raise UserError(f"{what} {path} is not a file")
+    blocked = _in_the_way(path.parent)
+    if blocked:
+        raise UserError(f"{what} {path}: {blocked} is not a folder")
+    return path
+
+
+def _in_the_way(path: Path) -> Path | None:
+    """What keeps folder `path` from being made: the nearest of it and its parents there, if no folder."""
+    there = next((at for at in (path, *path.parents) if at.exists()), None)
+    return there if there is not None and not there.is_dir() else None
+
+
+T = TypeVar("T")
+
+
+def record(cls: type[T], raw: dict[str, Any]) -> T:
+    """The dataclass `cls` from a record read back (a JSON object): TypeError for a missing or unknown
+    field, or a value of another type than the field's annotation, which the caller names with its file."""
+    made = cls(**raw)
+    for name, hint in typing.get_type_hints(cls).items():
+        value = getattr(made, name)
+        if not _fits(value, hint):
+            raise TypeError(f"{name} is {value!r}")
+    return made
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items()
+        )
+    if hint is float:  # JSON writes 2.0 as 2
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return isinstance(value, hint) and not (isinstance(value, bool) and hint is int)
 
 
 CHECKED = (

@@ -365,16 +365,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
                 for (node, _), share, c in zip(busy, records, checks, strict=True)
             ]
         )
-    failed = sum(w["failed"] for w in writes)
-    if failed:
-        codes: dict[str, int] = {}
-        for w in writes:
-            for code, n in w["errors"].items():
-                codes[code] = codes.get(code, 0) + n
-        raise UserError(
-            f"{failed} of {sum(w['offered'] for w in writes)} records were not written to feature group "
-            f"{group.name} after retries ({', '.join(f'{c}: {n}' for c, n in sorted(codes.items()))})"
-        )
+    _require_every_record_written(writes, group)
     deleted = spec.local().delete_absent(group, present, run_time, ids_distinct) if mode == "snapshot" else 0
     if spec.backend == "sagemaker" and opts.wait_offline_s > 0:
         # PutRecord lands in the offline store minutes later: the next step must not read before.
@@ -390,6 +381,19 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     opts.report.parent.mkdir(parents=True, exist_ok=True)
     opts.report.write_text(json.dumps(report, indent=2) + "\n")
     print(format_summary(report), flush=True)
+
+
+def _require_every_record_written(writes: list[dict], group: FeatureGroupDefinition) -> None:
+    failed = sum(w["failed"] for w in writes)
+    if failed:
+        codes: dict[str, int] = {}
+        for w in writes:
+            for code, n in w["errors"].items():
+                codes[code] = codes.get(code, 0) + n
+        raise UserError(
+            f"{failed} of {sum(w['offered'] for w in writes)} records were not written to feature group "
+            f"{group.name} after retries ({', '.join(f'{c}: {n}' for c, n in sorted(codes.items()))})"
+        )
 
 
 def summarize(

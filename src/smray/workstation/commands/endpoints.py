@@ -53,6 +53,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     validation.endpoint_name(args.name, "--name")  # the local store checks it too, but --aws has none
+    validation.count(args.port, "--port", 65535, least=0)  # 0: any free port
+    if args.aws and not args.role:
+        raise UserError("--aws needs --role (the model's execution role ARN)")
     found = registry(args)
     if args.version is None:
         version = found.latest(args.group, Approval.APPROVED)
@@ -69,8 +72,6 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
         from smray.workstation.endpoints import sagemaker
 
-        if not args.role:
-            raise UserError("--aws needs --role (the model's execution role ARN)")
         client = boto3.client("sagemaker", region_name=args.region)
         action = sagemaker.deploy(client, args.name, version, args.role, args.instance_type)
         print(f"endpoint {args.name}: {action} with {version.group}/{version.version}")
@@ -83,15 +84,21 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_invoke(args: argparse.Namespace) -> int:
     url = args.endpoint
-    if not url.startswith(("http://", "https://")):
+    if url.startswith(("http://", "https://")):
+        tracking.check_url(url, "endpoint URL")
+    else:
         endpoint = LocalEndpoints(paths.home()).describe(url)
         if endpoint is None:
             raise UserError(f"no local endpoint named {url}")
         url = endpoint.url
+    validation.regular_file(args.file, "rows file")  # a FIFO's read would wait for a writer
     kinds = {".csv": payload.CSV, ".json": payload.JSON, ".jsonl": payload.JSONLINES}
     content_type = args.content_type or kinds.get(args.file.suffix.lower(), "")
     if not content_type:
         raise UserError(f"cannot tell the content type of {args.file}: pass --content-type")
+    for option, value in (("--content-type", content_type), ("--accept", args.accept)):
+        if not value.isprintable():  # a line break would end the header and start another
+            raise UserError(f"{option} {value!r} is not a media type")
     try:
         body = args.file.read_bytes()
     except OSError as exc:
@@ -119,7 +126,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    validation.endpoint_name(args.name)  # before the home is touched (its lock file)
+    # before the home is touched (its lock file): a name that climbs out, no such endpoint, a corrupt record
+    if LocalEndpoints(paths.home()).describe(args.name) is None:
+        raise UserError(f"no local endpoint named {args.name}")
     with locks.writing_home(paths.home(), "smray endpoints delete"):
         LocalEndpoints(paths.home()).delete(args.name)
     print(f"endpoint {args.name} deleted")

@@ -7,6 +7,7 @@ from typing import Any
 
 from smray import paths
 from smray.registry.records import Approval, ModelVersion
+from smray.workstation import validation
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def registry(args: argparse.Namespace) -> Any:
+    """The registry the arguments name; the group (and version) they give are checked first."""
+    validation.group_name(args.group)
+    if getattr(args, "version", None) is not None:
+        validation.count(args.version, "version")
     if args.aws:
         import boto3
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from smray.errors import UserError
+from smray.workstation import validation
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -64,8 +65,12 @@ def _aws(p: argparse.ArgumentParser) -> None:
 def _names(args: argparse.Namespace) -> Any:
     import boto3
 
-    from smray.workstation.retraining.aws import Names
+    from smray.workstation.retraining.aws import STATE_MACHINE_NAME, Names
 
+    if not STATE_MACHINE_NAME.fullmatch(args.name):  # it names the roles and the rule too
+        raise UserError(
+            f"--name {args.name!r} is not a state machine name: 1 to 55 letters, digits, '-' and '_'"
+        )
     session = boto3.Session(region_name=args.region)
     account = session.client("sts").get_caller_identity()["Account"]
     return session, Names(account=account, region=session.region_name, state_machine=args.name)
@@ -73,14 +78,19 @@ def _names(args: argparse.Namespace) -> Any:
 
 def _input(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        given = json.loads(validation.regular_file(path, "the execution input").read_text())
+    except (OSError, ValueError) as exc:
         raise UserError(f"cannot read the execution input {path}: {exc}") from exc
+    if not isinstance(given, dict):
+        raise UserError(f"the execution input {path} is not a JSON object")
+    return given
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     from smray.workstation.retraining import statemachine
 
+    if args.graph:
+        validation.output_file(args.graph, "--graph")
     definition = statemachine.build(args.glue_job, args.spot_max_wait)
     print(json.dumps(definition, indent=2))
     if args.graph:
@@ -118,9 +128,10 @@ def _without_loops(edges: list[Any], start: str) -> list[Any]:
 def cmd_deploy(args: argparse.Namespace) -> int:
     from smray.workstation.retraining import aws
 
+    execution_input = _input(args.input)
     session, names = _names(args)
     clients = {s: session.client(s) for s in ("iam", "stepfunctions", "events")}
-    made = aws.deploy(clients, names, args.schedule, _input(args.input), args.glue_job, args.spot_max_wait)
+    made = aws.deploy(clients, names, args.schedule, execution_input, args.glue_job, args.spot_max_wait)
     for key, arn in made.items():
         print(f"{key:<14} {arn}")
     return 0
@@ -129,11 +140,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_start(args: argparse.Namespace) -> int:
     from smray.workstation.retraining import aws
 
+    execution_input = _input(args.input)
     session, names = _names(args)
     arn = aws.start(
         session.client("stepfunctions"),
         names.state_machine_arn,
-        _input(args.input),
+        execution_input,
         f"manual-{time.strftime('%Y%m%d-%H%M%S')}",
     )
     print(f"execution started: {arn}")

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import secrets
 from pathlib import Path
 from typing import Any
 
 from smray import schema as schema_mod
+from smray.contracts import train as train_contract
 from smray.errors import UserError
 from smray.schema import Schema
+from smray.workstation import validation
+
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's rule for a general purpose bucket's name
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -83,8 +88,19 @@ def build_pipeline(args: argparse.Namespace, table: Schema) -> Any:
     return definition.build(target, session)
 
 
-def _schema(args: argparse.Namespace) -> Schema:
-    return schema_mod.load(args.schema) if args.schema else schema_mod.housing()
+def _checked(args: argparse.Namespace) -> Schema:
+    """Every target argument, before any AWS call; returns the table's schema."""
+    validation.text(args.image, "--image")
+    if not BUCKET.fullmatch(args.bucket):
+        raise UserError(
+            f"--bucket {args.bucket!r} is not an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-'"
+        )
+    train_contract.check_max_wait(args.spot_max_wait)
+    return (
+        schema_mod.load(validation.regular_file(args.schema, "--schema"))
+        if args.schema
+        else schema_mod.housing()
+    )
 
 
 def _schema_prefix(table: Schema) -> str:
@@ -106,11 +122,11 @@ def upload_schema(bucket: str, table: Schema, s3: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     import boto3
 
-    table = _schema(args)
+    table = _checked(args)
+    parameters = dict(_pair(text) for text in args.parameter)
     pipeline = build_pipeline(args, table)
     s3 = boto3.Session(region_name=args.region).client("s3")
     print(f"schema: {upload_schema(args.bucket, table, s3)}")
-    parameters = dict(_pair(text) for text in args.parameter)
     known = {p.name for p in pipeline.parameters}
     unknown = sorted(set(parameters) - known)
     if unknown:
@@ -132,5 +148,5 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 def show(args: argparse.Namespace) -> int:
-    print(json.dumps(json.loads(build_pipeline(args, _schema(args)).definition()), indent=2))
+    print(json.dumps(json.loads(build_pipeline(args, _checked(args)).definition()), indent=2))
     return 0

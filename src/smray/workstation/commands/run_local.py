@@ -76,11 +76,16 @@ def settings(args: argparse.Namespace) -> flow.Settings:
         tuning_trials=args.tuning_trials,
         num_round=args.num_round,
         endpoint=args.endpoint or "",
-        schema=schema_mod.load(args.schema) if args.schema else schema_mod.housing(),
+        schema=schema_mod.load(validation.regular_file(args.schema, "--schema"))
+        if args.schema
+        else schema_mod.housing(),
     )
-    return validation.settings(
+    chosen = validation.settings(
         chosen, {field: "--" + field.replace("_", "-") for field in validation.CHECKED}
     )
+    if args.generate is None:
+        flow.input_files(args.input)
+    return chosen
 
 
 def run(args: argparse.Namespace) -> int:

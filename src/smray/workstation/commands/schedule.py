@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from smray import paths
+from smray.workstation import validation
 from smray.workstation.schedule import expressions, local_loop
 
 
@@ -38,11 +39,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    validation.count(args.max_runs, "--max-runs", least=0)  # 0: never stop
     schedule = expressions.parse(args.every)
     return local_loop.Scheduler(paths.home(), schedule, args.input, args.max_runs, args.run_now).run()
 
 
 def cmd_next(args: argparse.Namespace) -> int:
+    validation.count(args.n, "-n")
     schedule = expressions.parse(args.expression)
     moment: datetime | None = datetime.now(UTC)
     for _ in range(args.n):

@@ -8,8 +8,9 @@ from pathlib import Path
 from smray import locks, paths
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
-from smray.feature_store.local import LocalFeatureStore, Repaired
+from smray.feature_store.local import LocalFeatureStore
 from smray.schema import TABLE_NAME
+from smray.workstation import validation
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,11 +32,15 @@ def cmd_repair(args: argparse.Namespace) -> int:
     if not TABLE_NAME.fullmatch(args.group):  # a name, never a path out of the store
         raise UserError(f"{args.group!r} is not a feature group name (letters, digits and '-')")
     if args.store:
-        repaired, group = _repair(Path(args.store.removeprefix("file://")), args.group)
+        store, group = _group(
+            validation.folder(Path(args.store.removeprefix("file://")), "--store"), args.group
+        )
+        repaired = store.repair(group)
     else:
         home = paths.home()
+        store, group = _group(home / "feature-store", args.group)  # before the home's lock file is made
         with locks.writing_home(home, "smray store repair"):  # the home's store: no run writes it now
-            repaired, group = _repair(home / "feature-store", args.group)
+            repaired = store.repair(group)
     for rel, why in repaired.dropped.items():
         print(f"  dropped {rel}: {why}")
     dropped = len(repaired.dropped)
@@ -47,9 +52,9 @@ def cmd_repair(args: argparse.Namespace) -> int:
     return 0
 
 
-def _repair(root: Path, name: str) -> tuple[Repaired, FeatureGroupDefinition]:
+def _group(root: Path, name: str) -> tuple[LocalFeatureStore, FeatureGroupDefinition]:
     store = LocalFeatureStore(root)
     group = store.describe(name)
     if group is None:
         raise UserError(f"feature group {name} does not exist in {root}")
-    return store.repair(group), group
+    return store, group

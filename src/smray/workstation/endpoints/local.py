@@ -70,7 +70,7 @@ class Endpoint:
         if "model" in record:  # written by an earlier smray: "group/version"
             group, version = record.pop("model").rsplit("/", 1)
             record |= {"group": group, "version": int(version)}
-        return cls(**record)
+        return validation.record(cls, record)
 
 
 def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

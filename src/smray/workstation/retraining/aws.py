@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from smray.errors import UserError
 from smray.retry import NotYet, retry
+from smray.workstation import validation
 from smray.workstation.retraining import statemachine
 from smray.workstation.schedule.expressions import parse as parse_schedule
 
@@ -24,6 +25,8 @@ JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # SageMaker's, for e
 JOB_NAME_MAX = 63
 # a prefix is followed by "-" and a letter or digit, so any hyphens in it keep job names valid
 JOB_NAME_PREFIX = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9-]*")
+# A state machine's name, which also names its roles (<name>-workflow: IAM's 64 characters at most)
+STATE_MACHINE_NAME = re.compile(r"[a-zA-Z0-9_-]{1,55}")
 SCHEDULED_EXECUTION_NAME = 36  # EventBridge names each execution it starts with a UUID
 # What Step Functions answers, as AccessDenied or InvalidArn, until a new role has propagated through IAM
 ROLE_NOT_YET_ASSUMABLE = "is authorized to assume the provided role"
@@ -145,9 +148,7 @@ def check_input(execution_input: dict[str, Any]) -> None:
     missing = [k for k in statemachine.REQUIRED_INPUT if k not in execution_input]
     if missing:
         raise UserError(f"the execution input lacks {', '.join(missing)}")
-    threshold = execution_input["Threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        raise UserError(f"Threshold must be a number, got {threshold!r}")
+    validation.threshold(execution_input["Threshold"], "Threshold")
     _check_job_name_prefix(execution_input["JobNamePrefix"])
 
 
@@ -189,11 +190,12 @@ def deploy(
     """Creates or updates the roles, the state machine and the schedule; returns their ARNs."""
     parse_schedule(schedule)  # EventBridge's own rules, checked before anything is created
     check_input(execution_input)
+    definition = statemachine.render(glue_job, spot_max_wait_s)  # checks --spot-max-wait
     iam, sfn, events = clients["iam"], clients["stepfunctions"], clients["events"]
     workflow_role = _ensure_role(
         iam, names.workflow_role, "states.amazonaws.com", workflow_policy(names, execution_input, glue_job)
     )
-    arn = _put_state_machine(sfn, names, statemachine.render(glue_job, spot_max_wait_s), workflow_role)
+    arn = _put_state_machine(sfn, names, definition, workflow_role)
     schedule_role = _ensure_role(iam, names.schedule_role, "events.amazonaws.com", schedule_policy(names))
     rule = events.put_rule(
         Name=names.rule,

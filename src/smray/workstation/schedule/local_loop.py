@@ -68,7 +68,7 @@ INPUT_KEYS = {
 
 def read_input(path: Path) -> tuple[Path | None, flow.Settings]:
     try:
-        given = json.loads(path.read_text())
+        given = json.loads(validation.regular_file(path, "the schedule's input").read_text())
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read the schedule's input {path}: {exc}") from exc
     if not isinstance(given, dict):
@@ -83,7 +83,7 @@ def read_input(path: Path) -> tuple[Path | None, flow.Settings]:
         d = flow.Settings()
         settings = flow.Settings(
             **{field: given.get(key, getattr(d, field)) for field, key in INPUT_KEYS.items()},
-            schema=schema_mod.load(Path(schema)) if schema else d.schema,
+            schema=schema_mod.load(validation.regular_file(Path(schema), "Schema")) if schema else d.schema,
         )
         settings = validation.settings(settings, INPUT_KEYS)
     except UserError as exc:
@@ -280,4 +280,4 @@ def _name(version: ModelVersion | None) -> str:
 
 def history(home: Path) -> list[dict[str, Any]]:
     """Every scheduled run's record, oldest first."""
-    return jsonl.read(home / HISTORY, lambda raw: asdict(Record(**raw)))
+    return jsonl.read(home / HISTORY, lambda raw: asdict(validation.record(Record, raw)))
