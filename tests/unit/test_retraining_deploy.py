@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from smray.errors import PlatformError, UserError, one_line
+from smray.schema import TABLE_NAME
 from smray.workstation.retraining import aws, statemachine
 
 from .test_retraining_statemachine import INPUT
@@ -115,7 +116,7 @@ def test_job_name_prefixes_sagemaker_would_refuse_are_refused_at_deploy_and_star
 def test_the_longest_allowed_prefix_makes_valid_job_names(clients):
     prefix = "Smray-Housing-1"  # 15 characters
     longest = f"{prefix}-{'0' * 36}-preprocess"
-    assert len(longest) == 63 and aws.JOB_NAME.fullmatch(longest)
+    assert len(longest) == 63 and TABLE_NAME.fullmatch(longest)  # SageMaker's name rule
     aws.check_input({**INPUT, "JobNamePrefix": prefix})
 
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from smray import durable
 from smray.errors import UserError
 from smray.registry.records import Approval, ModelVersion, Registry
 from smray.schema import TABLE_NAME
@@ -190,8 +191,4 @@ def _place(source: Path, target: Path) -> None:
     with open(partial, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(partial, target)
-    folder = os.open(target.parent, os.O_RDONLY)  # the rename itself survives a crash only once its
-    try:  # folder is synced too
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    durable.sync(target.parent)  # the rename itself survives a crash only once its folder is synced too

@@ -25,25 +25,25 @@ MAX_LOCAL_HOSTS = 16
 
 
 def is_endpoint_name(name: str) -> bool:
-    """SageMaker's endpoint name rule (it also keeps a name from being a path such as `../x`)."""
+    """SageMaker's name rule for endpoints and groups (it keeps a name from being a path such as `../x`)."""
     return TABLE_NAME.fullmatch(name) is not None
 
 
 def endpoint_name(name: Any, what: str = "endpoint name") -> str:
-    if not isinstance(name, str) or not is_endpoint_name(name):
-        raise UserError(
-            f"{what} {name!r} is not a valid endpoint name: letters, digits and '-', starting and "
-            "ending with a letter or digit, at most 63 characters"
-        )
-    return name
+    return _sagemaker_name(name, what, "endpoint")
 
 
 def group_name(name: str, what: str = "--group") -> str:
-    """A model package group's name, SageMaker's rule (the local registry's folders are named by it)."""
-    if not TABLE_NAME.fullmatch(name):
+    """A model package group's name (the local registry's folders are named by it)."""
+    return _sagemaker_name(name, what, "group")
+
+
+def _sagemaker_name(name: Any, what: str, kind: str) -> str:
+    """SageMaker's rule for endpoint, model package group and job names."""
+    if not isinstance(name, str) or not is_endpoint_name(name):
         raise UserError(
-            f"{what} {name!r} is not a valid group name: letters, digits and '-', starting with a letter "
-            "or digit, at most 63 characters"
+            f"{what} {name!r} is not a valid {kind} name: letters, digits and '-', starting and "
+            "ending with a letter or digit, at most 63 characters"
         )
     return name
 

@@ -21,8 +21,7 @@ SYNC_RULES = (
     "StepFunctionsGetEventsForSageMakerProcessingJobsRule",
     "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
 )
-JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # SageMaker's, for every job, model and config
-JOB_NAME_MAX = 63
+JOB_NAME_MAX = 63  # SageMaker's rule for every job, model and config name: smray.schema.TABLE_NAME
 # a prefix is followed by "-" and a letter or digit, so any hyphens in it keep job names valid
 JOB_NAME_PREFIX = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9-]*")
 # A state machine's name, which also names its roles (<name>-workflow: IAM's 64 characters at most)
