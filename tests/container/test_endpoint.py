@@ -17,8 +17,9 @@ import pytest
 from smray import model_artifact
 from smray.errors import UserError
 from smray.registry.local import LocalRegistry
+from smray.retry import NotYet, retry
 from smray.workstation.endpoints.client import Connection
-from smray.workstation.endpoints.local import HOME_LABEL, LocalEndpoints
+from smray.workstation.endpoints.local import FRONT, FRONT_LABEL, HOME_LABEL, LABEL, LocalEndpoints
 from tests.support import hostile
 from tests.support.models import build_model, sample_rows
 
@@ -36,6 +37,14 @@ def endpoints(docker_client, tmp_path):
     assert leftovers == [], [c.name for c in leftovers]
     volumes = docker_client.volumes.list(filters={"label": mine})
     assert volumes == [], [v.name for v in volumes]
+
+
+def _wait_serving(url: str) -> None:
+    def serving() -> None:
+        if (status := Connection(url, timeout_s=5).request("GET", "/ping").status) != 200:
+            raise NotYet(f"/ping answered {status}")
+
+    retry(serving, what=f"{url} answering /ping", timeout_s=60, max_delay_s=0.5)
 
 
 def _predict(url: str, rows) -> list[float]:
@@ -156,6 +165,53 @@ def test_an_endpoint_restarts_with_docker_and_a_deploy_brings_back_one_that_is_d
         ["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True
     ).stdout
     assert first.container not in names.split()  # the old model container is gone, not left stopped
+
+
+def test_the_url_stays_when_docker_restarts_the_containers(endpoints, tmp_path):
+    """A port Docker picks is picked anew at each start: after a reboot the recorded URL answered nothing
+    (or another endpoint). The router's port is fixed, and a router found on another port than its record
+    (an earlier smray's) is started afresh on the recorded one."""
+    registry = LocalRegistry(tmp_path / "registry")
+    v1 = registry.register("housing", build_model(tmp_path / "m1", rounds=5), IMAGE, {})
+    first = endpoints.deploy("houses", v1)
+    subprocess.run(
+        ["docker", "restart", "-t", "1", first.router, first.container], check=True, capture_output=True
+    )
+    _wait_serving(first.url)  # the model container takes seconds to answer again
+    assert _predict(first.url, sample_rows(2))
+
+    subprocess.run(["docker", "rm", "-f", first.router], check=True, capture_output=True)
+    moved = subprocess.run(  # as an earlier smray started it: on a port Docker picked
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            first.router,
+            "-p",
+            "127.0.0.1::8080",
+            "--network",
+            "smray-endpoints",
+            "-v",
+            f"{first.router}-sockets:/sockets",
+            "--label",
+            f"{LABEL}=houses",
+            "--label",
+            f"{HOME_LABEL}={endpoints.root.resolve()}",
+            "--label",
+            f"{FRONT_LABEL}={FRONT}",
+            IMAGE,
+            "route",
+            "--sockets",
+            "/sockets",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    assert moved.returncode == 0
+    again = endpoints.deploy("houses", v1)
+    assert again.url == first.url
+    assert _predict(again.url, sample_rows(2))
 
 
 def test_hostile_clients_at_the_endpoint_s_port(endpoints, tmp_path):

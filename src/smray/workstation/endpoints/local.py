@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +49,9 @@ FRONT = "nginx-socket-link"
 SOCKETS = "/sockets"  # the endpoint's volume, in both containers
 SETTLE_S = 1.0  # after the switch: connections the router opened to the old model are accepted by then
 SERVE_PORT = 8080
+# Routers' ports, when none is asked for: below Linux's ephemeral ports (32768 up), where Docker picks the
+# model containers' ports at each start, so that a reboot cannot hand a router's port to one of them.
+ROUTER_PORTS = range(18080, 32768)
 _CONTAINER = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # Docker's container name rule
 
 
@@ -130,7 +136,9 @@ class LocalEndpoints:
         image = image or version.image
         current = self.describe(name)
         down = current is not None and not (
-            _running(current.router) and _label(current.router, FRONT_LABEL) == FRONT
+            _running(current.router)
+            and _label(current.router, FRONT_LABEL) == FRONT
+            and _published_port(current.router) == current.port  # one an earlier smray let Docker pick
         )
         if current is not None and down:  # nothing is answering, or an earlier smray's router: start afresh
             print(f"endpoint {name}: starting its router afresh on port {current.port}", flush=True)
@@ -150,9 +158,7 @@ class LocalEndpoints:
             _keep_up(container)
             _switch(container)
             if serving is None:
-                router, port = self._start_router(
-                    name, image, port or (current.port if current else 0), sockets
-                )
+                router, port = self._start_router(name, image, port, current.port if current else 0, sockets)
             else:
                 router, port = serving.router, serving.port
             endpoint = Endpoint(
@@ -251,21 +257,34 @@ class LocalEndpoints:
             _docker("volume", "create", *labels, volume)
         return volume
 
-    def _start_router(self, name: str, image: str, port: int, sockets: str) -> tuple[str, int]:
+    def _start_router(self, name: str, image: str, port: int, recorded: int, sockets: str) -> tuple[str, int]:
+        """On `port` where one is asked for; else on the port the endpoint had (`recorded`), or where that
+        is taken now, on a free one. Always a fixed port: one Docker picks is picked anew at each start
+        (a reboot), and the endpoint's URL must stay."""
         router = self._router_name(name)
-        _remove(router)  # a stale router of this home's endpoint (its state was deleted by hand)
-        _run(
-            router,
-            self._labels(name) | {FRONT_LABEL: FRONT},
-            [f"{sockets}:{SOCKETS}"],
-            f"127.0.0.1:{port or ''}:{SERVE_PORT}",
-            image,
-            ["route", "--sockets", SOCKETS, "--drain-s", f"{self.drain_s:g}"],
-        )
-        port = _published_port(router)  # removed by the deploy's roll-back where it fails
-        _wait_ping(router, port, self.health_timeout_s)
-        _keep_up(router)
-        return router, port
+        candidates = [port] if port else itertools.chain([recorded] if recorded else [], _free_ports())
+        for candidate in candidates:
+            _remove(router)  # a stale router of this home's endpoint, or one whose port was taken
+            try:
+                _run(
+                    router,
+                    self._labels(name) | {FRONT_LABEL: FRONT},
+                    [f"{sockets}:{SOCKETS}"],
+                    f"127.0.0.1:{candidate}:{SERVE_PORT}",
+                    image,
+                    ["route", "--sockets", SOCKETS, "--drain-s", f"{self.drain_s:g}"],
+                )
+            except PlatformError as exc:
+                if port or not _port_taken(exc):
+                    raise
+                continue
+            if recorded and candidate != recorded:
+                print(f"endpoint {name}: port {recorded} is taken now; it moves to {candidate}", flush=True)
+            _wait_ping(router, candidate, self.health_timeout_s)  # removed by the deploy's roll-back
+            _keep_up(router)
+            return router, candidate
+        ports = f"{ROUTER_PORTS.start}-{ROUTER_PORTS.stop - 1}"
+        raise PlatformError(f"endpoint {name}: no free port for its router in {ports}")
 
     def _labels(self, name: str) -> dict[str, str]:
         return {LABEL: name, HOME_LABEL: str(self.root.resolve())}
@@ -301,6 +320,22 @@ def _published_port(container: str) -> int:
     if not out:
         raise UserError(f"container {container} publishes no port")
     return int(out[0].rsplit(":", 1)[1])
+
+
+def _free_ports() -> Iterator[int]:
+    """The ports of ROUTER_PORTS that nothing on this host listens on now (Docker may still refuse one
+    that another of its containers holds: the caller tries the next)."""
+    for port in ROUTER_PORTS:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        yield port
+
+
+def _port_taken(error: PlatformError) -> bool:
+    return any(s in str(error) for s in ("port is already allocated", "address already in use"))
 
 
 def _switch(container: str, check: bool = True) -> None:
