@@ -94,7 +94,13 @@ class FakeDocker:
         after = dict(pairs)  # option -> value
         if command == "run":
             labels = dict(v.split("=", 1) for o, v in pairs if o == "--label")
-            self.containers[after["--name"]] = {"labels": labels, "running": True, "restart": "no"}
+            port = after["-p"].split(":")[1] or "41000"  # a fixed port, or one the engine picks
+            self.containers[after["--name"]] = {
+                "labels": labels,
+                "running": True,
+                "restart": "no",
+                "port": port,
+            }
             return "an-id\n"
         if command == "ps":
             wanted = [v.removeprefix("label=").split("=", 1) for o, v in pairs if o == "--filter"]
@@ -119,7 +125,7 @@ class FakeDocker:
         elif command == "stop":
             container["running"] = False
         elif command == "port":
-            return "127.0.0.1:41000\n"
+            return f"127.0.0.1:{container['port']}\n"
         elif command == "inspect" and "Running" in rest[1]:
             return f"{str(container['running']).lower()}\n"
         elif command == "inspect":
