@@ -9,8 +9,16 @@ A schema file is JSON:
      "features": [{"name": "YEAR_BUILT", "type": "integral"}, {"name": "SQUARE_FEET", "type": "fractional"}],
      "rules": [{"column": "PRICE", "min": 0, "policy": "quarantine"}], "non_finite": "quarantine"}
 
-A value that is not a finite number (`inf`, `nan`, `1e400`) in any value column, and an event time outside
-1970 .. 2262, breaks the implicit rule "finite", whose policy is `non_finite` (default quarantine).
+    {"name": "churn", "target": "churned", "task": "binary", "positive": "yes",
+     "features": [{"name": "state", "type": "string"}, {"name": "minutes", "type": "fractional"}]}
+
+`task` is `regression` (the default: a numeric target), `binary` or `multiclass` (a target of labels, text
+or integers; `positive` names the binary task's positive label, by default the last in sorted order).
+A `string` feature (Feature Store's String) is a categorical feature. Any feature may be missing (an empty
+cell); a row without a target breaks the implicit rule "target present", whose policy is `missing_target`
+(default quarantine). A value that is not a finite number (`inf`, `nan`, `1e400`) in a numeric column, and
+an event time outside 1970 .. 2262, breaks the implicit rule "finite", whose policy is `non_finite`
+(default quarantine).
 """
 
 from __future__ import annotations
@@ -35,10 +43,21 @@ MAX_FEATURES = 2_500  # Feature Store's limit of feature definitions in a featur
 
 
 class FeatureType(Enum):
-    """SageMaker Feature Store's types (String is not used by the numeric models here)."""
+    """SageMaker Feature Store's types; a String feature is a categorical one."""
 
     INTEGRAL = "integral"
     FRACTIONAL = "fractional"
+    STRING = "string"
+
+
+class Task(Enum):
+    REGRESSION = "regression"  # a number
+    BINARY = "binary"  # one of two labels
+    MULTICLASS = "multiclass"  # one of several labels
+
+    @property
+    def classification(self) -> bool:
+        return self is not Task.REGRESSION
 
 
 class Policy(Enum):
@@ -78,10 +97,30 @@ class Schema:
     event_time: str = "event_time"
     rules: tuple[Rule, ...] = field(default=())
     non_finite: Policy = Policy.QUARANTINE
+    task: Task = Task.REGRESSION
+    positive: str | None = None  # binary: the positive label (default: the last in sorted order)
+    missing_target: Policy = Policy.QUARANTINE
 
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def categorical(self) -> list[str]:
+        """The string features: categories, to the model."""
+        return [f.name for f in self.features if f.type is FeatureType.STRING]
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        """The value columns that hold numbers: the numeric features, and a regression target."""
+        target = [self.target] if not self.task.classification else []
+        return target + [f.name for f in self.features if f.type is not FeatureType.STRING]
+
+    @property
+    def text_columns(self) -> list[str]:
+        """The value columns that hold text: the string features, and a classification target."""
+        target = [self.target] if self.task.classification else []
+        return target + self.categorical
 
     @property
     def value_columns(self) -> list[str]:
@@ -107,7 +146,8 @@ class Schema:
 def parse(raw: Any, source: str = "schema") -> Schema:
     if not isinstance(raw, dict):
         raise UserError(f"{source}: expected a JSON object")
-    unknown = set(raw) - {"name", "target", "features", "record_id", "event_time", "rules", "non_finite"}
+    known = {"name", "target", "features", "record_id", "event_time", "rules", "non_finite"}
+    unknown = set(raw) - known - {"task", "positive", "missing_target"}
     if unknown:
         raise UserError(f"{source}: unknown keys {', '.join(sorted(unknown))}")
     for key in ("name", "target"):
@@ -125,6 +165,9 @@ def parse(raw: Any, source: str = "schema") -> Schema:
         event_time=str(raw.get("event_time", "event_time")),
         rules=tuple(_rule(r, source) for r in raw.get("rules", [])),
         non_finite=_policy(raw.get("non_finite", "quarantine"), f"{source}: non_finite"),
+        task=_task(raw.get("task", "regression"), source),
+        positive=_positive(raw, source),
+        missing_target=_policy(raw.get("missing_target", "quarantine"), f"{source}: missing_target"),
     )
     if not TABLE_NAME.match(schema.name):
         raise UserError(
@@ -150,7 +193,27 @@ def parse(raw: Any, source: str = "schema") -> Schema:
     for rule in schema.rules:
         if rule.column not in schema.value_columns:
             raise UserError(f"{source}: rule on unknown column {rule.column!r}")
+        if rule.column not in schema.numeric_columns:
+            raise UserError(f"{source}: rule on {rule.column!r}: a min or max bounds numbers, not text")
     return schema
+
+
+def _task(value: Any, source: str) -> Task:
+    try:
+        return Task(value)
+    except ValueError:
+        raise UserError(f"{source}: task must be regression, binary or multiclass, got {value!r}") from None
+
+
+def _positive(raw: dict, source: str) -> str | None:
+    value = raw.get("positive")
+    if value is None:
+        return None
+    if raw.get("task") != Task.BINARY.value:
+        raise UserError(f"{source}: 'positive' names a label of a binary task; this task is not binary")
+    if not isinstance(value, str | int) or isinstance(value, bool) or value == "":
+        raise UserError(f"{source}: 'positive' must be a label (text or an integer), got {value!r}")
+    return str(value)
 
 
 def _feature(raw: Any, source: str) -> Feature:
@@ -160,7 +223,8 @@ def _feature(raw: Any, source: str) -> Feature:
         kind = FeatureType(raw.get("type", "fractional"))
     except ValueError:
         raise UserError(
-            f"{source}: feature {raw['name']!r} has type {raw.get('type')!r}; use integral or fractional"
+            f"{source}: feature {raw['name']!r} has type {raw.get('type')!r}; use integral, fractional "
+            "or string"
         ) from None
     return Feature(raw["name"], kind)
 
