@@ -18,6 +18,7 @@ import xgboost
 
 from smray import transform
 from smray.errors import UserError
+from smray.schema import Task
 
 MODEL_FILE = "model.json"
 METADATA_FILE = "metadata.json"
@@ -35,11 +36,20 @@ class Model:
     def features(self) -> list[str]:
         return self.transform.schema.feature_names
 
+    @property
+    def task(self) -> Task:
+        return self.transform.schema.task
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """A classification's labels: a multiclass probability's column, a binary task's positive last."""
+        return self.transform.labels
+
     def predict(self, features: pd.DataFrame, scaled: bool) -> np.ndarray:
-        """Predictions for rows holding the model's features (raw, or already scaled by preprocess)."""
-        values = features[self.features].to_numpy("float64")
-        if not scaled:
-            values = self.transform.apply_matrix(values, self.features)
+        """For rows holding the model's features, raw or already encoded by preprocess (`scaled`): the
+        predicted number (regression), the positive label's probability (binary), or each label's
+        probability, a row per row (multiclass)."""
+        values = features[self.features].to_numpy("float64") if scaled else self.transform.encode(features)
         return self.booster.inplace_predict(values)
 
 
