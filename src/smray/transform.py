@@ -71,8 +71,7 @@ class Transform:
 
     def codes(self, feature: str, values: pd.Series) -> np.ndarray:
         """A string feature's codes: NaN for a missing value or a category the training split never had."""
-        codes = pd.Categorical(as_text(values), categories=self.categories.get(feature, ())).codes
-        return np.where(codes < 0, np.nan, codes).astype("float64")
+        return _positions(as_text(values), self.categories.get(feature, ()))
 
     def apply_matrix(self, values: np.ndarray, columns: list[str]) -> np.ndarray:
         """Standardize numeric columns (a zero std divides by 1, as Ray's StandardScaler does)."""
@@ -93,8 +92,7 @@ class Transform:
         training split never had."""
         if not self.schema.task.classification:
             return target.to_numpy("float64")
-        codes = pd.Categorical(as_text(target), categories=self.labels).codes
-        return np.where(codes < 0, np.nan, codes).astype("float64")
+        return _positions(as_text(target), self.labels)
 
     def label_names(self, positions: np.ndarray) -> list[str]:
         """Labels from their positions (as `encode_target` gives them, or a model's predicted class)."""
@@ -137,6 +135,12 @@ def as_text(values: pd.Series) -> pd.Series:
         return pd.Series(np.where(np.isnan(numbers), None, text), index=values.index, dtype=object)
     text = values.astype(object).where(values.notna(), None)
     return text.map(lambda v: None if v is None or v == "" else str(v))
+
+
+def _positions(text: pd.Series, known: tuple[str, ...]) -> np.ndarray:
+    """Each value's position in `known`, NaN for a missing or unknown one."""
+    found = pd.Index(known, dtype=object).get_indexer(text)
+    return np.where(found < 0, np.nan, found).astype("float64")
 
 
 def label_set(seen: Iterable[str], task: Task, positive: str | None) -> tuple[str, ...]:
