@@ -3,6 +3,7 @@ for the tunable ones, the search range. Validation, defaults, the README table a
 all come from this table.
 
 SageMaker hands hyper-parameters over as strings in `/opt/ml/input/config/hyperparameters.json`.
+`objective` and `eval_metric` are `auto` by default: the task's (`for_task`), from the preprocessing.
 """
 
 from __future__ import annotations
@@ -15,8 +16,18 @@ from typing import Any
 
 import numpy as np
 
+from smray.contracts import train as contract
 from smray.errors import UserError
+from smray.schema import Task
 
+AUTO = "auto"  # objective and eval_metric: the task's own (the first of each task's)
+# The objectives each task may train with: those that answer what the model's users read (a number, the
+# positive label's probability, each label's probability), the default first.
+OBJECTIVES: dict[Task, tuple[str, ...]] = {
+    Task.REGRESSION: ("reg:squarederror", "reg:absoluteerror", "reg:pseudohubererror"),
+    Task.BINARY: ("binary:logistic",),
+    Task.MULTICLASS: ("multi:softprob",),
+}
 # Keys SageMaker itself may add (HPO adds _tuning_objective_metric; framework estimators sagemaker_*).
 RESERVED_PREFIXES = ("_", "sagemaker_")
 
@@ -101,12 +112,16 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "objective",
         str,
-        "reg:squarederror",
-        "objective",
-        choices=("reg:squarederror", "reg:absoluteerror", "reg:pseudohubererror"),
+        AUTO,
+        "objective; auto: the task's (reg:squarederror, binary:logistic, multi:softprob)",
+        choices=(AUTO, *(o for task in Task for o in OBJECTIVES[task])),
     ),
     Param(
-        "eval_metric", str, "rmse", "validation metric (also the tuning objective)", choices=("rmse", "mae")
+        "eval_metric",
+        str,
+        AUTO,
+        "validation metric of early stopping and tuning; auto: the task's (rmse, auc, mlogloss)",
+        choices=(AUTO, *(m for task in Task for m in contract.METRICS[task])),
     ),
     Param("seed", int, 42, "random seed", 0, 2**31 - 1),
     Param("target", str, "", "target column (default: the preprocessing artifact's)"),
@@ -165,8 +180,30 @@ def load(path: Path) -> dict[str, Any]:
     return resolve(raw)
 
 
+def for_task(values: dict[str, Any], task: Task, classes: int = 0) -> dict[str, Any]:
+    """The values with the task's objective and eval metric in place of `auto`, a given one checked
+    against the task, and for a multiclass task `num_class`: the number of labels (the data's)."""
+    out = dict(values)
+    for name, allowed in (("objective", OBJECTIVES[task]), ("eval_metric", contract.METRICS[task])):
+        if out[name] == AUTO:
+            out[name] = allowed[0]
+        elif out[name] not in allowed:
+            raise UserError(
+                f"hyper-parameter {name}={out[name]} does not fit a {task.value} task: "
+                f"use {' or '.join(allowed)}"
+            )
+    if task is Task.MULTICLASS:
+        out["num_class"] = classes
+    return out
+
+
 def xgboost_params(values: dict[str, Any], nthread: int | None = None) -> dict[str, Any]:
+    """XGBoost's parameters from values resolved by `for_task`: the log carries every metric of the task
+    (`eval_metric` is the one early stopping and tuning follow)."""
     params = {k: values[k] for k in XGBOOST_KEYS}
+    params["eval_metric"] = list(contract.METRICS[contract.task_of(values["eval_metric"])])
+    if "num_class" in values:
+        params["num_class"] = values["num_class"]
     if nthread:
         params["nthread"] = nthread
     return params

@@ -138,7 +138,7 @@ def test_a_resumed_run_reports_what_an_uninterrupted_run_reports(opt_ml, tmp_pat
         ({"max_dept": "4"}, r"unknown hyper-parameter\(s\) max_dept; known: alpha"),
         ({"eta": "0"}, r"eta=0.0: outside the allowed range \(0, 1\]"),
         ({"max_depth": "4.5"}, "max_depth='4.5': expected int"),
-        ({"objective": "binary:logistic"}, "expected one of"),
+        ({"objective": "reg:linear"}, "expected one of"),
         ({"subsample": "nan"}, "subsample is NaN"),
     ],
 )

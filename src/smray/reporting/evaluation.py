@@ -1,5 +1,7 @@
-"""The evaluation report: predicted-vs-actual and residual plots, feature importance and the training
-curve as PNG, and one HTML page that shows them with the metrics."""
+"""The evaluation report: predicted-vs-actual and residual plots (regression), the confusion matrix
+(classification), ROC and precision-recall curves (binary), feature importance and the training curve as
+PNG, and one HTML page that shows them with the metrics, each number with the digits its magnitude needs
+(`smray.reporting.numbers`)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import FuncFormatter
 
+from smray.gate import SECTIONS
+from smray.reporting import numbers
+from smray.schema import Task
+
 MAX_POINTS = 5_000  # a scatter of more points shows nothing more and makes a heavy PNG
+MAX_ANNOTATED = 20  # labels up to which each cell of a confusion matrix shows its count
+# The metrics a one-line summary shows, by task: the first with its bootstrap deviation.
+HEADLINE = {
+    Task.REGRESSION: ("rmse", "mae", "r2", "mape"),
+    Task.BINARY: ("accuracy", "auc", "f1", "logloss"),
+    Task.MULTICLASS: ("accuracy", "weighted_f1", "logloss"),
+}
 
 
 def _compact(*axes: matplotlib.axis.Axis) -> None:
@@ -82,12 +95,91 @@ def training_curve(history: dict[str, dict[str, list[float]]], metric: str, path
     return True
 
 
+def task_of(evaluation: dict) -> Task:
+    """The task an evaluation (evaluation.json) is of, from its section."""
+    for task, name in SECTIONS.items():
+        if name in evaluation:
+            return task
+    raise ValueError(f"not an evaluation: no section of {', '.join(SECTIONS.values())}")
+
+
+def section(evaluation: dict) -> dict:
+    """An evaluation's section of metrics (regression_metrics, binary_classification_metrics, ...)."""
+    return evaluation[SECTIONS[task_of(evaluation)]]
+
+
+def headline(evaluation: dict) -> str:
+    """The task's main metrics on one line, the first with its deviation: "rmse 10,939 (± 212), mae ..."."""
+    metrics = section(evaluation)
+    first, *rest = HEADLINE[task_of(evaluation)]
+    value, deviation = numbers.with_deviation(metrics[first]["value"], metrics[first]["standard_deviation"])
+    others = [f"{name} {numbers.significant(metrics[name]['value'])}" for name in rest]
+    return ", ".join([f"{first} {value} (± {deviation})", *others])
+
+
+def confusion(matrix: dict[str, dict[str, int]], path: Path) -> None:
+    """Rows: the actual label; columns: the predicted one; each cell's share of its row as its shade."""
+    labels = list(matrix)
+    counts = np.array([[matrix[a][p] for p in labels] for a in labels], dtype="float64")
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    side = min(max(4.5, 1.5 + 0.6 * len(labels)), 14)
+    fig, ax = plt.subplots(figsize=(side + 1.5, side))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    if len(labels) <= MAX_ANNOTATED:
+        for (i, j), count in np.ndenumerate(counts):
+            colour = "white" if shares[i, j] > 0.5 else "black"
+            ax.text(j, i, f"{int(count):,}", ha="center", va="center", color=colour, fontsize=8)
+    ax.set(xlabel="predicted", ylabel="actual", title="Confusion matrix (test)")
+    fig.colorbar(image, ax=ax, label="share of the actual label's rows")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def roc(metrics: dict, path: Path) -> None:
+    """A binary section's ROC curve, with its AUC."""
+    curve = metrics["receiver_operating_characteristic_curve"]
+    auc = numbers.significant(metrics["auc"]["value"])
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.plot(curve["false_positive_rates"], curve["true_positive_rates"], label=f"model (AUC {auc})")
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle="--", label="chance")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (test)")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def precision_recall(metrics: dict, path: Path) -> None:
+    """A binary section's precision-recall curve, with the share of positives (a guess's precision)."""
+    curve = metrics["precision_recall_curve"]
+    matrix = metrics["confusion_matrix"]
+    positive = list(matrix)[-1]
+    rows = sum(sum(row.values()) for row in matrix.values())
+    base = sum(matrix[positive].values()) / max(rows, 1)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.plot(curve["recalls"], curve["precisions"], label="model")
+    ax.axhline(base, color="grey", linewidth=1, linestyle="--", label=f"share of {positive}")
+    ax.set(xlabel=f"recall ({positive})", ylabel=f"precision ({positive})", title="Precision-recall (test)")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def page(title: str, metrics: dict | None, pictures: list[str], facts: dict[str, str]) -> str:
     """One HTML page: the metrics (when there are any), a table of facts, the pictures."""
+    known = metrics is not None and any(name in metrics for name in SECTIONS.values())
+    shown = section(metrics) if known else {}
     rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{m['value']:,.4g}</td>"
-        f"<td>± {m['standard_deviation']:,.3g}</td></tr>"
-        for name, m in (metrics or {}).get("regression_metrics", {}).items()
+        f"<tr><td>{html.escape(name)}</td><td>{value}</td><td>± {deviation}</td></tr>"
+        for name, m in shown.items()
+        if isinstance(m, dict) and "value" in m
+        for value, deviation in [numbers.with_deviation(m["value"], m["standard_deviation"])]
     )
     metric_table = (
         f"<table><tr><th>metric</th><th>value</th><th>bootstrap sd</th></tr>{rows}</table>" if rows else ""

@@ -1,8 +1,11 @@
 """`train`: distributed XGBoost over the job's hosts, with optional tuning first (`training.tuning`).
 
 Reads channels `train` and `validation` (Parquet, or CSV with a header) and, when present, `transform`
-(preprocess's artifact, which names the target and travels with the model). Hyper-parameters come from
-`/opt/ml/input/config/hyperparameters.json` (see `smray.hyperparameters`). Prints SageMaker-readable
+(preprocess's artifact, which names the target and the task and travels with the model). The task
+decides the objective (reg:squarederror, binary:logistic, multi:softprob with a class per label), the
+metrics logged and the validation metric that early stopping and tuning follow, in its direction
+(`smray.contracts.train.METRICS`); string features are XGBoost's native categories. Hyper-parameters come
+from `/opt/ml/input/config/hyperparameters.json` (see `smray.hyperparameters`). Prints SageMaker-readable
 metric lines, checkpoints to `/opt/ml/checkpoints` (a restarted job resumes there), and writes into
 `/opt/ml/model` only on success: `model.json` (XGBoost's JSON format, never pickle),
 `preprocessing.json` and `metadata.json`.
@@ -25,7 +28,8 @@ from smray.contracts.resource_config import ResourceConfig
 from smray.entrypoints.training import checkpoint, engines, metrics, tuning
 from smray.errors import UserError
 from smray.model_artifact import METADATA_FILE, MODEL_FILE
-from smray.schema import Feature, FeatureType, Schema
+from smray.reporting import numbers
+from smray.schema import Feature, FeatureType, Schema, Task
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +45,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
-    values = hyperparameters.load(opts.hyperparameters)
     artifact = _transform(opts.channels / contract.TRANSFORM)
+    task = artifact.schema.task if artifact else Task.REGRESSION
+    classes = len(artifact.labels) if artifact else 0
+    values = hyperparameters.for_task(hyperparameters.load(opts.hyperparameters), task, classes)
     target = values["target"] or (artifact.schema.target if artifact else "")
     if not target:
         raise UserError(
@@ -55,6 +61,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         target=target,
         values=values,
         checkpoint_dir=checkpoints,
+        artifact=artifact,
     )
     trials: list[tuning.Trial] = []
     if values["tune"]:
@@ -81,7 +88,8 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         print(metrics.line(result.best_iteration, result.history, result.best_iteration), flush=True)
     print(
         f"train: {result.engine}, {result.rounds} rounds, best iteration {result.best_iteration}, "
-        f"validation-{values['eval_metric']} {result.best_score:.2f}, {result.seconds:.1f} s",
+        f"validation-{values['eval_metric']} {numbers.significant(result.best_score, 4)}, "
+        f"{result.seconds:.1f} s",
         flush=True,
     )
 
@@ -113,14 +121,12 @@ def _write_model(
             target=job.target,
             features=tuple(Feature(f, FeatureType.FRACTIONAL) for f in features),
         )
-        artifact = transform.Transform(schema, {})
-    elif artifact.schema.feature_names != features:
-        raise UserError(
-            f"the training channel's features {features} differ from the preprocessing artifact's "
-            f"{artifact.schema.feature_names}"
-        )
+        artifact = transform.Transform(schema, {})  # (a given one's features were checked on loading)
     metadata: dict[str, Any] = {
         "engine": result.engine,
+        "task": artifact.schema.task.value,
+        "objective": job.values["objective"],
+        "labels": list(artifact.labels),
         "target": job.target,
         "features": features,
         "hyperparameters": job.values,
@@ -149,7 +155,7 @@ def _trials_table(trials: list[tuning.Trial], metric: str) -> str:
         f"{n:>16}" for n in names
     )
     rows = [
-        f"{i:>4}  {t.score:>12.2f}  {t.rounds:>6}  {t.ended_by:>14}  "
+        f"{i:>4}  {numbers.significant(t.score, 4):>12}  {t.rounds:>6}  {t.ended_by:>14}  "
         + "  ".join(f"{t.config[n]:>16.4g}" for n in names)
         for i, t in enumerate(trials, 1)
     ]

@@ -88,28 +88,34 @@ def joined(before: History, after: Any) -> History:
 
 
 class EarlyStop(xgboost.callback.TrainingCallback):
-    """XGBoost's early stopping (lower is better, strictly), but aware of the rounds before a resume: the
-    best iteration is counted from the model's first round and chosen over the whole history."""
+    """XGBoost's early stopping (strictly better: lower, or higher where `maximize`), but aware of the
+    rounds before a resume: the best iteration is counted from the model's first round and chosen over the
+    whole history."""
 
-    def __init__(self, patience: int, data: str, metric: str, resumed: Saved | None) -> None:
+    def __init__(
+        self, patience: int, data: str, metric: str, resumed: Saved | None, maximize: bool = False
+    ) -> None:
         self.patience = patience
         self.data, self.metric = data, metric
+        self.sign = -1.0 if maximize else 1.0  # compared as a loss: lower is better
         self.done_before = resumed.rounds if resumed else 0
-        before = (resumed.history if resumed else {}).get(data, {}).get(metric, [])
-        self.best_score = min(before, default=math.inf)
-        self.best_iteration = before.index(self.best_score) if before else -1
+        before = [self.sign * s for s in (resumed.history if resumed else {}).get(data, {}).get(metric, [])]
+        self.best_loss = min(before, default=math.inf)
+        self.best_iteration = before.index(self.best_loss) if before else -1
 
     def after_iteration(self, model: xgboost.Booster, epoch: int, evals_log: Any) -> bool:
         iteration = self.done_before + epoch
         score = float(evals_log[self.data][self.metric][-1])
-        if score < self.best_score:
-            self.best_score, self.best_iteration = score, iteration
+        if self.sign * score < self.best_loss:
+            self.best_loss, self.best_iteration = self.sign * score, iteration
             model.set_attr(best_score=str(score), best_iteration=str(iteration))
         return iteration - self.best_iteration >= self.patience
 
     def after_training(self, model: xgboost.Booster) -> xgboost.Booster:
         if self.best_iteration >= 0:  # a resumed model may not have improved since: say which was best
-            model.set_attr(best_score=str(self.best_score), best_iteration=str(self.best_iteration))
+            model.set_attr(
+                best_score=str(self.sign * self.best_loss), best_iteration=str(self.best_iteration)
+            )
         return model
 
 

@@ -15,12 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xgboost
 
-from smray import hyperparameters
+from smray import hyperparameters, transform
+from smray.contracts import train as contract
 from smray.contracts.resource_config import discover
 from smray.entrypoints.training import checkpoint, data
 from smray.entrypoints.training.metrics import LogMetrics
+from smray.errors import UserError
 
 
 @dataclass
@@ -40,20 +43,51 @@ class Job:
     train_dir: Path
     validation_dir: Path
     target: str
-    values: dict[str, Any]  # resolved hyper-parameters
+    values: dict[str, Any]  # resolved hyper-parameters (hyperparameters.for_task)
     checkpoint_dir: Path
+    artifact: transform.Transform | None = None  # preprocess's: the features' order and types, the labels
+
+    @property
+    def maximize(self) -> bool:
+        """Whether a higher validation score is better (the eval metric's direction)."""
+        return self.values["eval_metric"] in contract.MAXIMIZED
 
 
 def load_matrices(
     job: Job, nthread: int, part: int = 0, parts: int = 1
 ) -> tuple[xgboost.QuantileDMatrix, xgboost.QuantileDMatrix]:
     """The job's channels (a rank's share when parts > 1) as XGBoost's quantised matrices, the
-    validation's bins the training's. The tables they are made from are freed on return."""
+    validation's bins the training's; a string feature's category codes as XGBoost's native categories.
+    The tables they are made from are freed on return."""
     train = data.load(job.train_dir, job.target, part, parts)
     valid = data.load(job.validation_dir, job.target, part, parts, features=train.feature_names)
-    dtrain = xgboost.QuantileDMatrix(train.features, label=train.target, nthread=nthread)
-    dvalid = xgboost.QuantileDMatrix(valid.features, label=valid.target, ref=dtrain, nthread=nthread)
+    types: list[str] | None = None
+    if job.artifact is not None:
+        if train.feature_names != job.artifact.schema.feature_names:
+            raise UserError(
+                f"the training channel's features {train.feature_names} differ from the preprocessing "
+                f"artifact's {job.artifact.schema.feature_names}"
+            )
+        types = job.artifact.feature_types
+        if job.artifact.schema.task.classification:
+            for name, channel in (("train", train), ("validation", valid)):
+                _check_labels(name, channel.target.to_numpy(), job.target, len(job.artifact.labels))
+    native = {"feature_types": types, "enable_categorical": True} if types and "c" in types else {}
+    dtrain = xgboost.QuantileDMatrix(train.features, label=train.target, nthread=nthread, **native)
+    dvalid = xgboost.QuantileDMatrix(
+        valid.features, label=valid.target, ref=dtrain, nthread=nthread, **native
+    )
     return dtrain, dvalid
+
+
+def _check_labels(channel: str, target: np.ndarray, column: str, classes: int) -> None:
+    """A classification's target is a label's position, as preprocess encodes it: 0 .. classes - 1."""
+    bad = (target < 0) | (target >= classes) | (target != np.floor(target))
+    if bad.any():
+        raise UserError(
+            f"channel {channel}: target {column} has the value {target[bad][0]:g}, not a label's "
+            f"position 0 .. {classes - 1} ({int(bad.sum())} such rows): give preprocess's encoded split"
+        )
 
 
 def boost(
@@ -70,7 +104,7 @@ def boost(
     done = resume.rounds if resume else 0
     patience, metric = job.values["early_stopping_rounds"], job.values["eval_metric"]
     if patience:
-        callbacks = [*callbacks, checkpoint.EarlyStop(patience, "validation", metric, resume)]
+        callbacks = [*callbacks, checkpoint.EarlyStop(patience, "validation", metric, resume, job.maximize)]
     history: dict = {}
     booster = xgboost.train(
         hyperparameters.xgboost_params(job.values, nthread),

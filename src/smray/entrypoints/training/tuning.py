@@ -9,6 +9,8 @@ reached that rung. The ladder decides as if the trials had run one after another
 drawn, whichever runs faster: the same data and seed give the same decisions, hence the same model. A trial
 asks the ladder at its rungs only, not every round.
 
+The ladder compares losses (lower is better): a metric where higher is better (auc) is negated for it.
+
 A trial starts on one thread and takes more as its host's other trials end (every 10 rounds it asks how
 many cores its host has per running trial): the last long trial is not left on one core of an idle host.
 """
@@ -27,6 +29,7 @@ from smray import hyperparameters
 from smray.contracts.resource_config import discover
 from smray.entrypoints import ray_tasks
 from smray.entrypoints.training.engines import Job, boost, load_matrices
+from smray.reporting import numbers
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ REDUCTION = 3  # a rung keeps the best 1/REDUCTION of the trials that reach it
 @dataclass(frozen=True)
 class Trial:
     config: dict[str, Any]
-    score: float  # the best validation score it reached
+    score: float  # the best validation score it reached (the highest where higher is better)
     rounds: int  # rounds it ran
     ended_by: str  # "num_round", "early stopping" or "ladder"
     host: str  # where it ran (SageMaker's name of the host)
@@ -67,8 +70,8 @@ class Ladder:
         self.changed = asyncio.Condition()
 
     async def goes_on(self, trial: int, rounds: int, score: float) -> bool:
-        """Records a trial's score at a rung; False when it is worse than the best third of the earlier
-        trials' scores there (the first trial to reach a rung always goes on)."""
+        """Records a trial's score (a loss: lower is better) at a rung; False when it is worse than the best
+        third of the earlier trials' scores there (the first trial to reach a rung always goes on)."""
         async with self.changed:
             self.scores[rounds][trial] = score
             self.changed.notify_all()
@@ -89,9 +92,12 @@ class _AskAtRungs(xgboost.callback.TrainingCallback):
     """Asks the ladder at each rung; while the answer waits for earlier trials, this trial's core is
     counted free, so the trials it waits for may take it."""
 
-    def __init__(self, ladder: Any, share: Any, node: str, trial: int, rungs: list[int], metric: str) -> None:
+    def __init__(
+        self, ladder: Any, share: Any, node: str, trial: int, rungs: list[int], metric: str, maximize: bool
+    ) -> None:
         self.ladder, self.share, self.node, self.trial = ladder, share, node, trial
         self.rungs, self.metric = set(rungs), metric
+        self.sign = -1.0 if maximize else 1.0  # the ladder's losses
         self.stopped = False
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
@@ -99,8 +105,8 @@ class _AskAtRungs(xgboost.callback.TrainingCallback):
 
         if epoch + 1 not in self.rungs:
             return False
-        score = float(evals_log["validation"][self.metric][-1])
-        answer = self.ladder.goes_on.remote(self.trial, epoch + 1, score)
+        loss = self.sign * float(evals_log["validation"][self.metric][-1])
+        answer = self.ladder.goes_on.remote(self.trial, epoch + 1, loss)
         if not ray.wait([answer], timeout=0.05)[0]:
             ray.get(self.share.ended.remote(self.node))
             ray.wait([answer], timeout=None)
@@ -159,16 +165,14 @@ class TrialRunner:
 
         if self.matrices is None:
             self.matrices = load_matrices(self.job, nthread=1)
-        values = {**self.job.values, **config}
-        metric = values["eval_metric"]
-        ask = _AskAtRungs(self.ladder, self.share, self.node, trial, self.rungs, metric)
+        job = replace(self.job, values={**self.job.values, **config})
+        values, metric = job.values, job.values["eval_metric"]
+        ask = _AskAtRungs(self.ladder, self.share, self.node, trial, self.rungs, metric, job.maximize)
         callbacks = [ask, _TakeFreeCores(self.share, self.node)]
         ray.get(self.share.started.remote(self.node))
         rounds = 0  # a trial that fails ends short of every rung: the later ones need not wait for it
         try:
-            booster, history = boost(
-                replace(self.job, values=values), *self.matrices, 1, callbacks, None, train_metric=False
-            )
+            booster, history = boost(job, *self.matrices, 1, callbacks, None, train_metric=False)
             rounds = booster.num_boosted_rounds()
         finally:
             ray.get([self.share.ended.remote(self.node), self.ladder.ended.remote(trial, rounds)])
@@ -179,7 +183,8 @@ class TrialRunner:
             ended_by = "early stopping"
         else:
             ended_by = "num_round"
-        return Trial(config, float(min(scores)), rounds, ended_by, discover().current_host)
+        best = max(scores) if job.maximize else min(scores)
+        return Trial(config, float(best), rounds, ended_by, discover().current_host)
 
 
 def tune(job: Job) -> tuple[dict[str, Any], list[Trial]]:
@@ -210,7 +215,8 @@ def tune(job: Job) -> tuple[dict[str, Any], list[Trial]]:
             trials.append(trial)
             print(
                 f"tuning: trial {len(trials)} of {len(configs)} done: {trial.rounds} rounds "
-                f"(ended by {trial.ended_by}), best validation-{values['eval_metric']} {trial.score:.4f}",
+                f"(ended by {trial.ended_by}), best validation-{values['eval_metric']} "
+                f"{numbers.significant(trial.score, 4)}",
                 flush=True,
             )
     except RayTaskError as exc:
@@ -218,6 +224,6 @@ def tune(job: Job) -> tuple[dict[str, Any], list[Trial]]:
     finally:
         for runner in [*runners, ladder, share]:
             ray.kill(runner)
-    trials.sort(key=lambda t: t.score)
-    log.info("tuning: best %s = %.4f with %s", values["eval_metric"], trials[0].score, trials[0].config)
+    trials.sort(key=lambda t: t.score, reverse=job.maximize)
+    log.info("tuning: best %s = %.4g with %s", values["eval_metric"], trials[0].score, trials[0].config)
     return {**values, **trials[0].config}, trials
