@@ -16,7 +16,7 @@ def passing_pipeline(monkeypatch, model: Path) -> None:
     """Every run's pipeline passes the gate and registers `model` in the home's registry, as the image's
     `register` step does; the image is taken to be there."""
 
-    def run(home, runs, input_dir, image, parameters, schema, hosts) -> execute.Execution:
+    def run(home, runs, input_dir, image, parameters, schema, hosts, gate) -> execute.Execution:
         folder = runs / "exec1"
         version = LocalRegistry(home / "registry").register(schema.name, model, image, {})
         (folder / OUTPUT).mkdir(parents=True)

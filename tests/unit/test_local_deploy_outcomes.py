@@ -11,10 +11,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from smray import model_artifact, schema
+from smray import gate, model_artifact, schema
 from smray.errors import PlatformError
 from smray.registry.local import LocalRegistry
 from smray.registry.records import Approval
+from smray.schema import Task
 from smray.workstation import cli, datagen
 from smray.workstation import local_workflow as flow
 from smray.workstation.endpoints import local as local_endpoints
@@ -56,7 +57,9 @@ def test_the_scheduler_leaves_a_version_whose_deploy_failed_pending(tmp_path, fa
     model.transform.apply(frame[[schema.housing().target, *model.features]]).to_parquet(
         folder / "test" / "p.parquet"
     )
-    result = flow.Result(SimpleNamespace(folder=folder), None, flow.Gate(15000.0, new), model)
+    result = flow.Result(
+        SimpleNamespace(folder=folder), None, flow.Gate(gate.default(Task.REGRESSION), new), model
+    )
     record = local_loop.Record("t0", "", "exec1", "Succeeded", "", None, "", None, "", "")
     scheduler = local_loop.Scheduler(tmp_path, parse("rate(1 day)"), tmp_path / "input.json")
     with pytest.raises(PlatformError, match="no space left"):

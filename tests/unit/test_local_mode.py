@@ -69,9 +69,9 @@ def test_progress_shows_each_step_once_and_a_fail_step_as_failed():
     for message in (
         "Starting pipeline step: 'EvaluateModel'",
         "Pipeline step 'EvaluateModel' SUCCEEDED.",
-        "Starting pipeline step: 'RMSEFail'",
-        "Pipeline step 'RMSEFail' SUCCEEDED.",
-        "Pipeline step 'RMSEFail' FAILED. Failure message is: test RMSE 9000 is above the Threshold 1",
+        "Starting pipeline step: 'GateFail'",
+        "Pipeline step 'GateFail' SUCCEEDED.",
+        "Pipeline step 'GateFail' FAILED. Failure message is: test RMSE 9000 is above the Threshold 1",
     ):
         progress.emit(_record(message))
     progress.flush_pending()
@@ -79,8 +79,8 @@ def test_progress_shows_each_step_once_and_a_fail_step_as_failed():
     assert lines == [
         "[1/3] EvaluateModel ...",
         "      EvaluateModel succeeded in 0 s",
-        "[2/3] RMSEFail ...",
-        "      RMSEFail failed in 0 s",
+        "[2/3] GateFail ...",
+        "      GateFail failed in 0 s",
     ]
 
 

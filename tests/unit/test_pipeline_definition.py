@@ -136,7 +136,7 @@ def test_the_graph_has_both_branches_of_the_gate(aws, capsys):
     assert Edge("PreprocessData", "HPTuning") in edges
     assert Edge("HPTuning", "EvaluateModel") in edges
     assert Edge("CheckEvaluation", "RegisterTrainedModel-RegisterModel", "if") in edges
-    assert Edge("CheckEvaluation", "RMSEFail", "else") in edges
+    assert Edge("CheckEvaluation", "GateFail", "else") in edges
 
 
 def test_upsert_and_start_against_moto(aws, capsys):

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from smray import model_artifact, schema
+from smray import gate, model_artifact, schema
 from smray.errors import UserError
+from smray.schema import Task
 from smray.workstation.schedule import local_loop
 from smray.workstation.schedule.expressions import parse
 from tests.support.models import build_model, sample_rows
@@ -51,8 +52,8 @@ def test_two_models_with_different_scalers_are_scored_on_the_same_rows(tmp_path)
     test = good.transform.apply(frame[[target, *good.features]])  # scaled as preprocess writes it
     (tmp_path / "test").mkdir()
     test.to_parquet(tmp_path / "test" / "part-0.parquet")
-    good_rmse = local_loop.score_on_test(tmp_path / "test", good.transform, good)
-    weak_rmse = local_loop.score_on_test(tmp_path / "test", good.transform, weak)
+    good_rmse = local_loop.score_on_test(tmp_path / "test", good.transform, good, "rmse")
+    weak_rmse = local_loop.score_on_test(tmp_path / "test", good.transform, weak, "rmse")
     assert good_rmse < weak_rmse
     direct = float(((good.predict(rows, scaled=False) - frame[target].to_numpy()) ** 2).mean() ** 0.5)
     assert good_rmse == pytest.approx(direct, rel=1e-9)  # unscaling recovered the raw rows exactly
@@ -119,7 +120,9 @@ def test_a_model_that_passed_the_gate_but_is_worse_than_the_served_one_is_reject
     weak.transform.apply(frame[[schema.housing().target, *weak.features]]).to_parquet(
         folder / "test" / "p.parquet"
     )
-    result = flow.Result(SimpleNamespace(folder=folder), None, flow.Gate(15000.0, new), weak)
+    result = flow.Result(
+        SimpleNamespace(folder=folder), None, flow.Gate(gate.default(Task.REGRESSION), new), weak
+    )
     record = local_loop.Record("t0", "", "exec1", "Succeeded", "", None, "housing/1", None, "", "housing/1")
 
     scheduler = local_loop.Scheduler(tmp_path, parse("rate(1 day)"), tmp_path / "input.json")
@@ -128,7 +131,7 @@ def test_a_model_that_passed_the_gate_but_is_worse_than_the_served_one_is_reject
     assert decision.startswith(
         "not deployed: housing/2 is worse than the served housing/1 on this run's test set"
     )
-    assert record.new_rmse > record.served_rmse
+    assert record.new_score > record.served_score and record.metric == "rmse"
     rejected = registry.describe("housing", 2)
     assert rejected.status is Approval.REJECTED and "worse than the served housing/1" in rejected.description
     assert registry.describe("housing", 1).status is Approval.PENDING  # the served one is left alone
@@ -169,13 +172,14 @@ def test_a_run_the_gate_refused_or_that_failed_is_recorded_in_the_summary_s_word
 
     scheduler = local_loop.Scheduler(tmp_path, parse("rate(1 day)"), tmp_path / "input.json")
     record = local_loop.Record("t0", "", "exec1", "Failed", "", None, "", None, "", "")
-    refused = flow.Gate(1.0, None, refused="test RMSE 9.5 is above the Threshold 1.0")
-    failed = flow.Gate(1.0, None, failed="step PreprocessData failed: feature group housing has no records")
-    for gate, line in [
-        (refused, "FAILED: test RMSE 9.5 is above the Threshold 1.0"),
+    rule = gate.GateRule(Task.REGRESSION, "rmse", 1.0)
+    refused = flow.Gate(rule, None, refused="test RMSE 9.5 is above the Threshold 1.0")
+    failed = flow.Gate(rule, None, failed="step PreprocessData failed: feature group housing has no records")
+    for decided, line in [
+        (refused, "refused: test RMSE 9.5 is above the Threshold 1.0"),
         (failed, "step PreprocessData failed: feature group housing has no records"),
     ]:
         execution = SimpleNamespace(folder=tmp_path, id="exec1", status="Failed", seconds=9.0)
-        result = flow.Result(execution, None, gate, None)
+        result = flow.Result(execution, None, decided, None)
         assert scheduler._decide(result, None, flow.Settings(), tmp_path, record) == f"not deployed: {line}"
         assert line in result.summary().values()

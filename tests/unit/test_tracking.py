@@ -112,11 +112,13 @@ def test_credentials_go_as_basic_auth_and_are_never_shown(tmp_path, mlflow, monk
 def test_the_summary_of_a_run_mlflow_did_not_take_shows_no_password(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
+    from smray import gate
+    from smray.schema import Task
     from smray.workstation import local_workflow as flow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://ann:s3cret@127.0.0.1:9")
     execution = SimpleNamespace(id="e1", status="Succeeded", seconds=1.0, parameters={})
-    result = flow.Result(execution, None, flow.Gate(1.0, None, failed="x"), None)
+    result = flow.Result(execution, None, flow.Gate(gate.default(Task.REGRESSION), None, failed="x"), None)
     result.tracking = flow._track(tmp_path, result, 0.0)  # what the summary and report.html show
     line = result.summary()["tracking"]
     assert line.startswith("FAILED: MLflow at https://127.0.0.1:9/") and "s3cret" not in line

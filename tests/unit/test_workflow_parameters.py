@@ -1,15 +1,19 @@
 """Every parameter of the workflow has one name and one default (smray.workflow) on every surface: the
 SageMaker Pipeline on both targets, `smray run local`'s options and settings, the local scheduler's input
-and the retraining state machine's input."""
+and the retraining state machine's input. The gate too: `--gate` on every command that runs the workflow,
+and Threshold's default is the gate's own number everywhere."""
 
 import json
 
 import pytest
 from moto import mock_aws
 
-from smray import hyperparameters, workflow
+from smray import gate, hyperparameters, workflow
+from smray import schema as schema_mod
+from smray.schema import Task
 from smray.workstation import cli
 from smray.workstation import local_workflow as flow
+from smray.workstation.commands import run_local
 from smray.workstation.pipeline import definition, local_mode
 from smray.workstation.retraining import statemachine
 from smray.workstation.schedule import local_loop
@@ -42,10 +46,14 @@ def test_the_pipeline_names_it_and_defaults_it_so_on_both_targets(parameter, pip
 @pytest.mark.parametrize("parameter", PARAMETERS)
 def test_run_local_takes_it_by_its_option_with_the_same_default(parameter):
     args = cli.build_parser().parse_args(["run", "local"])
-    assert getattr(args, parameter.field) == parameter.default
+    if parameter.name == "Threshold":  # not given: the gate's own, the default gate's on housing
+        assert args.threshold is None and flow.Settings().threshold is None
+        assert run_local.settings(args).threshold == parameter.default
+    else:
+        assert getattr(args, parameter.field) == parameter.default
+        assert getattr(flow.Settings(), parameter.field) == parameter.default
     given = cli.build_parser().parse_args(["run", "local", parameter.option, "3"])
     assert getattr(given, parameter.field) == 3
-    assert getattr(flow.Settings(), parameter.field) == parameter.default
     assert flow.Settings().parameters()[parameter.name] == parameter.default
 
 
@@ -67,7 +75,7 @@ def test_the_scheduler_s_input_calls_each_by_its_name_and_takes_whole_numbers(tm
 @pytest.mark.parametrize("parameter", PARAMETERS)
 def test_the_state_machine_takes_it_by_its_name_or_leaves_the_image_s_default(parameter):
     rendered = statemachine.render()
-    if parameter.name in statemachine.REQUIRED_INPUT:
+    if parameter.name in statemachine.INPUT:
         assert f"$.{parameter.name}" in rendered
     else:  # the training job runs with the image's default: the same one
         image_name = {"NumRound": "num_round", "TuningTrials": "tune_trials"}[parameter.name]
@@ -78,3 +86,40 @@ def test_the_state_machine_takes_it_by_its_name_or_leaves_the_image_s_default(pa
         assert image_name not in json.dumps(
             statemachine.build()["States"]["Train"]["Parameters"]["HyperParameters"]
         )
+
+
+GATES = [  # each command that runs the workflow, with what else it needs to parse
+    ["run", "local"],
+    ["run", "aws", "--image", "i", "--role", "r", "--bucket", "b"],
+    ["pipeline", "show", "--image", "i", "--role", "r", "--bucket", "b"],
+    ["schedule", "run", "--every", "rate(1 day)", "--input", "x.json"],
+    ["retraining", "render"],  # the state machine's definition
+]
+
+
+@pytest.mark.parametrize("argv", GATES, ids=[" ".join(a[:2]) for a in GATES])
+def test_every_command_that_runs_the_workflow_takes_the_gate_by_one_option_with_one_default(argv):
+    assert cli.build_parser().parse_args(argv).gate == workflow.GATE.default == flow.Settings().gate
+    given = cli.build_parser().parse_args([*argv, workflow.GATE.option, "accuracy >= 0.9"])
+    assert given.gate == "accuracy >= 0.9"
+
+
+def test_threshold_s_default_is_the_gate_s_own_on_every_surface(tmp_path, monkeypatch):
+    churn = schema_mod.parse(
+        {"name": "churn", "target": "churned", "task": "binary", "features": [{"name": "minutes"}]}
+    )
+    rule = gate.parse("accuracy >= 0.9", Task.BINARY)
+    assert flow.Settings(schema=churn, gate=str(rule)).parameters()["Threshold"] == 0.9
+    assert flow.Settings(schema=churn).parameters()["Threshold"] == gate.default(Task.BINARY).threshold
+    (tmp_path / "churn.json").write_text(churn.dumps())
+    given = tmp_path / "input.json"
+    given.write_text(json.dumps({"Schema": str(tmp_path / "churn.json")}))
+    assert local_loop.read_input(given, str(rule))[1].parameters()["Threshold"] == 0.9
+    with pytest.MonkeyPatch.context() as mp, mock_aws():
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        target = definition.Target(
+            name="aws", image="i", role="arn:aws:iam::1:role/r", ray_token="t", gate=rule
+        )
+        session = definition.aws_session("us-east-1", "bucket")
+        rendered = json.loads(definition.build(target, session).definition())
+    assert {p["Name"]: p for p in rendered["Parameters"]}["Threshold"]["DefaultValue"] == 0.9

@@ -14,5 +14,6 @@ OUTPUT = "registered"
 RESULT_FILE = "registered.json"  # the new version's record
 
 
-def argv(*, group: Any, image: Any, execution: Any) -> list[Any]:
-    return ["--group", group, "--image", image, "--execution", execution]
+def argv(*, group: Any, image: Any, execution: Any, gate_metric: str) -> list[Any]:
+    """`gate_metric`: the metric of the gate the model passed (`accuracy`), recorded with the version."""
+    return ["--group", group, "--image", image, "--execution", execution, "--gate-metric", gate_metric]

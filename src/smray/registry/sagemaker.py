@@ -1,19 +1,25 @@
 """SageMaker Model Registry behind the same calls as the local registry (list, describe, approve,
-reject). Registration on AWS happens inside the pipeline (its ModelStep), not here."""
+reject). Registration on AWS happens inside the pipeline (its ModelStep), not here: a version's model
+quality statistics are its evaluation.json in S3, and its customer metadata `gate_metric` the metric of
+the gate it passed."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from smray.errors import UserError
-from smray.registry.records import Approval, ModelVersion, Registry
+from smray.registry.records import GATE_METRIC, Approval, ModelVersion, Registry
 
 
 class SageMakerRegistry(Registry):
     where = "SageMaker Model Registry"
 
-    def __init__(self, client: Any) -> None:  # a boto3 "sagemaker" client
+    def __init__(self, client: Any, s3: Any = None) -> None:
+        """`client`: a boto3 "sagemaker" client; `s3`, a boto3 "s3" client, to read each version's
+        evaluation.json into its metrics (without one, a version's metrics name only where it is)."""
         self.client = client
+        self.s3 = s3
 
     def groups(self) -> list[str]:
         pages = self.client.get_paginator("list_model_package_groups").paginate()
@@ -55,7 +61,23 @@ class SageMakerRegistry(Registry):
             created=d["CreationTime"].isoformat(),  # boto3 parses it into a datetime
             artifact=container.get("ModelDataUrl", ""),
             image=container.get("Image", ""),
-            metrics={"statistics_uri": stats["S3Uri"]} if stats.get("S3Uri") else {},
+            metrics=self._metrics(stats.get("S3Uri", ""), d.get("CustomerMetadataProperties", {})),
             execution=d.get("MetadataProperties", {}).get("GeneratedBy", ""),
             description=d.get("ApprovalDescription", d.get("ModelPackageDescription", "")),
         )
+
+    def _metrics(self, statistics_uri: str, metadata: dict[str, str]) -> dict[str, Any]:
+        """Where the statistics are, the gate passed, and (with an S3 client) the evaluation itself."""
+        metrics: dict[str, Any] = {"statistics_uri": statistics_uri} if statistics_uri else {}
+        if GATE_METRIC in metadata:
+            metrics[GATE_METRIC] = metadata[GATE_METRIC]
+        if self.s3 is None or not statistics_uri.startswith("s3://"):
+            return metrics
+        bucket, _, key = statistics_uri.removeprefix("s3://").partition("/")
+        try:
+            evaluation = json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except (self.s3.exceptions.ClientError, ValueError):
+            # gone or unreadable: the version is still listed (and approved, rejected), without its
+            # values; statistics_uri says where they were
+            return metrics
+        return (evaluation if isinstance(evaluation, dict) else {}) | metrics

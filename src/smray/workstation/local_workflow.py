@@ -4,38 +4,50 @@ and a summary. `smray run local` and the local scheduler (`smray schedule`) are 
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
+import math
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from smray import durable, model_artifact, tables, workflow
+import pandas as pd
+
+from smray import durable, gate, model_artifact, tables, transform, workflow
 from smray import schema as schema_mod
 from smray.contracts.evaluate import EVALUATION_FILE
 from smray.contracts.register import RESULT_FILE
 from smray.errors import PlatformError, UserError
+from smray.gate import GateRule
 from smray.locks import exclusive
 from smray.registry.local import LocalRegistry
 from smray.registry.records import Approval, ModelVersion
-from smray.reporting import run_report
-from smray.schema import Schema
-from smray.workstation import datagen, tracking
+from smray.reporting import numbers, run_report
+from smray.schema import Schema, Task
+from smray.workstation import datagen, tracking, validation
 from smray.workstation.endpoints.client import Connection
 from smray.workstation.endpoints.local import Endpoint, LocalEndpoints
-from smray.workstation.pipeline import progress
+from smray.workstation.pipeline import FAIL_STEP, progress
 
 DEFAULT_INPUT = Path("data/house_pricing.csv")
 STEPS = 6  # ingest, preprocess, train, evaluate, gate, register or fail
+# The summary's test metrics, by task: each with its bootstrap deviation
+SUMMARY_METRICS = {
+    Task.REGRESSION: ("rmse", "mae", "r2"),
+    Task.BINARY: ("accuracy", "auc", "f1", "logloss"),
+    Task.MULTICLASS: ("accuracy", "weighted_f1", "logloss"),
+}
 
 
 @dataclass(frozen=True)
 class Settings:
     image: str = "smray:latest"
-    threshold: float = workflow.default("Threshold")
+    threshold: float | None = None  # the gate's threshold; None: the gate's own (`rule`)
     processing_hosts: int = workflow.default("ProcessingInstanceCount")
     training_hosts: int = workflow.default("TrainingInstanceCount")
     tuning_trials: int = workflow.default("TuningTrials")
@@ -43,34 +55,66 @@ class Settings:
     endpoint: str = ""  # default: the table's name
     schema: Schema = field(default_factory=schema_mod.housing)  # the table: its name names the
     # feature group, the model package group and the endpoint
+    gate: str = workflow.GATE.default  # `accuracy >= 0.9`; "": the table's task's default gate
 
     @property
     def endpoint_name(self) -> str:
         return self.endpoint or self.schema.name
 
+    @property
+    def rule(self) -> GateRule:
+        """The gate, on the table's task: `gate` with `threshold` as its number where one is given."""
+        return workflow.gate_rule(self.schema.task, self.gate, self.threshold)
+
     def parameters(self) -> dict[str, Any]:
         return {p.name: getattr(self, p.field) for p in workflow.PARAMETERS} | {
-            "FeatureGroupName": self.schema.name
+            "Threshold": self.rule.threshold,
+            "FeatureGroupName": self.schema.name,
         }
+
+
+def checked(chosen: Settings, names: Mapping[str, str], together: bool = True) -> Settings:
+    """`chosen` with its gate resolved on the table's task (its threshold set), every setting checked;
+    `names` maps each field of validation.CHECKED and `gate` to what the user calls it. `together`: the
+    gate and the threshold came together (one command line), so different numbers in them contradict;
+    else the threshold replaces the gate's number (the scheduler's input, an execution's Threshold)."""
+    if chosen.gate != "":
+        validation.text(chosen.gate, names["gate"])
+    if together:
+        workflow.refuse_two_thresholds(
+            chosen.schema.task, chosen.gate, chosen.threshold, (names["gate"], names["threshold"])
+        )
+    # A threshold that the gate gave is named by the gate in a refusal: the user wrote no threshold.
+    taken = names["threshold"] if chosen.threshold is not None else f"the threshold of {names['gate']}"
+    threshold = chosen.rule.threshold
+    return validation.settings(replace(chosen, threshold=threshold), {**names, "threshold": taken})
 
 
 @dataclass(frozen=True)
 class Gate:
     """The quality gate's decision: the version registered when the model passed it; else why not (the
-    test RMSE above the threshold, or the step that failed before the gate and its reason)."""
+    test metric on the wrong side of the threshold, or the step that failed before the gate and its
+    reason). `value`: the test metric the gate read, where the evaluation holds it."""
 
-    threshold: float
+    rule: GateRule
     version: ModelVersion | None
-    refused: str = ""  # the gate itself said no
+    refused: str = ""  # the gate itself said no: the Fail step's message
     failed: str = ""  # a step failed before the gate could decide
+    value: float | None = None
 
     @property
     def verdict(self) -> str:
         """In words: what the summary says, and the scheduler records for a run it did not deploy."""
+        rule, name = self.rule, workflow.label(self.rule.metric)
         if self.version is not None:
-            registered = f"{self.version.group}/{self.version.version}"
-            return f"passed (RMSE <= {self.threshold:,.0f}): registered {registered}"
-        return f"FAILED: {self.refused}" if self.refused else self.failed
+            read = f"{name} {numbers.significant(self.value)}" if self.value is not None else name
+            bound = f"{rule.operator} {numbers.significant(rule.threshold)}"
+            return f"passed ({read} {bound}): registered {self.version.group}/{self.version.version}"
+        if self.refused and self.value is not None:
+            side = "below" if rule.higher_is_better else "above"
+            value, threshold = numbers.significant(self.value), numbers.significant(rule.threshold)
+            return f"refused: test {name} {value} is {side} {threshold}"
+        return f"refused: {self.refused}" if self.refused else self.failed
 
 
 @dataclass(frozen=True)
@@ -89,7 +133,9 @@ class Decision:
 @dataclass(frozen=True)
 class Deployment:
     endpoint: Endpoint
-    sample: list[tuple[float, float]]  # (predicted, actual) for the input's first rows
+    # (the endpoint's CSV answer, the actual target) for the input's first rows: a number (regression),
+    # the positive label's probability (binary) or a label (multiclass); the actual None where missing
+    sample: list[tuple[float | str, float | str | None]]
 
 
 @dataclass
@@ -120,11 +166,7 @@ class Result:
             "execution": f"{self.execution.id} {self.execution.status} in {self.execution.seconds:.0f} s"
         }
         if self.evaluation:
-            m = self.evaluation["regression_metrics"]
-            lines["test metrics"] = (
-                f"RMSE {m['rmse']['value']:,.0f} (± {m['rmse']['standard_deviation']:,.0f}), "
-                f"MAE {m['mae']['value']:,.0f}, R² {m['r2']['value']:.3f}"
-            )
+            lines["test metrics"] = metrics_line(self.evaluation, self.gate.rule.task)
         gate = self.gate
         lines["gate" if gate.version is not None or gate.refused else "failure"] = gate.verdict
         if self.tracking:
@@ -137,14 +179,44 @@ class Result:
         if self.approval:
             v = self.approval.version
             lines["approval"] = f"{v.group}/{v.version} {v.status.value}: {self.approval.reason}"
-        if self.deployment:
+        if self.deployment and self.model:
             e = self.deployment.endpoint
             lines["endpoint"] = f"{e.name} at {e.url} serving {e.model}"
-            pairs = ", ".join(f"{p:,.0f} (actual {a:,.0f})" for p, a in self.deployment.sample)
+            pairs = ", ".join(
+                f"{_answer(p, self.model)} (actual {_actual(a)})" for p, a in self.deployment.sample
+            )
             lines["invoke"] = f"{len(self.deployment.sample)} rows of the input: {pairs}"
         if self.schedule:
             lines["schedule"] = self.schedule
         return lines
+
+
+def metrics_line(evaluation: dict[str, Any], task: Task) -> str:
+    """The summary's test metrics: the task's headline ones, each with its bootstrap deviation."""
+    section = evaluation.get(gate.SECTIONS[task], {})
+    parts = []
+    for metric in SUMMARY_METRICS[task]:
+        found = section.get(metric) or {}
+        deviation = found.get("standard_deviation")
+        value, spread = numbers.with_deviation(found.get("value"), deviation)
+        parts.append(
+            f"{workflow.label(metric)} {value}" + (f" (± {spread})" if deviation is not None else "")
+        )
+    return ", ".join(parts)
+
+
+def _answer(predicted: float | str, model: model_artifact.Model) -> str:
+    if isinstance(predicted, str):
+        return predicted
+    if model.task is Task.BINARY:
+        return f"P({model.labels[-1]}) {numbers.significant(predicted)}"
+    return numbers.significant(predicted)
+
+
+def _actual(actual: float | str | None) -> str:
+    if actual is None:
+        return "missing"
+    return actual if isinstance(actual, str) else numbers.significant(actual)
 
 
 def run_pipeline(home: Path, input_dir: Path, settings: Settings) -> Result:
@@ -163,12 +235,14 @@ def run_pipeline(home: Path, input_dir: Path, settings: Settings) -> Result:
             settings.parameters(),
             settings.schema,
             max(settings.processing_hosts, settings.training_hosts),
+            settings.rule,
         )
     archive = execution.folder / "model" / model_artifact.ARCHIVE
+    evaluation = execution.read_json("evaluation", EVALUATION_FILE)
     result = Result(
         execution,
-        execution.read_json("evaluation", EVALUATION_FILE),
-        _gate(execution, settings.threshold, home, output.last_failure),
+        evaluation,
+        _gate(execution, evaluation, settings.rule, home, output.last_failure),
         model_artifact.load(archive) if archive.is_file() else None,
     )
     result.tracking = _track(home, result, started)
@@ -277,25 +351,35 @@ def _written_once(folder: Path, write: Callable[[Path], object]) -> Path:
     return folder
 
 
-def _gate(execution: Any, threshold: float, home: Path, job_failure: str) -> Gate:
+def _gate(
+    execution: Any, evaluation: dict[str, Any] | None, rule: GateRule, home: Path, job_failure: str
+) -> Gate:
+    try:
+        value = rule.value(evaluation) if evaluation else None
+    except UserError:  # the gate's own step then failed too, and says so
+        value = None
     registered = execution.step("RegisterTrainedModel")
     if registered and registered.status == "Succeeded":
         record = execution.read_json("registered", RESULT_FILE)
         version = LocalRegistry(home / "registry").describe(record["group"], record["version"])
-        return Gate(threshold, version)
-    refused = execution.step("RMSEFail")
+        return Gate(rule, version, value=value)
+    refused = execution.step(FAIL_STEP)
     if refused:
-        return Gate(threshold, None, refused=refused.failure or execution.failure)
+        return Gate(rule, None, refused=refused.failure or execution.failure, value=value)
     broken = next((s for s in execution.steps if s.status == "Failed"), None)
     # The job's own reason, where it wrote one; local mode's is only that docker-compose exited.
     failed = f"step {broken.name} failed: {job_failure or broken.failure}" if broken else execution.failure
-    return Gate(threshold, None, failed=failed)
+    return Gate(rule, None, failed=failed, value=value)
 
 
 def _track(home: Path, result: Result, started: float) -> Tracking:
     execution = result.execution
-    evaluation = result.evaluation or {}
-    metrics = {f"test_{k}": v["value"] for k, v in evaluation.get("regression_metrics", {}).items()}
+    section = (result.evaluation or {}).get(gate.SECTIONS[result.gate.rule.task], {})
+    metrics = {  # the metrics with a value; not the confusion matrix or the curves
+        f"test_{k}": float(v["value"])
+        for k, v in section.items()
+        if isinstance(v, dict) and isinstance(v.get("value"), int | float)
+    }
     params = {k: str(v) for k, v in execution.parameters.items() if not str(v).startswith("file://")}
     if result.model is not None:
         meta = result.model.metadata
@@ -312,13 +396,21 @@ def _track(home: Path, result: Result, started: float) -> Tracking:
 
 def _invoke_sample(
     endpoint: Endpoint, input_dir: Path, model: model_artifact.Model, rows: int = 3
-) -> list[tuple[float, float]]:
+) -> list[tuple[float | str, float | str | None]]:
+    """The endpoint's CSV answers for the input's first rows, beside their actual targets."""
     first = tables.list_files(input_dir)[0]
     frame = tables.read(first).head(rows)
     body = frame[model.features].to_csv(index=False).encode()
-    answer = Connection(endpoint.url).invoke(body, "text/csv")
+    answer = Connection(endpoint.url).invoke(body, "text/csv", accept="text/csv")
     if answer.status != 200:
         raise UserError(f"the endpoint answered {answer.status}: {answer.body[:200]!r}")
-    predicted = [float(v) for v in answer.body.split()]
-    actual = frame[model.transform.schema.target].astype(float).tolist()
+    # a row per row: a number, or a multiclass label (quoted where it holds a comma)
+    answers = [row[0] for row in csv.reader(io.StringIO(answer.body.decode())) if row]
+    predicted: list[float | str] = answers if model.task is Task.MULTICLASS else [float(v) for v in answers]
+    target = frame[model.transform.schema.target]
+    actual: list[float | str | None] = (
+        list(transform.as_text(target))
+        if model.task.classification
+        else [None if math.isnan(v) else v for v in pd.to_numeric(target, errors="coerce").astype(float)]
+    )
     return list(zip(predicted, actual, strict=True))

@@ -2,7 +2,8 @@
 
 The local pipeline's stand-in for SageMaker's RegisterModel step (which local mode cannot run): the
 registry folder is mounted into the job, the version starts as PendingManualApproval, and the new
-version's record is written to --output as `registered.json` for the run's summary.
+version's record is written to --output as `registered.json` for the run's summary. The version's
+metrics are the evaluation (evaluation.json, whatever the task) and the metric of the gate it passed.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import dataclasses
 import json
 from pathlib import Path
 
+from smray import gate
 from smray.contracts import register as contract
 from smray.contracts.evaluate import EVALUATION_FILE
 from smray.contracts.jobs import processing_root
 from smray.contracts.resource_config import ResourceConfig
 from smray.errors import UserError
+from smray.registry import records
 from smray.registry.local import LocalRegistry
 
 RESULT_FILE = contract.RESULT_FILE
@@ -35,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--group", default="housing", help="model package group")
     p.add_argument("--image", required=True, help="the image that serves the model")
     p.add_argument("--execution", default="", help="the pipeline execution that produced the model")
+    p.add_argument("--gate-metric", default="", help="the metric of the gate the model passed: accuracy")
     p.add_argument("--output", type=Path, default=proc / contract.OUTPUT, help=f"where {RESULT_FILE} goes")
     return p
 
@@ -45,6 +49,11 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         metrics = json.loads(evaluation_file.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"cannot read the evaluation {evaluation_file}: {exc}") from exc
+    if opts.gate_metric:
+        task = records.task_of(metrics)
+        if opts.gate_metric not in gate.METRICS[task]:
+            raise UserError(f"--gate-metric {opts.gate_metric!r} is not a metric of a {task.value} model")
+        metrics[records.GATE_METRIC] = opts.gate_metric
     model = opts.model
     if model.is_dir() and (model / "model.tar.gz").is_file():
         model = model / "model.tar.gz"

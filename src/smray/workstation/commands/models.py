@@ -7,6 +7,7 @@ from typing import Any
 
 from smray import paths
 from smray.registry.records import Approval, ModelVersion
+from smray.reporting import numbers
 from smray.workstation import validation
 
 
@@ -37,16 +38,20 @@ def registry(args: argparse.Namespace) -> Any:
 
         from smray.registry.sagemaker import SageMakerRegistry
 
-        return SageMakerRegistry(boto3.client("sagemaker", region_name=args.region))
+        return SageMakerRegistry(
+            boto3.client("sagemaker", region_name=args.region), boto3.client("s3", region_name=args.region)
+        )
     from smray.registry.local import LocalRegistry
 
     return LocalRegistry(paths.home() / "registry")
 
 
 def _line(v: ModelVersion) -> str:
-    rmse = v.rmse()
-    shown = f"{rmse:,.0f}" if rmse is not None else "-"
-    return f"{v.group}/{v.version:<4} {v.status.value:<22} rmse {shown:>8}  {v.created}  {v.execution}"
+    """The version, its status and the test value of the metric it was gated on (`accuracy 0.93`)."""
+    metric = v.gate_metric()
+    value = v.metric(metric) if metric else None
+    shown = f"{metric} {numbers.significant(value)}" if metric and value is not None else "-"
+    return f"{v.group}/{v.version:<4} {v.status.value:<22} {shown:<18}  {v.created}  {v.execution}"
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -10,9 +10,11 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from smray import gate, workflow
 from smray import schema as schema_mod
 from smray.contracts import train as train_contract
 from smray.errors import UserError
+from smray.gate import GateRule
 from smray.schema import Schema
 from smray.workstation import validation
 
@@ -54,6 +56,13 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
         "group and the model package group",
     )
     p.add_argument(
+        "--gate",
+        default=workflow.GATE.default,
+        metavar="EXPRESSION",
+        help="the quality gate, a metric of evaluation.json and its direction: 'accuracy >= 0.9' (default: "
+        "the table's task's); its number is the default of the parameter Threshold",
+    )
+    p.add_argument(
         "--spot-max-wait",
         type=int,
         default=0,
@@ -63,7 +72,8 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_pipeline(args: argparse.Namespace, table: Schema) -> Any:
+def build_pipeline(args: argparse.Namespace, table: Schema, rule: GateRule | None = None) -> Any:
+    """The pipeline for `table`, gated by `rule` (default: the table's task's default gate)."""
     from smray.workstation.pipeline import definition
 
     session = definition.aws_session(args.region, args.bucket)
@@ -84,23 +94,36 @@ def build_pipeline(args: argparse.Namespace, table: Schema) -> Any:
             "FeatureGroupName": table.name,
         },
         spot_max_wait_s=args.spot_max_wait,
+        gate=rule or gate.default(table.task),
     )
     return definition.build(target, session)
 
 
-def _checked(args: argparse.Namespace) -> Schema:
-    """Every target argument, before any AWS call; returns the table's schema."""
+def _checked(args: argparse.Namespace, threshold: str | None = None) -> tuple[Schema, GateRule]:
+    """Every target argument, before any AWS call; returns the table's schema and the pipeline's gate.
+    `threshold`: the execution's parameter Threshold, where one is given (it may not contradict
+    --gate)."""
     validation.text(args.image, "--image")
     if not BUCKET.fullmatch(args.bucket):
         raise UserError(
             f"--bucket {args.bucket!r} is not an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-'"
         )
     train_contract.check_max_wait(args.spot_max_wait)
-    return (
+    table = (
         schema_mod.load(validation.regular_file(args.schema, "--schema"))
         if args.schema
         else schema_mod.housing()
     )
+    rule = workflow.gate_rule(table.task, args.gate)
+    validation.threshold(rule.threshold, "the threshold of --gate")
+    if threshold is not None:
+        try:
+            number = float(threshold)
+        except ValueError:
+            raise UserError(f"--parameter Threshold={threshold} is not a number") from None
+        validation.threshold(number, "--parameter Threshold")
+        workflow.refuse_two_thresholds(table.task, args.gate, number, ("--gate", "--parameter Threshold"))
+    return table, rule
 
 
 def _schema_prefix(table: Schema) -> str:
@@ -122,9 +145,9 @@ def upload_schema(bucket: str, table: Schema, s3: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     import boto3
 
-    table = _checked(args)
     parameters = dict(_pair(text) for text in args.parameter)
-    pipeline = build_pipeline(args, table)
+    table, rule = _checked(args, parameters.get("Threshold"))
+    pipeline = build_pipeline(args, table, rule)
     s3 = boto3.Session(region_name=args.region).client("s3")
     print(f"schema: {upload_schema(args.bucket, table, s3)}")
     known = {p.name for p in pipeline.parameters}
@@ -148,5 +171,5 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 def show(args: argparse.Namespace) -> int:
-    print(json.dumps(json.loads(build_pipeline(args, _checked(args)).definition()), indent=2))
+    print(json.dumps(json.loads(build_pipeline(args, *_checked(args)).definition()), indent=2))
     return 0

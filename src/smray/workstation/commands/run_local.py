@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from smray import locks, paths
+from smray import gate, locks, paths, workflow
 from smray import schema as schema_mod
 from smray.registry.records import Approval
+from smray.schema import Task
 from smray.workstation import local_workflow as flow
 from smray.workstation import tracking, validation
 
@@ -39,9 +40,7 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
 def add_settings_arguments(p: argparse.ArgumentParser) -> None:
     d = flow.Settings()
     p.add_argument("--image", default=d.image, help=f"the smray image (default: {d.image})")
-    p.add_argument(
-        "--threshold", type=float, default=d.threshold, help=f"RMSE gate (default: {d.threshold:g})"
-    )
+    add_gate_arguments(p)
     most = f"at most {validation.MAX_LOCAL_HOSTS}: each is a container on this machine"
     p.add_argument(
         "--processing-hosts",
@@ -62,6 +61,25 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_gate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--gate",
+        default=workflow.GATE.default,
+        metavar="EXPRESSION",
+        help="the quality gate on the test split, a metric of evaluation.json and its direction: "
+        "'accuracy >= 0.9', 'rmse <= 8000' (default: the task's, "
+        + ", ".join(f"{task.value} '{gate.default(task)}'" for task in Task)
+        + ")",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="the gate's threshold, for the default regression gate the highest test RMSE (default: the "
+        "gate's own number; given with --gate, it must be the same)",
+    )
+
+
 def settings(args: argparse.Namespace) -> flow.Settings:
     """The run's settings. Every option (the input's too) and MLFLOW_TRACKING_URI are checked here,
     before anything starts."""
@@ -71,6 +89,7 @@ def settings(args: argparse.Namespace) -> flow.Settings:
     chosen = flow.Settings(
         image=args.image,
         threshold=args.threshold,
+        gate=args.gate,
         processing_hosts=args.processing_hosts,
         training_hosts=args.training_hosts,
         tuning_trials=args.tuning_trials,
@@ -80,8 +99,8 @@ def settings(args: argparse.Namespace) -> flow.Settings:
         if args.schema
         else schema_mod.housing(),
     )
-    chosen = validation.settings(
-        chosen, {field: "--" + field.replace("_", "-") for field in validation.CHECKED}
+    chosen = flow.checked(
+        chosen, {field: "--" + field.replace("_", "-") for field in (*validation.CHECKED, "gate")}
     )
     if args.generate is None:
         flow.input_files(args.input)

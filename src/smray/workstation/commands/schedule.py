@@ -6,7 +6,7 @@ import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
-from smray import paths
+from smray import paths, workflow
 from smray.workstation import validation
 from smray.workstation.schedule import expressions, local_loop
 
@@ -28,6 +28,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--input", type=Path, required=True, help="the execution input JSON (as for AWS)")
     run.add_argument("--max-runs", type=int, default=0, help="stop after this many runs (default: never)")
     run.add_argument("--run-now", action="store_true", help="the first run now, not at the first fire time")
+    run.add_argument(
+        "--gate",
+        default=workflow.GATE.default,
+        metavar="EXPRESSION",
+        help="the quality gate, 'accuracy >= 0.9' (default: the table's task's); the input's Threshold, "
+        "where it has one, is its number",
+    )
     run.set_defaults(func=cmd_run)
     nxt = inner.add_parser("next", help="when an expression fires next (checks it as EventBridge does)")
     nxt.add_argument("expression")
@@ -41,7 +48,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     validation.count(args.max_runs, "--max-runs", least=0)  # 0: never stop
     schedule = expressions.parse(args.every)
-    return local_loop.Scheduler(paths.home(), schedule, args.input, args.max_runs, args.run_now).run()
+    scheduler = local_loop.Scheduler(
+        paths.home(), schedule, args.input, args.max_runs, args.run_now, args.gate
+    )
+    return scheduler.run()
 
 
 def cmd_next(args: argparse.Namespace) -> int:

@@ -12,3 +12,6 @@ logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
 logging.getLogger("sagemaker.workflow.utilities").setLevel(logging.ERROR)
 # Logs "will collect telemetry... to opt out..." before it reads the opt-out local mode sets (local_mode.py)
 logging.getLogger("sagemaker.telemetry").setLevel(logging.WARNING)
+
+# The gate's Fail step: the definition names it, the local run's summary reads its message
+FAIL_STEP = "GateFail"

@@ -1,7 +1,12 @@
 """The housing pipeline, built by the SageMaker Python SDK, every step running the one smray image:
 
 FeatureStoreIngestion -> PreprocessData -> HPTuning (aws) / TrainWithTuning (local) -> EvaluateModel
--> CheckEvaluation (test RMSE <= Threshold) -> RegisterTrainedModel, else RMSEFail.
+-> CheckEvaluation (the gate: test RMSE <= Threshold, accuracy >= Threshold, ...) -> RegisterTrainedModel,
+else GateFail.
+
+The gate (Target.gate, smray.gate) fixes the condition's metric of evaluation.json and its direction; the
+parameter Threshold, its number, defaults to the gate's. The tuner's objective and metric definitions are
+the gate's task's (smray.contracts.train).
 
 The two targets differ only where SageMaker local mode cannot follow AWS (the README's "The pipeline"):
 - tuning: a TuningStep over training jobs on AWS; smray's own tuning inside one training step locally;
@@ -23,7 +28,7 @@ from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
 from sagemaker.session import Session
 from sagemaker.tuner import ContinuousParameter, HyperparameterTuner, IntegerParameter
 from sagemaker.workflow.condition_step import ConditionStep
-from sagemaker.workflow.conditions import ConditionLessThanOrEqualTo
+from sagemaker.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
 from sagemaker.workflow.entities import PipelineVariable
 from sagemaker.workflow.execution_variables import ExecutionVariables
 from sagemaker.workflow.fail_step import FailStep
@@ -35,6 +40,7 @@ from sagemaker.workflow.pipeline_context import PipelineSession
 from sagemaker.workflow.properties import PropertyFile
 from sagemaker.workflow.steps import ProcessingStep, TrainingStep, TuningStep
 
+from smray import gate as gate_mod
 from smray import hyperparameters
 from smray.contracts import evaluate as evaluate_contract
 from smray.contracts import ingest as ingest_contract
@@ -43,7 +49,11 @@ from smray.contracts import register as register_contract
 from smray.contracts import train as train_contract
 from smray.contracts.cluster import TOKEN_ENV
 from smray.contracts.jobs import SCHEMA, in_container
-from smray.workflow import default
+from smray.gate import GateRule
+from smray.registry.records import GATE_METRIC
+from smray.schema import Task
+from smray.workflow import default, label
+from smray.workstation.pipeline import FAIL_STEP
 
 ENTRYPOINT = ["smray-entrypoint"]
 EVALUATION = PropertyFile(
@@ -78,6 +88,7 @@ class Target:
     model_package_group: str = "housing"
     defaults: dict[str, object] = field(default_factory=dict)  # parameter name -> default
     spot_max_wait_s: int = 0  # aws: managed spot training, waiting up to this long (0: on-demand)
+    gate: GateRule = field(default_factory=lambda: gate_mod.default(Task.REGRESSION))  # the table's task's
 
     @property
     def local(self) -> bool:
@@ -103,7 +114,7 @@ class Parameters:
         self.store = make(ParameterString, "FeatureStoreUrl", "s3://my-bucket/smray/offline-store")
         # A folder holding schema.json: the table's columns, target and rules (smray.schema)
         self.schema = make(ParameterString, "SchemaUrl", "s3://my-bucket/smray/schemas/housing/")
-        self.threshold = make(ParameterFloat, "Threshold", default("Threshold"))
+        self.threshold = make(ParameterFloat, "Threshold", target.gate.threshold)
         self.train_size = make(ParameterFloat, "TrainSize", 0.6)
         self.validation_size = make(ParameterFloat, "ValidationSize", 0.2)
         self.test_size = make(ParameterFloat, "TestSize", 0.2)
@@ -185,23 +196,34 @@ def _build(target: Target, session: Session) -> Pipeline:
     preprocess = _preprocess_step(c, ingest)
     train, model_data = _train_step(c, preprocess)
     evaluate = _evaluate_step(c, preprocess, model_data)
-    rmse = JsonGet(step_name=evaluate.name, property_file=EVALUATION, json_path=evaluate_contract.RMSE_PATH)
     evaluation_uri = evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
-    fail = FailStep(
-        name="RMSEFail",
-        error_message=Join(on=" ", values=["test RMSE", rmse, "is above the Threshold", c.p.threshold]),
-    )
-    gate = ConditionStep(
-        name="CheckEvaluation",
-        conditions=[ConditionLessThanOrEqualTo(left=rmse, right=c.p.threshold)],
-        if_steps=[_register_step(c, model_data, evaluation_uri)],
-        else_steps=[fail],
-    )
+    gate = _gate_step(c, evaluate, _register_step(c, model_data, evaluation_uri))
     return Pipeline(
         name=target.pipeline_name,
         parameters=c.p.all(),
         steps=[ingest, preprocess, train, evaluate, gate],
         sagemaker_session=session,
+    )
+
+
+def _gate_step(c: _Context, evaluate: ProcessingStep, register: ProcessingStep | ModelStep) -> ConditionStep:
+    """The gate's metric of the test split against Threshold, in the metric's direction: register, or fail
+    saying why ("test accuracy 0.82 is below the Threshold 0.9")."""
+    rule = c.target.gate
+    value = JsonGet(step_name=evaluate.name, property_file=EVALUATION, json_path=rule.path)
+    condition = ConditionGreaterThanOrEqualTo if rule.higher_is_better else ConditionLessThanOrEqualTo
+    side = "below" if rule.higher_is_better else "above"
+    fail = FailStep(
+        name=FAIL_STEP,
+        error_message=Join(
+            on=" ", values=[f"test {label(rule.metric)}", value, f"is {side} the Threshold", c.p.threshold]
+        ),
+    )
+    return ConditionStep(
+        name="CheckEvaluation",
+        conditions=[condition(left=value, right=c.p.threshold)],
+        if_steps=[register],
+        else_steps=[fail],
     )
 
 
@@ -284,7 +306,7 @@ def _train_step(
         instance_count=p.training_count,
         instance_type=target.training_instance_type,
         output_path=_under(p.output, "model"),
-        metric_definitions=train_contract.metric_definitions(),
+        metric_definitions=train_contract.metric_definitions(target.gate.task),
         environment=c.env,
         hyperparameters={"num_round": p.num_round.to_string()},
         sagemaker_session=c.session,
@@ -298,12 +320,13 @@ def _train_step(
         )
         train = TrainingStep(name="TrainWithTuning", step_args=estimator.fit(inputs=channels))
         return train, train.properties.ModelArtifacts.S3ModelArtifacts
+    objective, direction = train_contract.objective(target.gate.task)
     tuner = HyperparameterTuner(
         estimator,
-        objective_metric_name="validation:rmse",
+        objective_metric_name=objective,
         hyperparameter_ranges=tuning_ranges(),
-        metric_definitions=train_contract.metric_definitions(),
-        objective_type="Minimize",
+        metric_definitions=train_contract.metric_definitions(target.gate.task),
+        objective_type=direction,
         max_jobs=p.tuning_trials,
         max_parallel_jobs=p.tuning_parallel,
     )
@@ -347,6 +370,7 @@ def _register_step(
                     group=target.model_package_group,
                     image=target.image,
                     execution=ExecutionVariables.PIPELINE_EXECUTION_ID,
+                    gate_metric=target.gate.metric,
                 ),
             ),
         )
@@ -369,5 +393,6 @@ def _register_step(
             model_package_group_name=target.model_package_group,
             approval_status="PendingManualApproval",
             model_metrics=metrics,
+            customer_metadata_properties={GATE_METRIC: target.gate.metric},
         ),
     )

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from smray.contracts.jobs import SCHEMA_FILE
+from smray.gate import GateRule
 from smray.schema import Schema
-from smray.workstation.pipeline import definition, local_mode
+from smray.workstation.pipeline import FAIL_STEP, definition, local_mode
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,11 @@ def run(
     parameters: dict[str, Any],
     schema: Schema,
     hosts: int,
+    gate: GateRule,
 ) -> Execution:
-    """Runs the whole pipeline once on the table `schema` declares; `parameters` overrides pipeline
-    parameters by name; `hosts`: the most hosts any of its jobs has."""
+    """Runs the whole pipeline once on the table `schema` declares, gated by `gate` (on the schema's
+    task); `parameters` overrides pipeline parameters by name; `hosts`: the most hosts any of its jobs
+    has."""
     local_mode.prepare_environment(home)
     defaults = {
         "InputDataUrl": input_dir.resolve().as_uri(),
@@ -77,6 +80,7 @@ def run(
         training_instance_type="local",
         model_package_group=schema.name,
         defaults=defaults,
+        gate=gate,
     )
     with local_mode.config_validated_once():
         session = local_mode.session(local_mode.shm_size(hosts))
@@ -118,7 +122,7 @@ STEP_ORDER = (
     "EvaluateModel",
     "CheckEvaluation",
     "RegisterTrainedModel",
-    "RMSEFail",
+    FAIL_STEP,
 )
 
 

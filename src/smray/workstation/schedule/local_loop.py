@@ -1,15 +1,18 @@
 """`smray schedule`: the retraining loop of the AWS state machine, on the local target.
 
 At each fire time of a `rate(...)`/`cron(...)` expression it runs the local workflow, then deploys the new
-model only when it passed the RMSE gate AND is not worse than the model the endpoint serves now, both
-scored on this run's test split; the endpoint is swapped without dropping requests. Otherwise the new
-version is rejected with the reason and the endpoint is left as it was.
+model only when it passed the gate AND is not worse than the model the endpoint serves now on the gate's
+metric and direction (a higher accuracy, a lower RMSE), both scored on this run's test split; the endpoint
+is swapped without dropping requests. Otherwise the new version is rejected with the reason and the
+endpoint is left as it was.
 
 - Runs never overlap: fire times missed while a run was going are skipped (and said so); one scheduler
   per smray home (a lock file).
 - The input is the state machine's execution input JSON, re-read before each run (as EventBridge sends
-  the rule's current input): DataUri (a local file or folder, or file://), Threshold, EndpointName,
-  Image, ProcessingInstanceCount, TrainingInstanceCount, and locally also NumRound and TuningTrials.
+  the rule's current input): DataUri (a local file or folder, or file://), Threshold (default: the
+  gate's), EndpointName, Image, ProcessingInstanceCount, TrainingInstanceCount, and locally also Schema,
+  NumRound and TuningTrials. The gate's metric and direction are the scheduler's (`--gate`), as they are
+  the state machine's definition's on AWS.
 - Ctrl-C or SIGTERM: between runs, stops at once; during a run, the run finishes first; a second signal
   abandons the run (the endpoint stays as it was; a deploy already under way completes).
 - Every run's outcome is appended to <home>/schedule-history.jsonl (`smray schedule history`).
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
 import pandas as pd
 
 from smray import errors, locks, metrics, model_artifact, tables, transform, workflow
@@ -36,6 +40,8 @@ from smray.errors import UserError
 from smray.locks import exclusive
 from smray.registry.local import LocalRegistry
 from smray.registry.records import Approval, ModelVersion
+from smray.reporting import numbers
+from smray.schema import Task
 from smray.workstation import jsonl, tracking, validation
 from smray.workstation import local_workflow as flow
 from smray.workstation.endpoints.local import LocalEndpoints
@@ -51,11 +57,12 @@ class Record:
     execution: str
     status: str  # Succeeded / Failed / Abandoned / Error
     new_version: str
-    new_rmse: float | None
+    new_score: float | None  # the gate's metric of the new model on this run's test split
     served_before: str
-    served_rmse: float | None
+    served_score: float | None  # and of the model served before, on the same rows
     decision: str
     served_after: str
+    metric: str = ""  # the gate's metric: rmse, accuracy, ...
 
 
 # The input's keys, by the Settings field each sets (the state machine's names, as AWS takes them)
@@ -66,7 +73,8 @@ INPUT_KEYS = {
 }
 
 
-def read_input(path: Path) -> tuple[Path | None, flow.Settings]:
+def read_input(path: Path, gate: str = workflow.GATE.default) -> tuple[Path | None, flow.Settings]:
+    """The input's data and the run's settings, gated by `gate` (`--gate`: default, the task's)."""
     try:
         given = json.loads(validation.regular_file(path, "the schedule's input").read_text())
     except (OSError, ValueError) as exc:
@@ -84,34 +92,75 @@ def read_input(path: Path) -> tuple[Path | None, flow.Settings]:
         settings = flow.Settings(
             **{field: given.get(key, getattr(d, field)) for field, key in INPUT_KEYS.items()},
             schema=schema_mod.load(validation.regular_file(Path(schema), "Schema")) if schema else d.schema,
+            gate=gate,
         )
-        settings = validation.settings(settings, INPUT_KEYS)
+        settings = flow.checked(settings, INPUT_KEYS | {"gate": workflow.GATE.option}, together=False)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
     source = Path(urlparse(data).path if data.startswith("file://") else data) if data else None
     return source, settings
 
 
-def score_on_test(test_dir: Path, scaled_by: transform.Transform, model: model_artifact.Model) -> float:
-    """RMSE of `model` on a test split written by preprocess (scaled by `scaled_by`): the features are
-    unscaled first, so a model with its own, older scaler is scored on the very same rows."""
+def score_on_test(
+    test_dir: Path, encoded_by: transform.Transform, model: model_artifact.Model, metric: str
+) -> float:
+    """`metric` of `model` on a test split written by preprocess (encoded by `encoded_by`): the rows are
+    decoded to raw values first, so a model with its own, older preprocessing (scaler, categories, labels)
+    is scored on the very same rows, its predictions read in `encoded_by`'s labels."""
     frame = pd.concat([tables.read(f) for f in tables.list_files(test_dir, what="test")], ignore_index=True)
-    features = scaled_by.schema.feature_names
-    raw = pd.DataFrame(
-        scaled_by.invert_matrix(frame[features].to_numpy("float64"), features), columns=features
-    )
-    predicted = model.predict(raw, scaled=False)
-    actual = frame[scaled_by.schema.target].to_numpy("float64")
-    return float(metrics.point(actual, predicted)["rmse"])
+    target = encoded_by.schema.target
+    frame = frame[np.isfinite(frame[target].to_numpy("float64"))]  # a label the train split never had
+    task = encoded_by.schema.task
+    predicted = model.predict(raw_features(frame, encoded_by), scaled=False)
+    predicted = in_labels(predicted, model.labels, encoded_by.labels, task)
+    actual = frame[target].to_numpy("float64")
+    return float(metrics.point_metric(task, metric, actual, predicted))
+
+
+def raw_features(frame: pd.DataFrame, encoded_by: transform.Transform) -> pd.DataFrame:
+    """The raw features of rows `encoded_by` encoded: numbers unscaled, category codes as their text."""
+    schema = encoded_by.schema
+    raw = pd.DataFrame(index=frame.index)
+    numeric = [n for n in schema.feature_names if n not in schema.categorical]
+    if numeric:
+        raw[numeric] = encoded_by.invert_matrix(frame[numeric].to_numpy("float64"), numeric)
+    for name in schema.categorical:
+        names = np.array([*encoded_by.categories[name], None], dtype=object)  # NaN (missing): the last
+        codes = frame[name].to_numpy("float64")
+        raw[name] = names[np.where(np.isfinite(codes), codes, len(names) - 1).astype("int64")]
+    return raw[schema.feature_names]
+
+
+def in_labels(
+    predicted: np.ndarray, labels: tuple[str, ...], wanted: tuple[str, ...], task: Task
+) -> np.ndarray:
+    """A classifier's predictions over its `labels` (binary: the positive one's probability; multiclass:
+    a column per label) as predictions over `wanted`: a label the model does not know has probability 0.
+    A regression's numbers (no labels) as they are."""
+    if labels == wanted:
+        return predicted
+    binary = task is Task.BINARY
+    matrix = np.column_stack([1 - predicted, predicted]) if binary else predicted
+    column = {label: i for i, label in enumerate(labels)}
+    none = np.zeros(len(matrix))
+    out = np.column_stack([matrix[:, column[label]] if label in column else none for label in wanted])
+    return out[:, -1] if binary else out
 
 
 class Scheduler:
     def __init__(
-        self, home: Path, schedule: Schedule, input_file: Path, max_runs: int = 0, run_now: bool = False
+        self,
+        home: Path,
+        schedule: Schedule,
+        input_file: Path,
+        max_runs: int = 0,
+        run_now: bool = False,
+        gate: str = workflow.GATE.default,
     ) -> None:
         self.home = home
         self.schedule = schedule
         self.input_file = input_file
+        self.gate = gate
         self.max_runs = max_runs
         self.run_now = run_now
         self.stop = threading.Event()
@@ -120,7 +169,9 @@ class Scheduler:
         self.anchor = datetime.now(UTC)
 
     def run(self) -> int:
-        read_input(self.input_file)  # a broken input (or MLflow URL) fails now, not at the first fire time
+        read_input(
+            self.input_file, self.gate
+        )  # a broken input (or MLflow URL) fails now, not at the first fire time
         tracking.server_uri()
         with self._only_scheduler(), self._signals():
             runs = 0
@@ -165,8 +216,8 @@ class Scheduler:
     def _one_run(self) -> Record:
         started = datetime.now(UTC).isoformat(timespec="seconds")
         endpoints = LocalEndpoints(self.home)
-        source, settings = read_input(self.input_file)
-        record = Record(started, "", "", "Error", "", None, "", None, "", "")
+        source, settings = read_input(self.input_file, self.gate)
+        record = Record(started, "", "", "Error", "", None, "", None, "", "", settings.rule.metric)
         self.in_run = True
         try:
             with locks.writing_home(self.home, "smray schedule run"):  # what is served is read under it too
@@ -212,19 +263,27 @@ class Scheduler:
         if new is None or candidate is None:
             return f"not deployed: {result.gate.verdict}"
         record.new_version = _name(new)
+        rule = result.gate.rule
+        record.metric, name = rule.metric, workflow.label(rule.metric)
         test_dir = result.execution.folder / "test"
-        record.new_rmse = score_on_test(test_dir, candidate.transform, candidate)
+        record.new_score = score_on_test(test_dir, candidate.transform, candidate, rule.metric)
+        before = ""
         if served is not None:
-            record.served_rmse = score_on_test(
-                test_dir, candidate.transform, model_artifact.load(Path(served.artifact))
-            )
-            if record.new_rmse > record.served_rmse:
-                reason = (
-                    f"worse than the served {_name(served)} on this run's test set: RMSE "
-                    f"{record.new_rmse:,.0f} > {record.served_rmse:,.0f}"
-                )
-                flow.decide(self.home, result, Approval.REJECTED, reason)
-                return f"not deployed: {_name(new)} is {reason}"
+            old = model_artifact.load(Path(served.artifact))
+            if old.task is not candidate.task:  # the table's task changed: no common metric
+                before = f" (served {_name(served)}: a {old.task.value} model, not compared)"
+            else:
+                record.served_score = score_on_test(test_dir, candidate.transform, old, rule.metric)
+                shown = numbers.significant(record.served_score)
+                if _worse(record.new_score, record.served_score, rule.higher_is_better):
+                    reason = (
+                        f"worse than the served {_name(served)} on this run's test set: {name} "
+                        f"{numbers.significant(record.new_score)} {'<' if rule.higher_is_better else '>'} "
+                        f"{shown}"
+                    )
+                    flow.decide(self.home, result, Approval.REJECTED, reason)
+                    return f"not deployed: {_name(new)} is {reason}"
+                before = f" (served {_name(served)}: {name} {shown})"
         self.in_deploy = True  # a stop signal now waits for the swap to complete
         try:
             flow.deploy_approve_and_invoke(
@@ -236,8 +295,7 @@ class Scheduler:
             )
         finally:
             self.in_deploy = False
-        before = f" (served {_name(served)}: RMSE {record.served_rmse:,.0f})" if served else ""
-        return f"deployed {_name(new)} (RMSE {record.new_rmse:,.0f}){before}"
+        return f"deployed {_name(new)} ({name} {numbers.significant(record.new_score)}){before}"
 
     def _served(self, endpoints: LocalEndpoints, name: str) -> ModelVersion | None:
         endpoint = endpoints.describe(name)
@@ -278,6 +336,18 @@ def _name(version: ModelVersion | None) -> str:
     return f"{version.group}/{version.version}" if version else ""
 
 
+def _worse(new: float, served: float, higher_is_better: bool) -> bool:
+    return new < served if higher_is_better else new > served
+
+
 def history(home: Path) -> list[dict[str, Any]]:
     """Every scheduled run's record, oldest first."""
-    return jsonl.read(home / HISTORY, lambda raw: asdict(validation.record(Record, raw)))
+    return jsonl.read(home / HISTORY, lambda raw: asdict(validation.record(Record, _current(raw))))
+
+
+def _current(raw: dict[str, Any]) -> dict[str, Any]:
+    """A record as this version writes it: one written when the gate was always on RMSE, renamed."""
+    if "new_rmse" not in raw or "metric" in raw:
+        return raw
+    renamed = {"new_rmse": "new_score", "served_rmse": "served_score"}
+    return {renamed.get(k, k): v for k, v in raw.items()} | {"metric": "rmse"}
