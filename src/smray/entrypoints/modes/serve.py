@@ -4,7 +4,9 @@ GET /ping, POST /invocations, GET /execution-parameters, served as SageMaker's o
 in front (connections, slow clients, the 6 MiB limit, deadlines) and gunicorn behind it with one worker
 per core (SMRAY_SERVE_WORKERS), each loading the model once. A model that cannot be loaded fails the start
 with one line. SIGTERM (docker stop, SageMaker) stops taking connections, answers the requests in flight
-for up to --drain-s seconds, and exits 0.
+for up to --drain-s seconds, and exits 0. Requests carry raw features (text for string features) in CSV,
+JSON or JSON Lines; the answers are the task's (smray.contracts.payload), a row per row, so Batch
+Transform's Line split gets an answer line per input line.
 """
 
 from __future__ import annotations

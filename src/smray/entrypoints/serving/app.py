@@ -1,5 +1,6 @@
-"""The model's request handling as a WSGI application: parse -> predict -> render. Everything HTTP
-(connections, limits, deadlines, workers) is nginx's and gunicorn's.
+"""The model's request handling as a WSGI application: parse -> predict -> render, for every task (a
+regression's number, a classification's labels and probabilities: see smray.contracts.payload). Everything
+HTTP (connections, limits, deadlines, workers) is nginx's and gunicorn's.
 
 gunicorn builds one application per worker (`create()`), so each worker loads the model once.
 """
@@ -28,6 +29,7 @@ StartResponse = Callable[[str, list[tuple[str, str]]], object]
 class Application:
     def __init__(self, model: model_artifact.Model, workers: int) -> None:
         self.model = model
+        self.text = frozenset(model.transform.schema.categorical)  # the features whose values are text
         self.parameters = json.dumps(
             {"MaxConcurrentTransforms": workers, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
         ).encode()
@@ -58,16 +60,17 @@ class Application:
         try:
             body = _body(environ)
             kind = payload.media_type(environ.get("CONTENT_TYPE"))
-            frame = payload.parse(body, kind, self.model.features)
+            frame = payload.parse(body, kind, self.model.features, self.text)
             answer_type = payload.response_type(environ.get("HTTP_ACCEPT"), kind)
             predictions = self.model.predict(frame, scaled=False)
+            answer = payload.render(predictions, answer_type, self.model.task, self.model.labels)
         except payload.RequestError as exc:
             return _error(HTTPStatus(exc.status), exc.message)
         except Exception as exc:  # the model's own failure: an answer with a reason, the details logged
             log.exception("prediction failed")
             reason = f"{type(exc).__name__}: {payload.quoted(exc, 200)}"  # XGBoost's span several lines
             return _error(HTTPStatus.INTERNAL_SERVER_ERROR, f"prediction failed: {reason}")
-        return HTTPStatus.OK, payload.render(predictions, answer_type), answer_type
+        return HTTPStatus.OK, answer, answer_type
 
 
 def _body(environ: dict) -> bytes:
