@@ -12,7 +12,7 @@ from smray.errors import PlatformError, UserError, one_line
 from smray.schema import TABLE_NAME
 from smray.workstation.retraining import aws, statemachine
 
-from .test_retraining_statemachine import INPUT
+from .test_retraining_statemachine import INPUT, put_schema
 
 NAMES = aws.Names(account="123456789012", region="us-east-1")
 NOT_ASSUMABLE = ClientError(
@@ -53,7 +53,12 @@ class RoleNotYetPropagated:
 def clients(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
-        yield {s: boto3.client(s, region_name="us-east-1") for s in ("iam", "stepfunctions", "events")}
+        made = {
+            s: boto3.client(s, region_name="us-east-1")
+            for s in ("iam", "stepfunctions", "events", "s3", "sagemaker")
+        }
+        put_schema(made["s3"])
+        yield made
 
 
 def test_deploy_waits_until_step_functions_accepts_the_new_role(clients):
@@ -109,6 +114,7 @@ def test_job_name_prefixes_sagemaker_would_refuse_are_refused_at_deploy_and_star
     assert "\n" not in str(refused.value)
     assert clients["stepfunctions"].list_state_machines()["stateMachines"] == []
     assert clients["iam"].list_roles()["Roles"] == []
+    assert clients["sagemaker"].list_model_package_groups()["ModelPackageGroupSummaryList"] == []
     with pytest.raises(UserError, match="JobNamePrefix"):
         aws.start(clients["stepfunctions"], NAMES.state_machine_arn, bad, "manual-1")
 
@@ -126,9 +132,8 @@ def _statement(policy: dict, sid: str) -> dict:
 
 
 def test_the_workflow_policy_names_lowercase_arns_and_what_sync_integrations_need():
-    policy = aws.workflow_policy(
-        NAMES, {**INPUT, "JobNamePrefix": "Smray-Housing", "EndpointName": "Housing"}
-    )
+    given = {"JobNamePrefix": "Smray-Housing", "EndpointName": "Housing", "ModelPackageGroupName": "Housing"}
+    policy = aws.workflow_policy(NAMES, INPUT | given)
     jobs = _statement(policy, "Jobs")
     assert jobs["Resource"] == [
         "arn:aws:sagemaker:us-east-1:123456789012:training-job/smray-housing-*",
@@ -142,6 +147,18 @@ def test_the_workflow_policy_names_lowercase_arns_and_what_sync_integrations_nee
         "arn:aws:sagemaker:us-east-1:123456789012:endpoint/housing",
     ]
     assert "sagemaker:DescribeEndpoint" in deploy["Action"]  # the workflow polls the endpoint's status
+    register = _statement(policy, "Register")
+    assert register["Action"] == ["sagemaker:CreateModelPackage"]
+    assert register["Resource"] == [
+        "arn:aws:sagemaker:us-east-1:123456789012:model-package-group/housing",
+        "arn:aws:sagemaker:us-east-1:123456789012:model-package/housing/*",
+    ]
+    read = _statement(policy, "ReadArtifacts")  # the executions' evaluation.json and models, nothing else
+    assert read["Action"] == "s3:GetObject"
+    assert read["Resource"] == [
+        "arn:aws:s3:::smray-example/retraining/*/evaluation/evaluation.json",
+        "arn:aws:s3:::smray-example/retraining/*/model/*",
+    ]
     sync = _statement(policy, "SyncIntegrations")
     assert set(sync["Action"]) == {"events:PutTargets", "events:PutRule", "events:DescribeRule"}
     assert sync["Resource"] == [

@@ -1,5 +1,6 @@
 """The retraining state machine: valid Amazon States Language (statelint), a reviewed snapshot, retries
-and catches on every task, the metric picked by name; and its deployment against moto."""
+and catches on every task, the gate of each task on evaluation.json, one S3 layout from Evaluate to
+Register; and its deployment against moto."""
 
 import json
 import os
@@ -10,19 +11,20 @@ import pytest
 from moto import mock_aws
 from statelint.linter import Linter
 
+from smray import gate
+from smray import schema as schema_mod
 from smray.errors import UserError
 from smray.reporting.graph import state_machine_edges
+from smray.schema import Task
 from smray.workstation.retraining import aws, statemachine
 
 SNAPSHOT = Path(__file__).parents[2] / "pipeline" / "retraining-statemachine.json"
-# statelint's path grammar has no filter expressions; Step Functions' JSONPath does. Only this one
-# problem is allowed, and only for the one Parameters that selects the metric by name.
-FILTER_GAP = 'Field "values.$" of Parameters at "State Machine.States.SelectMetric" is not a JSONPath'
 INPUT = {
     "JobNamePrefix": "smray-housing",
     "DataUri": "s3://smray-example/input/",
     "SchemaUri": "s3://smray-example/schemas/housing/",
-    "OutputUri": "s3://smray-example/retraining",
+    "OutputBucket": "smray-example",
+    "OutputPrefix": "retraining",
     "Threshold": 8000,
     "EndpointName": "housing",
     "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/smray:0.1.0",
@@ -33,12 +35,32 @@ INPUT = {
     "TrainingInstanceCount": 2,
     "EndpointInstanceType": "ml.m5.large",
 }
+CHURN = schema_mod.parse(
+    {
+        "name": "churn",
+        "target": "churned",
+        "task": "binary",
+        "positive": "yes",
+        "features": [{"name": "state", "type": "string"}, {"name": "minutes", "type": "fractional"}],
+    }
+)
+ACCURACY = gate.parse("accuracy >= 0.9", Task.BINARY)
+
+
+def put_schema(s3, table: schema_mod.Schema | None = None, uri: str = INPUT["SchemaUri"]) -> None:
+    """The table's schema.json (default housing's) in the SchemaUri folder (in moto's S3), where deploy and
+    the jobs read it."""
+    table = table or schema_mod.housing()
+    bucket, _, folder = uri.removeprefix("s3://").partition("/")
+    if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key=f"{folder}schema.json", Body=table.dumps().encode())
 
 
 @pytest.mark.parametrize("glue_job", ["", "housing-etl"])
-def test_statelint_finds_nothing_but_its_own_filter_gap(glue_job):
-    problems = Linter.validate(statemachine.build(glue_job))
-    assert all(p.startswith(FILTER_GAP) for p in problems), problems
+@pytest.mark.parametrize("rule", [None, ACCURACY, gate.parse("weighted_f1 >= 0.6", Task.MULTICLASS)])
+def test_statelint_finds_nothing(glue_job, rule):
+    assert Linter.validate(statemachine.build(glue_job, rule=rule)) == []
     broken = statemachine.build(glue_job)
     broken["States"]["Train"]["Next"] = "Nowhere"
     assert any("Nowhere" in p for p in Linter.validate(broken))  # the linter does catch real mistakes
@@ -60,7 +82,9 @@ def test_every_task_retries_with_backoff_and_fails_the_execution_with_its_cause(
         "Ingest",
         "Preprocess",
         "Train",
-        "ReadMetric",
+        "Evaluate",
+        "ReadEvaluation",
+        "Register",
         "CreateModel",
         "CreateEndpointConfig",
         "CreateEndpoint",
@@ -77,12 +101,108 @@ def test_every_task_retries_with_backoff_and_fails_the_execution_with_its_cause(
         "CausePath": "$.error.Cause",
     }
     assert tasks["Train"]["Resource"] == "arn:aws:states:::sagemaker:createTrainingJob.sync"
-    assert tasks["ReadMetric"]["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:describeTrainingJob"
-    assert "MetricName == 'validation:rmse'" in states["SelectMetric"]["Parameters"]["values.$"]
-    choice = states["MetricWithinThreshold"]
-    assert choice["Choices"][0]["NumericLessThanEqualsPath"] == "$.Threshold"
-    assert choice["Default"] == "MeasureMiss" and states["MeasureMiss"]["Next"] == "MetricMissed"
-    assert "is above the threshold" in states["MetricMissed"]["CausePath"]
+    assert tasks["Evaluate"]["Resource"] == "arn:aws:states:::sagemaker:createProcessingJob.sync"
+    assert tasks["ReadEvaluation"]["Resource"] == "arn:aws:states:::aws-sdk:s3:getObject"
+    assert tasks["Register"]["Resource"] == "arn:aws:states:::aws-sdk:sagemaker:createModelPackage"
+    order = ["Train", "Evaluate", "ReadEvaluation", "MetricReported"]
+    assert [states[name]["Next"] for name in order[:-1]] == order[1:]
+    assert states["Register"]["Next"] == "CreateModel"
+
+
+@pytest.mark.parametrize(
+    ("rule", "path", "comparison", "error", "side"),
+    [
+        (
+            None,  # the default: the housing table's regression gate
+            "$.evaluation.json.regression_metrics.rmse.value",
+            "NumericLessThanEqualsPath",
+            "MetricAboveThreshold",
+            "above",
+        ),
+        (
+            ACCURACY,
+            "$.evaluation.json.binary_classification_metrics.accuracy.value",
+            "NumericGreaterThanEqualsPath",
+            "MetricBelowThreshold",
+            "below",
+        ),
+        (
+            gate.parse("logloss <= 0.7", Task.MULTICLASS),
+            "$.evaluation.json.multiclass_classification_metrics.logloss.value",
+            "NumericLessThanEqualsPath",
+            "MetricAboveThreshold",
+            "above",
+        ),
+    ],
+)
+def test_the_gate_reads_its_metric_from_evaluation_json_in_its_direction(rule, path, comparison, error, side):
+    states = statemachine.build(rule=rule)["States"]
+    reported = states["MetricReported"]["Choices"]
+    assert reported[0] == {"Not": {"Variable": path, "IsPresent": True}, "Next": "MetricMissing"}
+    assert reported[1] == {"Variable": path, "IsNumeric": True, "Next": "PickMetric"}
+    assert states["PickMetric"]["Parameters"]["value.$"] == path
+    (choice,) = states["MetricWithinThreshold"]["Choices"]
+    assert choice == {"Variable": "$.evaluation.value", comparison: "$.Threshold", "Next": "Register"}
+    assert states["MetricWithinThreshold"]["Default"] == "MetricMissed"
+    assert states["MetricMissed"]["Error"] == error
+    assert f"is {side} the threshold" in states["MetricMissed"]["CausePath"]
+    assert states["Defaults"]["Result"]["Threshold"] == (rule or gate.default(Task.REGRESSION)).threshold
+    assert set(states["Defaults"]["Result"]) == set(statemachine.DEFAULTED_INPUT)
+
+
+def test_the_training_job_charts_the_task_s_metrics():
+    def charted(rule):
+        train = statemachine.build(rule=rule)["States"]["Train"]["Parameters"]
+        return {d["Name"] for d in train["AlgorithmSpecification"]["MetricDefinitions"]}
+
+    assert "validation:rmse" in charted(None)
+    assert "validation:auc" in charted(ACCURACY) and "validation:rmse" not in charted(ACCURACY)
+
+
+def test_one_s3_layout_from_preprocess_to_evaluate_to_register():
+    """Evaluate reads the test split Preprocess wrote and the model Train made; ReadEvaluation and Register
+    name the evaluation.json that Evaluate writes, in the same bucket."""
+    states = statemachine.build()["States"]
+    outputs = {
+        o["OutputName"]: o["S3Output"]["S3Uri.$"]
+        for o in states["Preprocess"]["Parameters"]["ProcessingOutputConfig"]["Outputs"]
+    }
+    evaluate = states["Evaluate"]["Parameters"]
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri.$"] for i in evaluate["ProcessingInputs"]}
+    assert inputs == {"model": "$.training.ModelDataUrl", "test": outputs["test"]}
+    assert states["Train"]["ResultSelector"] == {"ModelDataUrl.$": "$.ModelArtifacts.S3ModelArtifacts"}
+    (written,) = evaluate["ProcessingOutputConfig"]["Outputs"]
+    folder = "States.Format('s3://{}/{}/evaluation', $.OutputBucket, $.names.key)"
+    assert written["S3Output"]["S3Uri.$"] == folder
+    assert states["ReadEvaluation"]["Parameters"] == {
+        "Bucket.$": "$.OutputBucket",
+        "Key.$": "States.Format('{}/evaluation/evaluation.json', $.names.key)",
+    }
+    statistics = states["Register"]["Parameters"]["ModelMetrics"]["ModelQuality"]["Statistics"]
+    assert statistics == {
+        "ContentType": "application/json",
+        "S3Uri.$": "States.Format('s3://{}/{}/evaluation/evaluation.json', $.OutputBucket, $.names.key)",
+    }
+    names = states["Names"]["Parameters"]
+    assert names["key.$"] == "States.Format('{}/{}', $.OutputPrefix, $$.Execution.Name)"
+    assert "ContainerArguments" not in evaluate["AppSpecification"]  # SageMaker refuses an empty list
+    assert evaluate["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1  # evaluate: the head only
+
+
+def test_an_execution_runs_no_longer_than_its_steps_limits_together():
+    definition = statemachine.build()
+    train = definition["States"]["Train"]["Parameters"]["StoppingCondition"]["MaxRuntimeInSeconds"]
+    assert train == 86_400  # the pipeline's training limit
+    processing = [
+        s["Parameters"]["StoppingCondition"]["MaxRuntimeInSeconds"]
+        for s in definition["States"].values()
+        if s.get("Resource", "").endswith("createProcessingJob.sync")
+    ]
+    polls = 2 * statemachine.ENDPOINT_POLLS * statemachine.ENDPOINT_POLL_S
+    assert definition["TimeoutSeconds"] == sum(processing) + train + polls == 104_400
+    assert statemachine.build(spot_max_wait_s=100_000)["TimeoutSeconds"] == 104_400 - 86_400 + 100_000
+    glue = statemachine.build("housing-etl")["States"]["PrepareData"]["Parameters"]["Timeout"]
+    assert glue * 60 == 2 * statemachine.PROCESSING_MAX_RUN_S  # minutes: Ingest's and Preprocess's
 
 
 @pytest.mark.parametrize("glue_job", ["", "housing-etl"])
@@ -121,8 +241,9 @@ def test_glue_prepares_the_data_when_named():
 
 def test_the_graph_follows_every_branch():
     edges = {(e.source, e.target, e.label) for e in state_machine_edges(statemachine.build())}
-    assert ("MetricWithinThreshold", "CreateModel", "yes") in edges
-    assert ("MetricWithinThreshold", "MeasureMiss", "no") in edges
+    assert ("MetricReported", "MetricMissing", "yes") in edges
+    assert ("MetricWithinThreshold", "Register", "yes") in edges
+    assert ("MetricWithinThreshold", "MetricMissed", "no") in edges
     assert ("CreateOrUpdate", "AwaitIdle", "yes") in edges
     assert ("IsIdle", "UpdateEndpoint", "yes") in edges
     assert ("CreateOrUpdate", "CreateEndpoint", "no") in edges
@@ -135,7 +256,7 @@ def test_the_pictured_graph_drops_only_the_polls_way_back():
     from smray.workstation.commands.retraining import _without_loops
 
     edges = state_machine_edges(statemachine.build())
-    kept = _without_loops(edges, "Names")
+    kept = _without_loops(edges, statemachine.build()["StartAt"])
     assert set(edges) - set(kept) == {Edge("CountIdle", "PollIdle"), Edge("CountInService", "PollInService")}
 
 
@@ -143,7 +264,16 @@ def test_the_pictured_graph_drops_only_the_polls_way_back():
 def clients(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
-        yield {s: boto3.client(s, region_name="us-east-1") for s in ("iam", "stepfunctions", "events")}
+        made = {
+            s: boto3.client(s, region_name="us-east-1")
+            for s in ("iam", "stepfunctions", "events", "s3", "sagemaker")
+        }
+        put_schema(made["s3"])
+        yield made
+
+
+def deployed_definition(clients, arn: str) -> dict:
+    return json.loads(clients["stepfunctions"].describe_state_machine(stateMachineArn=arn)["definition"])
 
 
 def test_deploy_creates_then_updates_roles_state_machine_and_schedule(clients):
@@ -166,6 +296,13 @@ def test_deploy_creates_then_updates_roles_state_machine_and_schedule(clients):
     ]
     assert resources.count("*") == 1  # ListEndpoints only
     assert "arn:aws:sagemaker:us-east-1:123456789012:training-job/smray-housing-*" in resources
+    assert "arn:aws:sagemaker:us-east-1:123456789012:model-package/housing/*" in resources  # Register
+    assert "arn:aws:s3:::smray-example/retraining/*/evaluation/evaluation.json" in resources
+    groups = clients["sagemaker"].list_model_package_groups()["ModelPackageGroupSummaryList"]
+    assert [g["ModelPackageGroupName"] for g in groups] == ["housing"]  # the table's name, created once
+    assert first["model_package_group"] == second["model_package_group"] == groups[0]["ModelPackageGroupArn"]
+    definition = deployed_definition(clients, first["state_machine"])
+    assert definition == statemachine.build(rule=gate.parse("rmse <= 8000", Task.REGRESSION))
 
     execution = aws.start(clients["stepfunctions"], first["state_machine"], INPUT, "manual-1")
     assert execution.endswith(":manual-1")
@@ -173,34 +310,93 @@ def test_deploy_creates_then_updates_roles_state_machine_and_schedule(clients):
     assert [e["name"] for e in listed] == ["manual-1"]
 
 
+NO_PREFIX = "OutputPrefix .* is not a key prefix: .* without a leading or trailing '/'"
+
+
 @pytest.mark.parametrize(
-    ("schedule", "bad_input", "message"),
+    ("schedule", "bad_input", "gate_text", "message"),
     [
-        ("rate(5 minute)", {}, "singular exactly for 1"),
-        ("rate(1 day)", {"Threshold": "low"}, "Threshold must be a finite number above 0, got 'low'"),
-        ("rate(1 day)", {"Threshold": float("nan")}, "Threshold must be a finite number above 0, got nan"),
+        ("rate(5 minute)", {}, "", "singular exactly for 1"),
+        ("rate(1 day)", {"Threshold": "low"}, "", "Threshold must be a finite number above 0, got 'low'"),
+        (
+            "rate(1 day)",
+            {"Threshold": float("nan")},
+            "",
+            "Threshold must be a finite number above 0, got nan",
+        ),
+        ("rate(1 day)", {"OutputBucket": "My_Bucket"}, "", "OutputBucket 'My_Bucket' is not an S3 bucket"),
+        ("rate(1 day)", {"OutputBucket": "s3://smray-example"}, "", "OutputBucket .* is not an S3 bucket"),
+        ("rate(1 day)", {"OutputPrefix": "/retraining"}, "", NO_PREFIX),
+        ("rate(1 day)", {"OutputPrefix": "retraining/"}, "", NO_PREFIX),
+        ("rate(1 day)", {"OutputPrefix": "a//b"}, "", NO_PREFIX),
+        ("rate(1 day)", {"OutputPrefix": ""}, "", NO_PREFIX),
+        ("rate(1 day)", {"OutputPrefix": "a/*"}, "", NO_PREFIX),  # a wildcard in the role's policy
+        ("rate(1 day)", {"ModelPackageGroupName": "../x"}, "", "ModelPackageGroupName '../x' is not a valid"),
+        ("rate(1 day)", {"SchemaUri": "s3://smray-example/nowhere/"}, "", "no s3://smray-example/nowhere/"),
+        ("rate(1 day)", {"SchemaUri": "/home/me/schema/"}, "", "SchemaUri '/home/me/schema/' is not an S3"),
+        ("rate(1 day)", {}, "accuracy >= 0.9", "a regression model's metrics are rmse, mae, mape, r2"),
+        ("rate(1 day)", {}, "rmse >= 10", "a lower rmse is better, so the gate is rmse <= ..."),
+        ("rate(1 day)", {"Threshold": 9000}, "rmse <= 8000", "Threshold 9000 contradicts --gate"),
+        ("rate(1 day)", {"Threshold": 5}, "r2 >= 0.5", "Threshold 5 contradicts --gate"),
+        ("rate(1 day)", {"Threshold": 5}, "r2 >= 5", "the gate r2 >= 5 can never pass: .* at most 1"),
     ],
 )
-def test_bad_deploys_are_refused_before_anything_is_created(clients, schedule, bad_input, message):
+def test_bad_deploys_are_refused_before_anything_is_created(clients, schedule, bad_input, gate_text, message):
     names = aws.Names(account="123456789012", region="us-east-1")
-    with pytest.raises(UserError, match=message):
-        aws.deploy(clients, names, schedule, {**INPUT, **bad_input})
+    with pytest.raises(UserError, match=message) as refused:
+        aws.deploy(clients, names, schedule, {**INPUT, **bad_input}, gate_text=gate_text)
+    assert "\n" not in str(refused.value)
     assert clients["stepfunctions"].list_state_machines()["stateMachines"] == []
+    assert clients["sagemaker"].list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+    assert clients["iam"].list_roles()["Roles"] == []
+
+
+@pytest.mark.parametrize("bad", [{"OutputPrefix": "/x"}, {"OutputBucket": "x"}, {"Threshold": 0}])
+def test_start_refuses_the_same_inputs(clients, bad):
+    with pytest.raises(UserError, match=next(iter(bad))):
+        aws.start(
+            clients["stepfunctions"], "arn:aws:states:us-east-1:123456789012:stateMachine:x", INPUT | bad, "m"
+        )
+
+
+def test_a_classifier_is_gated_on_its_own_metric_with_its_defaults(clients):
+    """A binary table's schema at SchemaUri: the gate `accuracy >= 0.9` (the AWS blog's), Threshold and the
+    model package group left to their defaults, the gate's number and the table's name."""
+    put_schema(clients["s3"], CHURN, "s3://smray-example/schemas/churn/")
+    given = {k: v for k, v in INPUT.items() if k != "Threshold"} | {
+        "SchemaUri": "s3://smray-example/schemas/churn/"
+    }
+    names = aws.Names(account="123456789012", region="us-east-1")
+    made = aws.deploy(clients, names, "rate(1 day)", given, gate_text="accuracy >= 0.9")
+    definition = deployed_definition(clients, made["state_machine"])
+    assert definition == statemachine.build(rule=ACCURACY, group="churn")
+    assert definition["States"]["Defaults"]["Result"] == {"Threshold": 0.9, "ModelPackageGroupName": "churn"}
+    assert made["model_package_group"].endswith(":model-package-group/churn")
+    (target,) = clients["events"].list_targets_by_rule(Rule=names.rule)["Targets"]
+    assert json.loads(target["Input"]) == given  # the input as given: the definition supplies the defaults
+    again = aws.deploy(clients, names, "rate(1 day)", given)  # no --gate: the binary task's default
+    assert again["model_package_group"] == made["model_package_group"]
+    rule = gate.default(Task.BINARY)
+    assert deployed_definition(clients, again["state_machine"]) == statemachine.build(
+        rule=rule, group="churn"
+    )
 
 
 def test_the_cli_deploys_starts_and_lists_against_moto(clients, tmp_path, capsys):
     from smray.workstation import cli
 
     (tmp_path / "input.json").write_text(json.dumps(INPUT))
+    deploy = ["retraining", "deploy", "--schedule", "rate(7 days)", "--input", str(tmp_path / "input.json")]
     for argv in (
-        ["retraining", "deploy", "--schedule", "rate(7 days)", "--input", str(tmp_path / "input.json")],
+        [*deploy, "--gate", "rmse <= 8000"],
         ["retraining", "start", "--input", str(tmp_path / "input.json")],
         ["retraining", "executions"],
     ):
         args = cli.parse(argv)
         assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert "state_machine  arn:aws:states:us-east-1:123456789012:stateMachine:smray-retraining" in out
+    assert "state_machine       arn:aws:states:us-east-1:123456789012:stateMachine:smray-retraining" in out
+    assert "model_package_group arn:aws:sagemaker:us-east-1:123456789012:model-package-group/housing" in out
     assert "execution started: arn:aws:states" in out
     assert "manual-" in out.splitlines()[-1]
 
@@ -210,26 +406,38 @@ def test_render_draws_the_graph(tmp_path, capsys):
 
     args = cli.parse(["retraining", "render", "--graph", str(tmp_path / "states.png")])
     assert args.func(args) == 0
-    assert json.loads(capsys.readouterr().out)["StartAt"] == "Names"
+    assert json.loads(capsys.readouterr().out) == statemachine.build()
     assert (tmp_path / "states.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_render_takes_the_table_s_schema_and_a_gate(tmp_path, capsys):
+    from smray.workstation import cli
+
+    (tmp_path / "churn.json").write_text(CHURN.dumps())
+    render = ["retraining", "render", "--schema", str(tmp_path / "churn.json")]
+    args = cli.parse([*render, "--gate", "accuracy >= 0.9"])
+    assert args.func(args) == 0
+    assert json.loads(capsys.readouterr().out) == statemachine.build(rule=ACCURACY, group="churn")
+    args = cli.parse([*render, "--gate", "rmse <= 5"])
+    with pytest.raises(UserError, match="a binary model's metrics are accuracy"):
+        args.func(args)
 
 
 def test_the_example_input_is_complete():
     example = json.loads((SNAPSHOT.parent / "retraining-input.example.json").read_text())
     aws.check_input(example)
-    assert set(example) == set(statemachine.REQUIRED_INPUT)
+    assert set(example) == set(statemachine.INPUT)  # the optional keys too, to show them
 
 
 def test_training_checkpoints_under_the_execution_and_spot_is_an_option():
     train = statemachine.build()["States"]["Train"]["Parameters"]
     assert train["CheckpointConfig"] == {
-        "S3Uri.$": "States.Format('{}/{}/checkpoints', $.OutputUri, $$.Execution.Name)"
+        "S3Uri.$": "States.Format('s3://{}/{}/checkpoints', $.OutputBucket, $.names.key)"
     }
     assert "EnableManagedSpotTraining" not in train
-    spot = statemachine.build(spot_max_wait_s=20_000)["States"]["Train"]["Parameters"]
+    spot = statemachine.build(spot_max_wait_s=90_000)["States"]["Train"]["Parameters"]
     assert spot["EnableManagedSpotTraining"] is True
-    assert spot["StoppingCondition"] == {"MaxRuntimeInSeconds": 14400, "MaxWaitTimeInSeconds": 20000}
-    problems = Linter.validate(statemachine.build(spot_max_wait_s=20_000))
-    assert all(p.startswith(FILTER_GAP) for p in problems), problems
-    with pytest.raises(UserError, match="shorter than the training job's maximum run of 14400 s"):
-        statemachine.build(spot_max_wait_s=3600)
+    assert spot["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400, "MaxWaitTimeInSeconds": 90000}
+    assert Linter.validate(statemachine.build(spot_max_wait_s=90_000)) == []
+    with pytest.raises(UserError, match="shorter than the training job's maximum run of 86400 s"):
+        statemachine.build(spot_max_wait_s=20_000)

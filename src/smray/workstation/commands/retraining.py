@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from smray import workflow
 from smray.errors import UserError
 from smray.workstation import validation
 
@@ -16,13 +17,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "retraining",
         help="the scheduled retraining workflow on AWS Step Functions",
-        description="Prepare data -> train -> read the validation metric -> deploy when it is within the "
-        "threshold (create or update the endpoint), started by an EventBridge schedule.",
+        description="Prepare data -> train -> evaluate on the test split -> gate on that evaluation -> "
+        "register in SageMaker Model Registry -> deploy (create or update the endpoint), started by an "
+        "EventBridge schedule.",
     )
     inner = p.add_subparsers(dest="retraining_command", required=True)
     render = inner.add_parser("render", help="print the Amazon States Language definition")
     render.add_argument("--glue-job", default="", help="prepare the data with this Glue job instead")
     render.add_argument("--graph", type=Path, help="also draw the states as a PNG here")
+    render.add_argument(
+        "--schema",
+        type=Path,
+        help="the table's schema JSON: its task decides the gate's metrics, its name the default model "
+        "package group (default: the built-in housing schema)",
+    )
+    _gate(render)
     _spot(render)
     render.set_defaults(func=cmd_render)
 
@@ -32,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--input", type=Path, required=True, help="the execution input JSON the schedule sends"
     )
     deploy.add_argument("--glue-job", default="")
+    _gate(deploy)
     _spot(deploy)
     _aws(deploy)
     deploy.set_defaults(func=cmd_deploy)
@@ -46,13 +56,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     executions.set_defaults(func=cmd_executions)
 
 
+def _gate(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        workflow.GATE.option,
+        default=workflow.GATE.default,
+        metavar="'METRIC >= N'",
+        help="deploy only a model whose test-split metric passes this, e.g. 'accuracy >= 0.9' or "
+        "'rmse <= 8000' (default: the task's default gate); the execution input's Threshold, when given, "
+        "is its number",
+    )
+
+
 def _spot(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--spot-max-wait",
         type=int,
         default=0,
         metavar="SECONDS",
-        help="train with managed spot capacity, waiting up to SECONDS (at least the 4 h maximum run); an "
+        help="train with managed spot capacity, waiting up to SECONDS (at least the 24 h maximum run); an "
         "interruption resumes from the last checkpoint",
     )
 
@@ -87,11 +108,18 @@ def _input(path: Path) -> dict[str, Any]:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from smray.workstation.retraining import statemachine
+    from smray import schema as schema_mod
+    from smray.workstation.retraining import aws, statemachine
 
     if args.graph:
         validation.output_file(args.graph, "--graph")
-    definition = statemachine.build(args.glue_job, args.spot_max_wait)
+    table = (
+        schema_mod.load(validation.regular_file(args.schema, "--schema"))
+        if args.schema
+        else schema_mod.housing()
+    )
+    rule = aws.gate_of(table, args.gate, {})
+    definition = statemachine.build(args.glue_job, args.spot_max_wait, rule, table.name)
     print(json.dumps(definition, indent=2))
     if args.graph:
         from smray.reporting import graph
@@ -130,10 +158,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     execution_input = _input(args.input)
     session, names = _names(args)
-    clients = {s: session.client(s) for s in ("iam", "stepfunctions", "events")}
-    made = aws.deploy(clients, names, args.schedule, execution_input, args.glue_job, args.spot_max_wait)
+    clients = {s: session.client(s) for s in ("iam", "stepfunctions", "events", "s3", "sagemaker")}
+    made = aws.deploy(
+        clients, names, args.schedule, execution_input, args.glue_job, args.spot_max_wait, args.gate
+    )
     for key, arn in made.items():
-        print(f"{key:<14} {arn}")
+        print(f"{key:<19} {arn}")
     return 0
 
 

@@ -1,5 +1,8 @@
-"""Deploying the retraining workflow: the state machine and its role, and the EventBridge schedule
-that starts it with a constant input, each role with least-privilege policies on listed resources."""
+"""Deploying the retraining workflow: the model package group it registers into, the state machine and
+its role, and the EventBridge schedule that starts it with a constant input, each role with
+least-privilege policies on listed resources. The gate is fixed here: its metric and direction from
+`--gate` (default: the task's, smray.gate) against the task of the table's schema, read from the input's
+SchemaUri as the jobs will read it."""
 
 from __future__ import annotations
 
@@ -11,9 +14,16 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
+from smray import schema as schema_mod
+from smray import workflow
+from smray.contracts import train as train_contract
+from smray.contracts.jobs import SCHEMA_FILE
 from smray.errors import UserError
+from smray.gate import GateRule
 from smray.retry import NotYet, retry
+from smray.schema import Schema
 from smray.workstation import validation
+from smray.workstation.commands.run_aws import BUCKET
 from smray.workstation.retraining import statemachine
 from smray.workstation.schedule.expressions import parse as parse_schedule
 
@@ -26,6 +36,9 @@ JOB_NAME_MAX = 63  # SageMaker's rule for every job, model and config name: smra
 JOB_NAME_PREFIX = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9-]*")
 # A state machine's name, which also names its roles (<name>-workflow: IAM's 64 characters at most)
 STATE_MACHINE_NAME = re.compile(r"[a-zA-Z0-9_-]{1,55}")
+# Folders of letters, digits, '.', '_' and '-' (none starting with '.'), joined by single slashes
+OUTPUT_PREFIX = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
+OUTPUT_PREFIX_MAX = 512  # with the execution's name and the layout's keys, within S3's 1024 bytes
 SCHEDULED_EXECUTION_NAME = 36  # EventBridge names each execution it starts with a UUID
 # What Step Functions answers, as AccessDenied or InvalidArn, until a new role has propagated through IAM
 ROLE_NOT_YET_ASSUMABLE = "is authorized to assume the provided role"
@@ -67,9 +80,12 @@ def _trust(service: str) -> dict[str, Any]:
 
 
 def workflow_policy(names: Names, execution_input: dict[str, Any], glue_job: str = "") -> dict[str, Any]:
-    """What the state machine may do: the jobs, model, config and endpoint its executions name, nothing
-    else (List actions take no resource: that one is `*`). SageMaker lowercases names inside its ARNs."""
+    """What the state machine may do: the jobs, model, config, model package and endpoint its executions
+    name, and the evaluation.json they read, nothing else (List actions take no resource: that one is
+    `*`). `execution_input` with its defaults. SageMaker lowercases names inside its ARNs."""
     prefix = execution_input["JobNamePrefix"].lower()
+    group = execution_input["ModelPackageGroupName"].lower()
+    outputs = f"arn:aws:s3:::{execution_input['OutputBucket']}/{execution_input['OutputPrefix']}/*"
 
     def sm(kind: str, name: str) -> str:
         return names.arn("sagemaker", f"{kind}/{name}")
@@ -109,6 +125,23 @@ def workflow_policy(names: Names, execution_input: dict[str, Any], glue_job: str
         },
         {"Sid": "FindEndpoint", "Effect": "Allow", "Action": ["sagemaker:ListEndpoints"], "Resource": "*"},
         {
+            "Sid": "Register",
+            "Effect": "Allow",
+            "Action": ["sagemaker:CreateModelPackage"],
+            "Resource": [sm("model-package-group", group), sm("model-package", f"{group}/*")],
+        },
+        {
+            # ReadEvaluation reads evaluation.json; SageMaker may check the model and the statistics a
+            # model package names with the caller's permissions
+            "Sid": "ReadArtifacts",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": [
+                f"{outputs}/{statemachine.EVALUATION_KEY}",
+                f"{outputs}/{statemachine.LAYOUT['model']}/*",
+            ],
+        },
+        {
             "Sid": "PassTheJobRole",
             "Effect": "Allow",
             "Action": "iam:PassRole",
@@ -147,8 +180,82 @@ def check_input(execution_input: dict[str, Any]) -> None:
     missing = [k for k in statemachine.REQUIRED_INPUT if k not in execution_input]
     if missing:
         raise UserError(f"the execution input lacks {', '.join(missing)}")
-    validation.threshold(execution_input["Threshold"], "Threshold")
+    if "Threshold" in execution_input:
+        validation.threshold(execution_input["Threshold"], "Threshold")
+    if "ModelPackageGroupName" in execution_input:
+        validation.group_name(execution_input["ModelPackageGroupName"], "ModelPackageGroupName")
     _check_job_name_prefix(execution_input["JobNamePrefix"])
+    _check_output(execution_input["OutputBucket"], execution_input["OutputPrefix"])
+
+
+def _check_output(bucket: Any, prefix: Any) -> None:
+    """The definition builds URIs and keys as s3://<OutputBucket>/<OutputPrefix>/<execution>/..."""
+    if not isinstance(bucket, str) or not BUCKET.fullmatch(bucket):
+        raise UserError(
+            f"OutputBucket {bucket!r} is not an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-'"
+        )
+    if not isinstance(prefix, str) or len(prefix) > OUTPUT_PREFIX_MAX or not OUTPUT_PREFIX.fullmatch(prefix):
+        raise UserError(
+            f"OutputPrefix {prefix!r} is not a key prefix: at most {OUTPUT_PREFIX_MAX} characters, folders "
+            "of letters, digits, '.', '_' and '-' joined by single '/', without a leading or trailing '/'"
+        )
+
+
+def read_schema(s3: Any, schema_uri: Any) -> Schema:
+    """The table's schema: schema.json in the input's SchemaUri folder, as the Ingest and Preprocess jobs
+    will read it."""
+    uri = validation.text(schema_uri, "SchemaUri")
+    bucket, _, folder = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not BUCKET.fullmatch(bucket):
+        raise UserError(f"SchemaUri {uri!r} is not an S3 folder: s3://<bucket>/<folder>/")
+    key = f"{folder.rstrip('/')}/{SCHEMA_FILE}".lstrip("/")
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("NoSuchKey", "NoSuchBucket"):
+            raise
+        raise UserError(
+            f"SchemaUri {uri}: no s3://{bucket}/{key} ({exc.response['Error']['Code']}): upload the table's "
+            f"schema there (`smray run aws --schema` uploads it under s3://<bucket>/smray/schemas/<name>/)"
+        ) from None
+    source = f"s3://{bucket}/{key}"
+    try:
+        raw = json.loads(body)
+    except ValueError as exc:
+        raise UserError(f"{source} is not JSON: {exc}") from None
+    return schema_mod.parse(raw, source)
+
+
+def gate_of(table: Schema, gate_text: str, execution_input: dict[str, Any]) -> GateRule:
+    """The deployed gate: `gate_text` (default: the task's) with the input's Threshold where it has one;
+    a threshold the metric can never reach is refused (each metric where higher is better is at most 1)."""
+    threshold = execution_input.get("Threshold")
+    workflow.refuse_two_thresholds(table.task, gate_text, threshold, ("--gate", "Threshold"))
+    rule = workflow.gate_rule(table.task, gate_text, threshold)
+    if rule.higher_is_better and rule.threshold > 1:
+        raise UserError(
+            f"the gate {rule} can never pass: a {table.task.value} model's {rule.metric} is at most 1 "
+            "(set Threshold, or --gate, to a number up to 1)"
+        )
+    return rule
+
+
+def with_defaults(execution_input: dict[str, Any], rule: GateRule, table: Schema) -> dict[str, Any]:
+    """The input as the definition's Defaults state completes it."""
+    return {**statemachine.input_defaults(rule, table.name), **execution_input}
+
+
+def ensure_group(sagemaker: Any, group: str, table: Schema) -> str:
+    """The model package group the workflow registers into, created when missing; returns its ARN."""
+    try:
+        return sagemaker.describe_model_package_group(ModelPackageGroupName=group)["ModelPackageGroupArn"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ValidationException":  # SageMaker's "does not exist"
+            raise
+    return sagemaker.create_model_package_group(
+        ModelPackageGroupName=group,
+        ModelPackageGroupDescription=f"smray: {table.task.value} models of the table {table.name}",
+    )["ModelPackageGroupArn"]
 
 
 def longest_job_name_prefix() -> int:
@@ -179,24 +286,31 @@ def _ensure_role(iam: Any, name: str, service: str, policy: dict[str, Any]) -> s
 
 
 def deploy(
-    clients: dict[str, Any],  # boto3 clients: iam, stepfunctions, events
+    clients: dict[str, Any],  # boto3 clients: iam, stepfunctions, events, s3, sagemaker
     names: Names,
     schedule: str,
     execution_input: dict[str, Any],
     glue_job: str = "",
     spot_max_wait_s: int = 0,
+    gate_text: str = "",
 ) -> dict[str, str]:
-    """Creates or updates the roles, the state machine and the schedule; returns their ARNs."""
-    parse_schedule(schedule)  # EventBridge's own rules, checked before anything is created
+    """Creates or updates the model package group, the roles, the state machine and the schedule;
+    returns their ARNs. Everything is checked before anything is created."""
+    train_contract.check_max_wait(spot_max_wait_s)
+    parse_schedule(schedule)  # EventBridge's own rules
     check_input(execution_input)
-    definition = statemachine.render(glue_job, spot_max_wait_s)  # checks --spot-max-wait
+    table = read_schema(clients["s3"], execution_input["SchemaUri"])
+    rule = gate_of(table, gate_text, execution_input)
+    complete = with_defaults(execution_input, rule, table)
+    definition = statemachine.render(glue_job, spot_max_wait_s, rule, table.name)
     iam, sfn, events = clients["iam"], clients["stepfunctions"], clients["events"]
+    group = ensure_group(clients["sagemaker"], complete["ModelPackageGroupName"], table)
     workflow_role = _ensure_role(
-        iam, names.workflow_role, "states.amazonaws.com", workflow_policy(names, execution_input, glue_job)
+        iam, names.workflow_role, "states.amazonaws.com", workflow_policy(names, complete, glue_job)
     )
     arn = _put_state_machine(sfn, names, definition, workflow_role)
     schedule_role = _ensure_role(iam, names.schedule_role, "events.amazonaws.com", schedule_policy(names))
-    rule = events.put_rule(
+    rule_arn = events.put_rule(
         Name=names.rule,
         ScheduleExpression=schedule,
         State="ENABLED",
@@ -209,8 +323,9 @@ def deploy(
         ],
     )
     return {
+        "model_package_group": group,
         "state_machine": arn,
-        "rule": rule,
+        "rule": rule_arn,
         "workflow_role": workflow_role,
         "schedule_role": schedule_role,
     }
