@@ -6,6 +6,9 @@ and each process's peak memory (for the mode: its driver, where the table must n
     .venv/bin/python bench/preprocess_scale.py [--rows 1000000] [--versions 2]
 
 `--versions 2` ingests the table twice with changed values, so half of the versions are history.
+`--task binary` preprocesses the generated churn table instead (text features and labels, empty cells;
+the plain side codes categories and labels as pandas does), and with `--as-numbers` its twin of numbers
+only (each text a code; the same rows and columns): text against numbers, per value.
 """
 
 from __future__ import annotations
@@ -28,48 +31,64 @@ sys.path.insert(0, str(ROOT))
 GROUP = "housing"
 
 
-def build_store(store: Path, rows: int, versions: int) -> None:
+def table(task: str, rows: int, as_numbers: bool = False):
+    """The generated table of `task` and its schema (with `as_numbers`, its twin of numbers only)."""
     from smray import schema as schema_mod
-    from smray.feature_store.backends import StoreSpec
-    from smray.feature_store.definition import FeatureGroupDefinition
     from smray.workstation import datagen
 
-    schema = schema_mod.housing()
+    kind = datagen.TABLES[task]
+    schema = schema_mod.parse(kind.schema) if kind.schema else schema_mod.housing()
+    frame = kind.frame(rows, seed=5)
+    return datagen.as_numbers(frame, schema) if as_numbers else (frame, schema)
+
+
+def build_store(store: Path, rows: int, versions: int, task: str, as_numbers: bool) -> None:
+    from smray import tables
+    from smray.feature_store.backends import StoreSpec
+    from smray.feature_store.definition import FeatureGroupDefinition
+
+    raw, schema = table(task, rows, as_numbers)
     spec = StoreSpec("local", str(store), "", "")
     group = spec.ensure_group(FeatureGroupDefinition.from_schema(GROUP, schema))
     spec.local().save_schema(GROUP, schema)
-    frame = datagen.housing_frame(rows, seed=5)
+    frame = raw[[schema.record_id]].join(tables.values(raw, schema, "generated"))  # as ingest reads it
     frame[schema.event_time] = time.time() - 3600
+    change = schema.numeric_columns[0]  # the target, or a feature of a classification table
     for version in range(versions):
         changed = frame.assign(
-            **{
-                schema.target: frame[schema.target] + version,
-                schema.event_time: frame[schema.event_time] + version,
-            }
+            **{change: frame[change] + version, schema.event_time: frame[schema.event_time] + version}
         )
         spec.write(group, changed, 200_000, True)
 
 
 def plain(store: Path, out: Path) -> int:
     """The floor: the same steps in one pandas process."""
-    from smray import schema as schema_mod
-    from smray.entrypoints.modes.preprocess import split_of
+    import numpy as np
+
+    from smray.entrypoints.modes.preprocess import numeric_features, split_of
     from smray.feature_store.local import LocalFeatureStore
     from smray.feature_store.record_state import latest_versions
 
     local = LocalFeatureStore(store)
     group = local.describe(GROUP)
-    schema = schema_mod.housing()
+    schema = local.schema(GROUP)
     history = pd.concat([pd.read_parquet(f) for f in local.committed_files(group)], ignore_index=True)
     latest = latest_versions(history, group.record_id, group.event_time)
     split = split_of(latest[group.record_id], 42, [0.6, 0.2, 0.2]).to_numpy()
-    values = latest[schema.value_columns].astype("float64")
+    values = latest[schema.value_columns].reset_index(drop=True)
     train = values[split == "train"]
-    mean, std = train[schema.feature_names].mean(), train[schema.feature_names].std(ddof=0)
-    values[schema.feature_names] = (values[schema.feature_names] - mean) / std.replace(0, 1)
+    numeric = numeric_features(schema)
+    mean, std = train[numeric].mean(), train[numeric].std(ddof=0)
+    values[numeric] = (values[numeric].astype("float64") - mean) / std.replace(0, 1)
+    for column in schema.text_columns:  # codes of the train split's values; NaN for others
+        codes = pd.Index(sorted(train[column].dropna().unique())).get_indexer(values[column])
+        values[column] = np.where(codes < 0, np.nan, codes)
+    values = values.astype("float64")
     for name in ("train", "validation", "test"):
         (out / name).mkdir(parents=True)
-        values[split == name].to_parquet(out / name / "part.parquet", index=False)
+        values[(split == name) & values[schema.target].notna().to_numpy()].to_parquet(
+            out / name / "part.parquet", index=False
+        )
     return len(latest)
 
 
@@ -115,6 +134,8 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--versions", type=int, default=2)
+    parser.add_argument("--task", choices=("regression", "binary", "multiclass"), default="regression")
+    parser.add_argument("--as-numbers", action="store_true", help="its text columns as numbers (codes)")
     parser.add_argument("--one", choices=("plain", "mode"), help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -124,7 +145,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
         print(f"building a store of {args.rows:,} records x {args.versions} versions ...", flush=True)
-        build_store(store, args.rows, args.versions)
+        build_store(store, args.rows, args.versions, args.task, args.as_numbers)
         results = {}
         for kind in ("plain", "mode"):
             out = subprocess.run(
@@ -135,13 +156,20 @@ def main() -> None:
             ).stdout
             results[kind] = json.loads(out.strip().splitlines()[-1])
     floor = results["plain"]["seconds"]
-    print(f"\npreprocess, {args.rows:,} records x {args.versions} versions, one host, {os.cpu_count()} cores")
-    print(f"{'':<34}{'seconds':>9}  {'rows/s':>10}  {'vs plain':>8}  {'peak MiB':>9}")
+    _, schema = table(args.task, 1, args.as_numbers)
+    per_row = len(schema.value_columns)  # values: cells of the target and the features
+    name = f"{args.task} table{' as numbers' if args.as_numbers else ''}"
+    print(
+        f"\npreprocess, {args.rows:,} records x {args.versions} versions of the {name} "
+        f"({len(schema.text_columns)} of {per_row} value columns text), one host, {os.cpu_count()} cores"
+    )
+    print(f"{'':<34}{'seconds':>9}  {'rows/s':>10}  {'values/s':>11}  {'vs plain':>8}  {'peak MiB':>9}")
     for kind, label in (("plain", "plain pandas, one process"), ("mode", "preprocess mode (driver)")):
         r = results[kind]
         assert r["records"] == results["plain"]["records"], results
+        rate = r["records"] / r["seconds"]
         print(
-            f"{label:<34}{r['seconds']:>9.2f}  {r['records'] / r['seconds']:>10,.0f}  "
+            f"{label:<34}{r['seconds']:>9.2f}  {rate:>10,.0f}  {rate * per_row:>11,.0f}  "
             f"{r['seconds'] / floor:>7.2f}x  {r['peak_mib']:>9,.0f}"
         )
 

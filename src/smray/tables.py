@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from smray.errors import UserError
 from smray.schema import FeatureType, Schema
+from smray.transform import as_text
 
 log = logging.getLogger(__name__)
 
@@ -59,57 +60,71 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], source: Path | 
         )
 
 
-def numeric(
-    frame: pd.DataFrame, schema: Schema, source: Path | str, row_offset: int = 2, scaled: bool = False
-) -> pd.DataFrame:
-    """The schema's value columns as numbers: a non-numeric cell, a fractional value in an integral
-    feature or a missing target is an error naming the first offending row. The frame's index holds the
-    0-based row position in its file; reported rows count the CSV header as line 1 (row_offset 2).
-    `scaled` data (standardized by preprocess) has no integral columns any more. Numbers that are not
-    finite (`inf`, `nan`, `1e400`) come through as inf or NaN: `not_finite` finds them for the rules."""
+def values(frame: pd.DataFrame, schema: Schema, source: Path | str, row_offset: int = 2) -> pd.DataFrame:
+    """The schema's value columns as the steps read them. A numeric column (`schema.numeric_columns`) as
+    float64: an empty cell is NaN, a number that is not finite comes through as inf or NaN (`not_finite`
+    tells them from empty cells); a non-numeric cell or a fractional value in an integral feature is an
+    error naming the first offending row. A text column (a string feature, a classification target) as
+    text (`transform.as_text`: None where empty, a label read as 1.0 is the label "1"); any value is text.
+    The frame's index holds the 0-based row position in its file; reported rows count the CSV header as
+    line 1 (row_offset 2). A missing target is no error here: it breaks the rule "<target> present"
+    (`quality`)."""
     require_columns(frame, schema.value_columns, source)
-    columns: dict[str, np.ndarray] = {}
-    kinds = {f.name: f.type for f in schema.features}
+    numbers = set(schema.numeric_columns)
+    integral = {f.name for f in schema.features if f.type is FeatureType.INTEGRAL}
+    columns: dict[str, np.ndarray | pd.Series] = {}
     for column in schema.value_columns:
-        raw = frame[column]
-        if _is_number(raw):  # a Parquet column of numbers: nothing in it can be non-numeric
-            values = raw.to_numpy(dtype="float64", na_value=np.nan)
+        if column in numbers:
+            columns[column] = _numbers(frame, column, source, row_offset, column in integral)
         else:
-            values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-            nan = np.isnan(values)
-            bad = nan & raw.notna().to_numpy() & ~_nan_word(raw, nan)
-            if bad.any():
-                first = _first(frame.index, bad)
-                raise UserError(
-                    f"{source}: column {column} has a non-numeric value {raw[first]!r} at row "
-                    f"{first + row_offset} ({int(bad.sum())} such rows)"
-                )
-        integral = kinds.get(column) is FeatureType.INTEGRAL and not scaled
-        if integral and not pd.api.types.is_integer_dtype(raw.dtype):
-            fractional = np.isfinite(values) & (values != np.floor(values))
-            if fractional.any():
-                first = _first(frame.index, fractional)
-                raise UserError(
-                    f"{source}: integral column {column} has the fractional value {raw[first]} at row "
-                    f"{first + row_offset}"
-                )
-        columns[column] = values
-    nan_target = np.isnan(columns[schema.target])
-    missing_target = nan_target & ~_nan_word(frame[schema.target], nan_target)
-    if missing_target.any():
-        first = _first(frame.index, missing_target)
-        raise UserError(
-            f"{source}: target {schema.target} is missing (NaN) at row {first + row_offset} "
-            f"({int(missing_target.sum())} such rows)"
-        )
+            columns[column] = as_text(frame[column])
     return pd.DataFrame(columns, index=frame.index)
 
 
+def _numbers(
+    frame: pd.DataFrame, column: str, source: Path | str, row_offset: int, integral: bool
+) -> np.ndarray:
+    """One numeric column's values as float64 (`values`)."""
+    raw = frame[column]
+    if _is_number(raw):  # a Parquet column of numbers: nothing in it can be non-numeric
+        numbers = raw.to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        nan = np.isnan(numbers)
+        bad = nan & raw.notna().to_numpy() & ~_nan_word(raw, nan)
+        if bad.any():
+            first = _first(frame.index, bad)
+            raise UserError(
+                f"{source}: column {column} has a non-numeric value {raw[first]!r} at row "
+                f"{first + row_offset} ({int(bad.sum())} such rows)"
+            )
+    if integral and not pd.api.types.is_integer_dtype(raw.dtype):
+        fractional = np.isfinite(numbers) & (numbers != np.floor(numbers))
+        if fractional.any():
+            first = _first(frame.index, fractional)
+            raise UserError(
+                f"{source}: integral column {column} has the fractional value {raw[first]} at row "
+                f"{first + row_offset}"
+            )
+    return numbers
+
+
+def empty(values: pd.DataFrame, not_finite: pd.DataFrame, column: str) -> np.ndarray:
+    """Per row: the column's cell was empty (a missing value; a number that is not finite is not one)."""
+    found = values[column].isna().to_numpy()
+    if column in not_finite:
+        return found & ~not_finite[column].to_numpy()
+    return found
+
+
 def not_finite(values: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFrame:
-    """Per cell: a number that is not finite (inf, or NaN written as a number: an empty cell is a missing
+    """Per cell of each numeric column of `values` (as `values` reads them; text columns have no such
+    cells): a number that is not finite (inf, or NaN written as a number: an empty cell is a missing
     value, not a NaN)."""
     found = {}
     for column in values.columns:
+        if not _is_number(values[column]):
+            continue
         numbers = values[column].to_numpy()
         found[column] = np.isinf(numbers) | _nan_word(raw[column], np.isnan(numbers))
     return pd.DataFrame(found, index=values.index)

@@ -146,10 +146,6 @@ GOOD = "490098,2008,3063.6,2,1.0,1.37,2,0,0\n"
         ({"a.csv": ""}, "is empty"),
         ({"a.csv": HEADER}, "has a header but no rows"),
         (
-            {"a.csv": HEADER + GOOD + ",2008,3063.6,2,1.0,1.37,2,0,0\n"},
-            "target PRICE is missing (NaN) at row 3",
-        ),
-        (
             {"a.csv": HEADER + GOOD + "490098,2008.5,3063.6,2,1.0,1.37,2,0,0\n"},
             "integral column YEAR_BUILT has the fractional value 2008.5 at row 3",
         ),
@@ -186,6 +182,15 @@ def test_fail_policy_stops_the_step(ray_cluster, tmp_path):
         UserError, match=r"1 row\(s\) break the rule PRICE >= 0 \(policy: fail\); first at row 3"
     ):
         ingest.run(local(), options(tmp_path, tmp_path / "raw", schema=schema_file))
+
+
+def test_a_row_without_a_target_is_set_aside_and_counted_not_a_failed_step(ray_cluster, tmp_path):
+    write(tmp_path / "raw" / "a.csv", HEADER + GOOD + ",2008,3063.6,2,1.0,1.37,2,0,0\n" + GOOD)
+    ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+    summary = json.loads((tmp_path / "report.json").read_text())
+    assert (summary["rows_read"], summary["quarantined"], summary["written"]) == (3, 1, 2)
+    quarantined = pd.read_parquet(tmp_path / "quarantine")
+    assert quarantined[["source_row", "violated_rules"]].values.tolist() == [[3, "PRICE present"]]
 
 
 def test_an_integer_id_in_a_parquet_file_is_the_record_its_text_names_in_a_csv(ray_cluster, tmp_path):

@@ -8,6 +8,7 @@ import threading
 from http.server import ThreadingHTTPServer
 
 import boto3
+import pandas as pd
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -111,3 +112,30 @@ def test_lost_records_fail_the_step_and_are_counted(group, tmp_path):
     with pytest.raises(UserError, match=r"3 of 100 records were not written .* \(ValidationError: 3\)"):
         ingest.run(local(), options(tmp_path))
     assert not (tmp_path / "report.json").exists()
+
+
+def test_a_table_of_text_features_and_labels_is_put_as_strings(cluster, tmp_path):
+    """The generated churn table (text features, empty cells, yes/no labels): its group's String types,
+    and each record's text as written, a missing value left out of the record."""
+    FakeRuntime.attempts, FakeRuntime.stored, FakeRuntime.reject = {}, {}, set()
+    generated = datagen.generate(tmp_path / "raw", rows=300, files=1, fmt="csv", seed=4, task="binary")
+    churn = schema.load(generated.schema)
+    boto3.client("sagemaker").create_feature_group(
+        FeatureGroupName="churn",
+        RecordIdentifierFeatureName="record_id",
+        EventTimeFeatureName="event_time",
+        FeatureDefinitions=FeatureGroupDefinition.from_schema("churn", churn).feature_definitions(),
+        OnlineStoreConfig={"EnableOnlineStore": True},
+        OfflineStoreConfig={"S3StorageConfig": {"S3Uri": "s3://offline/fs"}},
+        RoleArn=ROLE,
+    )
+    ingest.run(local(), options(tmp_path, schema=generated.schema, feature_group="churn"))
+    table = pd.read_csv(generated.files[0], dtype=str, keep_default_na=False).set_index("record_id")
+    stored = {r["record_id"]: r for r in FakeRuntime.stored["churn"]}
+    assert len(stored) == 300
+    for rid, record in stored.items():
+        row = table.loc[rid]
+        assert {k: v for k, v in record.items() if k in ("churned", "state", "plan")} == {
+            k: row[k] for k in ("churned", "state", "plan") if row[k] != ""
+        }
+    assert any("state" not in r for r in stored.values())  # an empty cell: no feature in the record

@@ -10,6 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import boto3
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -128,6 +130,35 @@ def test_put_retries_throttling_and_writes_every_record(aws):
     stored = FakeRuntime.stored["housing"]
     assert sorted(int(r["record_id"]) for r in stored) == list(range(300))
     assert stored[0]["YEAR_BUILT"].isdigit()
+
+
+def test_string_features_and_labels_are_strings_and_a_missing_value_is_left_out(aws):
+    churn = schema.parse(
+        {
+            "name": "churn",
+            "target": "churned",
+            "task": "binary",
+            "features": [{"name": "state", "type": "string"}, {"name": "calls", "type": "integral"}],
+        }
+    )
+    group = aws.ensure_group(FeatureGroupDefinition.from_schema("churn", churn), "s3://offline/fs", ROLE)
+    described = aws.sagemaker.describe_feature_group(FeatureGroupName="churn")["FeatureDefinitions"]
+    assert {d["FeatureName"]: d["FeatureType"] for d in described}["state"] == "String"
+    assert group.value_types() == {"churned": "String", "state": "String", "calls": "Integral"}
+    frame = pd.DataFrame(
+        {
+            "record_id": ["1", "2", "4"],
+            "event_time": 5.0,
+            "churned": pd.array(["yes", "no", "1"], dtype="str"),
+            "state": pd.Series(["CA", None, "nan"], dtype=object),  # "nan" is a state's text, not missing
+            "calls": [2.0, np.nan, 0.0],
+        }
+    )
+    assert aws.put(group, frame).written == 3
+    stored = {r["record_id"]: r for r in FakeRuntime.stored["churn"]}
+    assert stored["1"] == {"record_id": "1", "event_time": "5", "churned": "yes", "state": "CA", "calls": "2"}
+    assert stored["2"] == {"record_id": "2", "event_time": "5", "churned": "no"}  # missing: left out
+    assert stored["4"]["state"] == "nan" and stored["4"]["churned"] == "1"
 
 
 def test_records_that_fail_for_good_are_counted(aws):

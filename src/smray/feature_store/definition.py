@@ -10,7 +10,11 @@ from typing import Any
 from smray.errors import UserError
 from smray.schema import FeatureType, Schema
 
-SAGEMAKER_TYPES = {FeatureType.INTEGRAL: "Integral", FeatureType.FRACTIONAL: "Fractional"}
+SAGEMAKER_TYPES = {
+    FeatureType.INTEGRAL: "Integral",
+    FeatureType.FRACTIONAL: "Fractional",
+    FeatureType.STRING: "String",
+}
 
 
 @dataclass(frozen=True)
@@ -18,7 +22,8 @@ class FeatureGroupDefinition:
     name: str
     record_id: str
     event_time: str
-    # value column -> SageMaker type, in schema order (target first); the id is String, the time Fractional
+    # value column -> SageMaker type, in schema order (target first); the id is String, the time Fractional.
+    # Numeric-only schemas give the definition an earlier smray made: their groups still match.
     values: tuple[tuple[str, str], ...]
     offline_uri: str = ""
     created: str = field(default="", compare=False)
@@ -26,7 +31,9 @@ class FeatureGroupDefinition:
     @classmethod
     def from_schema(cls, name: str, schema: Schema) -> FeatureGroupDefinition:
         features = tuple((f.name, SAGEMAKER_TYPES[f.type]) for f in schema.features)
-        values = ((schema.target, "Fractional"), *features)
+        # A regression target is a number; a classification's labels are text, whatever they look like.
+        target = "String" if schema.task.classification else "Fractional"
+        values = ((schema.target, target), *features)
         return cls(name=name, record_id=schema.record_id, event_time=schema.event_time, values=values)
 
     def value_types(self) -> dict[str, str]:

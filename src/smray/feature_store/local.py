@@ -3,7 +3,8 @@
 - Offline store: exactly SageMaker's layout, so the same readers work on both:
   `<root>/<account>/sagemaker/<region>/offline-store/<group>-<creation epoch>/data/year=YYYY/month=MM/
   day=DD/hour=HH/<YYYYMMDDTHHMMSSZ>_<16 alphanumerics>.parquet`, partitioned by event time, with the extra
-  columns write_time, api_invocation_time and is_deleted.
+  columns write_time, api_invocation_time and is_deleted. Numbers as numbers, a String column (a string
+  feature, a classification's labels) as Arrow strings, a missing value as null, as SageMaker writes them.
 - Online store: the latest record per id, by SageMaker's rule: a record whose event time is older than
   the stored one goes to the offline store only. It holds each record's key (event time, digest of the
   values); `get_record` reads the values from that version's offline row, so a batch is written once.
@@ -534,7 +535,7 @@ class LocalFeatureStore:
             write_time=pd.Timestamp(now), api_invocation_time=pd.Timestamp(now), is_deleted=deleted
         )
         hours = (rows[group.event_time].to_numpy(dtype="float64") // 3600).astype("int64")
-        table = pa.Table.from_pandas(rows, preserve_index=False)
+        table = _with_text_columns(pa.Table.from_pandas(rows, preserve_index=False), group)
         order = None
         if (np.diff(hours) < 0).any():  # not in time order already (one hour, or sorted input, is)
             first = hours.min()
@@ -651,4 +652,14 @@ def _write_parquet(files: list[_ParquetFile]) -> None:
             done.result()
 
 
-_PANDAS_TYPES = {"Integral": "float64", "Fractional": "float64", "String": "object"}
+def _with_text_columns(table: pa.Table, group: FeatureGroupDefinition) -> pa.Table:
+    """The group's String columns as Arrow strings, as SageMaker's offline store has them (pandas' text is
+    large_string, and a column missing in every row of a batch would be of no type at all)."""
+    for name, kind in group.value_types().items():
+        at = table.schema.get_field_index(name)
+        if kind == "String" and table.schema.field(at).type != pa.string():
+            table = table.set_column(at, name, table[name].cast(pa.string()))
+    return table
+
+
+_PANDAS_TYPES = {"Integral": "float64", "Fractional": "float64", "String": "str"}

@@ -25,8 +25,15 @@ _AFTER = 0.001  # a record revived after a deletion takes at least the deletion'
 
 
 def record_digests(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """A 64-bit digest of each row's values (as float64): equal values, equal digest."""
-    values = frame[columns].astype("float64")
+    """A 64-bit digest of each row's values: equal values, equal digest. Numbers as float64 (an integer
+    read from one file equals the float of another), text as text (string features, labels: a missing
+    value is no text, not even "None"); a column's kind is its dtype's."""
+    values = frame[columns]
+    text = [c for c in columns if not pd.api.types.is_numeric_dtype(values[c].dtype)]
+    if text:
+        values = values.astype({c: "str" if c in text else "float64" for c in columns})
+    else:  # as every smray before string features digested the values: stored digests stay valid
+        values = values.astype("float64")
     return pd.util.hash_pandas_object(values, index=False).to_numpy().view("int64")
 
 

@@ -45,7 +45,8 @@ class PutReport:
 
 
 def records(frame: pd.DataFrame, group: FeatureGroupDefinition) -> list[list[dict[str, str]]]:
-    """Rows as PutRecord's Record lists; a missing value is left out (the Feature Store allows that)."""
+    """Rows as PutRecord's Record lists: a number or a text (a String feature's) as its text; a missing
+    value (NaN, None) is left out, as the Feature Store wants it."""
     names = [group.record_id, group.event_time, *group.value_types()]
     out = []
     for row in frame[names].itertuples(index=False, name=None):
@@ -53,10 +54,14 @@ def records(frame: pd.DataFrame, group: FeatureGroupDefinition) -> list[list[dic
             [
                 {"FeatureName": n, "ValueAsString": _text(v)}
                 for n, v in zip(names, row, strict=True)
-                if not (isinstance(v, float) and math.isnan(v))
+                if not _missing(v)
             ]
         )
     return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _text(value: Any) -> str:

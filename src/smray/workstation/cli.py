@@ -72,9 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     gen = data_sub.add_parser(
         "generate",
-        help="synthetic housing data (seeded, any size, CSV or Parquet, split into files)",
-        description="Writes ROWS synthetic houses with the reference table's columns plus record_id and "
-        "event_time, generated file by file (10 million rows never sit in memory at once).",
+        help="synthetic tables: housing, churn, segments (seeded, any size, CSV or Parquet, in files)",
+        description="Writes ROWS synthetic rows plus record_id and event_time, generated file by file (10 "
+        "million rows never sit in memory at once): --task regression, houses with the reference table's "
+        "columns (the built-in schema); binary, customers who churned or not (yes/no), with text features "
+        "and empty cells; multiclass, customers' segments (four labels), likewise. A classification table's "
+        "schema is written beside its files as schema.json, for `smray run local --schema`.",
+    )
+    gen.add_argument(
+        "--task", choices=datagen.TASKS, default="regression", help="which table (default: regression)"
     )
     gen.add_argument("--rows", type=int, default=100_000)
     gen.add_argument("--files", type=int, default=4)
@@ -166,12 +172,19 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
     validation.folder(args.out, "--out")
     started = time.monotonic()
     result = datagen.generate(
-        args.out, rows=args.rows, files=args.files, fmt=args.format, seed=args.seed, with_ids=not args.no_ids
+        args.out,
+        rows=args.rows,
+        files=args.files,
+        fmt=args.format,
+        seed=args.seed,
+        with_ids=not args.no_ids,
+        task=args.task,
     )
     size = sum(f.stat().st_size for f in result.files)
+    schema = f"; its schema: {result.schema}" if result.schema else ""
     print(
         f"smray data generate: {result.rows:,} rows in {len(result.files)} {args.format} file(s) "
-        f"under {args.out} ({size / 1e6:.1f} MB, {time.monotonic() - started:.1f} s)"
+        f"under {args.out} ({size / 1e6:.1f} MB, {time.monotonic() - started:.1f} s){schema}"
     )
     return 0
 

@@ -8,6 +8,9 @@ has a disk of its own, whose upload would overwrite the others'), into SageMaker
 host for its share, in batches. The local store's commits are atomic and readable at once, so the next
 step cannot race the writes.
 
+Numbers are stored as numbers, text (string features, a classification target's labels) as text; an
+empty cell is a missing value, and a row without a target breaks the rule "<target> present" (`quality`).
+
 What the store holds afterwards, in one sentence: every record's latest content. Rows without an
 event-time column take this run's time; a record whose values did not change is not written again (it
 keeps its time); a changed record is a new version; in `snapshot` mode (the input is the whole table) a
@@ -165,7 +168,7 @@ def prepare_unit(
     raw = tables.read(path)
     if unit.parts > 1:
         raw = raw.iloc[unit.part :: unit.parts]
-    values = tables.numeric(raw, schema, path)
+    values = tables.values(raw, schema, path)
     if schema.record_id in raw.columns:
         record_ids = raw[schema.record_id]
         if record_ids.isna().any():

@@ -2,11 +2,14 @@
 
 Reads the committed files of the offline store, keeps the latest record per id as of a given time (a
 record deleted by then is gone), splits by the given fractions with a seeded hash of the record id (no
-global shuffle: on two cores Ray Data's 200-way hash shuffle cost 5-15 s for 2,000 rows), fits a
-StandardScaler (mean, population standard deviation) on the training split only, in one streaming pass,
-and applies it to all three. Writes each split as Parquet
-(and CSV with a header on request) and the fitted preprocessing (schema + scaler) as an artifact that
-travels with the model.
+global shuffle: on two cores Ray Data's 200-way hash shuffle cost 5-15 s for 2,000 rows), and learns in
+one streaming pass, from the train split only: a StandardScaler (mean, population standard deviation) of
+the numeric features, the categories of each string feature and, for a classification, the label set.
+Writes each split encoded (`Transform.apply`: standardized numbers, category codes, NaN for a missing
+value or an unseen category; the target a number or its label's position) as Parquet (and CSV with a
+header on request), and the fitted preprocessing (schema, scaler, categories, labels) as an artifact that
+travels with the model. A row without a target, or a validation or test row whose label the train split
+never had, cannot be trained on or scored: it is left out, and counted in the report and the step's line.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,7 +41,7 @@ from smray.feature_store.local import LocalFeatureStore
 from smray.feature_store.record_state import latest_versions
 from smray.ray_bootstrap.object_store import MIB
 from smray.schema import Schema
-from smray.transform import Scale, Transform
+from smray.transform import Scale, Transform, as_text, category_set, label_set
 
 if TYPE_CHECKING:
     import ray.data
@@ -126,10 +130,12 @@ def latest_live(
     *parts: pa.Table, schema: Schema, record_id: str, event_time: str, seed: int, fractions: list[float]
 ) -> pd.DataFrame:
     """One bucket's task: of every version of its records, each record's latest (a delete drops it),
-    as float features and target with the record's split."""
+    its numeric columns as float64 and its text columns (string features, labels) as text, with the
+    record's split."""
     versions = pa.concat_tables(parts, promote_options="permissive").to_pandas()
     latest = latest_versions(versions, record_id, event_time)
-    out = latest[schema.value_columns].astype("float64").reset_index(drop=True)
+    kinds = {c: "float64" for c in schema.numeric_columns} | {c: "str" for c in schema.text_columns}
+    out = latest[schema.value_columns].astype(kinds).reset_index(drop=True)
     out["split"] = split_of(latest[record_id], seed, fractions).to_numpy()
     return out
 
@@ -187,6 +193,106 @@ def moments(batch: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         mean = np.nanmean(values, axis=0) if len(values) else np.zeros(len(columns))
         m2 = np.nansum((values - mean) ** 2, axis=0)
     return pd.DataFrame({"column": columns, "n": n, "mean": mean, "m2": m2})
+
+
+# What `survey` finds, one row each: (split, kind, column, value, n, mean, m2). Kinds: a split's rows; its
+# rows without a target; its rows of one label (value); and of the train split only, a numeric feature's
+# moments and a string feature's category (value). `value` is "" where a kind has none (no label is "").
+ROWS, NO_TARGET, LABEL, MOMENTS, CATEGORY = "rows", "no_target", "label", "moments", "category"
+SURVEY_COLUMNS = ["split", "kind", "column", "value", "n", "mean", "m2"]
+
+
+def survey(batch: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """One batch's share of what preprocess learns in its one pass over the live records: per split its
+    rows, rows without a target and, for a classification, rows per label; of the train split only, the
+    numeric features' moments and the string features' categories. Small whatever the batch's size."""
+    target, split = schema.target, batch["split"]
+    found = [_survey_rows(ROWS, "", split.value_counts())]
+    if schema.task.classification:  # a label's rows; then those without a label (as_text's None)
+        counts = batch.groupby(["split", target], dropna=False, observed=True).size().reset_index(name="n")
+        counts["label"] = as_text(counts[target]).to_numpy()
+        labelled = counts.dropna(subset=["label"])
+        found.append(
+            pd.DataFrame(
+                {"split": labelled["split"], "kind": LABEL, "column": target, "value": labelled["label"]}
+            ).assign(n=labelled["n"].to_numpy())
+        )
+        found.append(
+            _survey_rows(NO_TARGET, target, counts[counts["label"].isna()].groupby("split")["n"].sum())
+        )
+    else:
+        found.append(_survey_rows(NO_TARGET, target, split[batch[target].isna()].value_counts()))
+    train = batch[split.to_numpy() == "train"]
+    found.append(moments(train, numeric_features(schema)).assign(split="train", kind=MOMENTS, value=""))
+    for feature in schema.categorical:
+        seen = as_text(pd.Series(train[feature].unique())).dropna()
+        found.append(
+            pd.DataFrame({"split": "train", "kind": CATEGORY, "column": feature, "value": seen, "n": 0})
+        )
+    out = pd.concat(found, ignore_index=True).reindex(columns=SURVEY_COLUMNS)
+    return out.astype({"split": "str", "kind": "str", "column": "str", "value": "str", "n": "int64"})
+
+
+def numeric_features(schema: Schema) -> list[str]:
+    """The features the scaler standardizes: all but the string ones."""
+    categorical = set(schema.categorical)
+    return [f for f in schema.feature_names if f not in categorical]
+
+
+def _survey_rows(kind: str, column: str, counts: pd.Series) -> pd.DataFrame:
+    """`survey` rows of one kind from counts per split."""
+    return pd.DataFrame(
+        {
+            "split": counts.index.astype(str),
+            "kind": kind,
+            "column": column,
+            "value": "",
+            "n": counts.to_numpy(),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What the survey of every batch tells: the fitted transform, and per split its live records and the
+    rows left out of it (without a target, or with a label the train split never had: neither can be
+    trained on nor scored)."""
+
+    transform: Transform
+    records: dict[str, int]
+    no_target: dict[str, int]
+    unseen_label: dict[str, int]
+
+    @property
+    def kept(self) -> dict[str, int]:
+        return {n: self.records[n] - self.no_target[n] - self.unseen_label[n] for n in SPLITS}
+
+
+def learn(found: pd.DataFrame, schema: Schema) -> Learned:
+    """The transform fitted on the train split's survey rows, and the splits' counts."""
+
+    def per_split(rows: pd.DataFrame) -> dict[str, int]:
+        sums = rows.groupby("split")["n"].sum()
+        return {name: int(sums.get(name, 0)) for name in SPLITS}
+
+    kind = found["kind"]
+    scale = merge_moments(found[kind == MOMENTS], numeric_features(schema))
+    categories = {
+        f: category_set(found["value"][(kind == CATEGORY) & (found["column"] == f)])
+        for f in schema.categorical
+    }
+    labels: tuple[str, ...] = ()
+    unseen = dict.fromkeys(SPLITS, 0)
+    if schema.task.classification:
+        labelled = found[kind == LABEL]
+        labels = label_set(labelled["value"][labelled["split"] == "train"], schema.task, schema.positive)
+        unseen = per_split(labelled[~labelled["value"].isin(labels)])
+    return Learned(
+        transform=Transform(schema, scale, categories, labels),
+        records=per_split(found[kind == ROWS]),
+        no_target=per_split(found[kind == NO_TARGET]),
+        unseen_label=unseen,
+    )
 
 
 def merge_moments(parts: pd.DataFrame, columns: list[str]) -> dict[str, Scale]:
@@ -251,50 +357,83 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # same input, same files
     in_process_bytes = opts.in_process_mib * MIB
     records = live_records(files, schema, group, as_of, opts.seed, fractions, in_process_bytes).materialize()
-    live = records.count()
-    log.info("preprocess: %d live records selected in %.1f s", live, time.monotonic() - started)
+    found = records.map_batches(survey, batch_format="pandas", fn_kwargs={"schema": schema}).to_pandas()
+    live = int(found["n"][found["kind"] == ROWS].sum()) if len(found) else 0
+    log.info("preprocess: %d live records selected and surveyed in %.1f s", live, time.monotonic() - started)
     if live == 0:
         raise UserError(f"feature group {group.name} has no live records as of {_iso(as_of)}")
-    splits = {name: records.filter(expr=col("split") == name).drop_columns(["split"]) for name in SPLITS}
-    counts = {name: split.count() for name, split in splits.items()}
-    empty = [name for name, count in counts.items() if count == 0]
-    if empty:
-        raise UserError(f"{live} records are too few to split {fractions}: {', '.join(empty)} would be empty")
-    parts = (
-        splits["train"]
-        .map_batches(moments, batch_format="pandas", fn_kwargs={"columns": schema.feature_names})
-        .to_pandas()
-    )
-    transform = Transform(schema, merge_moments(parts, schema.feature_names))
-    for name, split in splits.items():
-        scaled = split.map_batches(_scale, batch_format="pandas", fn_kwargs={"transform": transform})
-        scaled.write_parquet(str(opts.output / name), min_rows_per_file=1_000_000)
+    learned = learn(found, schema)
+    _require_every_split(learned, live, fractions)
+    transform = learned.transform
+    for name in SPLITS:
+        split = records.filter(expr=col("split") == name).drop_columns(["split"])
+        encoded = split.map_batches(_encode, batch_format="pandas", fn_kwargs={"transform": transform})
+        encoded.write_parquet(str(opts.output / name), min_rows_per_file=1_000_000)
         if opts.csv:
-            scaled.write_csv(str(opts.output / f"{name}-csv"), min_rows_per_file=1_000_000)
+            encoded.write_csv(str(opts.output / f"{name}-csv"), min_rows_per_file=1_000_000)
     transform.save(opts.transform_output)
     report = {
         "feature_group": group.name,
         "as_of": _iso(as_of),
         "records": live,
-        "splits": counts,
+        "splits": learned.kept,
+        "left_out": {"no_target": learned.no_target, "unseen_label": learned.unseen_label},
         "seed": opts.seed,
         "scaler": transform.to_dict()["scaler"],
+        "categories": {f: len(c) for f, c in transform.categories.items()},
+        "labels": list(transform.labels),
         "seconds": round(time.monotonic() - started, 3),
     }
     opts.report.parent.mkdir(parents=True, exist_ok=True)
     opts.report.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    print(
-        f"preprocess: {live} live records as of {_iso(as_of)} -> "
-        + ", ".join(f"{k} {v}" for k, v in counts.items())
-        + f"; scaler fitted on train; {report['seconds']:.1f} s",
-        flush=True,
+    print(format_summary(report), flush=True)
+
+
+def _require_every_split(learned: Learned, live: int, fractions: list[float]) -> None:
+    empty = [name for name, count in learned.records.items() if count == 0]
+    if empty:
+        raise UserError(f"{live} records are too few to split {fractions}: {', '.join(empty)} would be empty")
+    left = [name for name, count in learned.kept.items() if count == 0]
+    if left:
+        raise UserError(
+            f"no rows of the {', '.join(left)} split(s) are left: their rows have no target or a label the "
+            f"train split never had (labels: {_few(learned.transform.labels)})"
+        )
+
+
+def format_summary(report: dict) -> str:
+    """The step's line: the splits, what was left out of them and why, what was learned."""
+    splits = ", ".join(f"{k} {v}" for k, v in report["splits"].items())
+    left = [
+        f"{n} {split} row(s) {why}"
+        for key, why in (("no_target", "without a target"), ("unseen_label", "with a label train never had"))
+        for split, n in report["left_out"][key].items()
+        if n
+    ]
+    learned = ["scaler fitted on train"]
+    if report["categories"]:
+        shown = ", ".join(f"{f} {n}" for f, n in report["categories"].items())
+        learned.append(f"categories ({shown})")
+    if report["labels"]:
+        learned.append(f"labels {_few(report['labels'])}")
+    return (
+        f"preprocess: {report['records']} live records as of {report['as_of']} -> {splits}"
+        + (f"; left out: {', '.join(left)}" if left else "")
+        + f"; {', '.join(learned)}; {report['seconds']:.1f} s"
     )
 
 
-def _scale(batch: pd.DataFrame, transform: Transform) -> pd.DataFrame:
-    features = transform.schema.feature_names
-    batch[features] = transform.apply(batch[features])
-    return batch
+def _few(names: list[str] | tuple[str, ...], shown: int = 10) -> str:
+    more = f", ... ({len(names)} in all)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _encode(batch: pd.DataFrame, transform: Transform) -> pd.DataFrame:
+    """A batch as the model reads it: features encoded, the target a number (a label's position). A row
+    without a target, or with a label the train split never had, is left out (`learn` counted it)."""
+    out = transform.apply(batch)
+    out[transform.schema.target] = transform.encode_target(batch[transform.schema.target])
+    return out[out[transform.schema.target].notna().to_numpy()]
 
 
 def _iso(epoch: float) -> str:

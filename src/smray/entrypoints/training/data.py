@@ -1,5 +1,9 @@
 """A training channel (`/opt/ml/input/data/<name>/`): CSV files with a header or Parquet files, as
-preprocess writes them or as a user brings them. The target is one named column, the features all others."""
+preprocess writes them or as a user brings them. The target is one named column, the features all others.
+
+Every column holds numbers: preprocess encodes the features (standardized numbers, a string feature's
+category codes) and the target (a number, or a label's position in the preprocessing's labels). A missing
+feature is NaN and stays NaN (XGBoost learns where to send it); a missing target is an error."""
 
 from __future__ import annotations
 
@@ -27,7 +31,9 @@ def load(
     folder: Path, target: str, part: int = 0, parts: int = 1, features: list[str] | None = None
 ) -> Channel:
     """The channel's rows (a worker's share when parts > 1: files part, part+parts, ...; or, with fewer
-    files than parts, every parts-th row). All columns must be numeric and the target never missing."""
+    files than parts, every parts-th row), the features in the order of `features` when given (as the
+    model's feature types are). All columns must be numbers (a missing feature is NaN), the target never
+    missing."""
     files = tables.list_files(folder, what=f"channel {folder.name}")
     if len(files) >= parts:
         frames = [tables.read(f) for f in files[part::parts]]
