@@ -120,10 +120,9 @@ def test_retrains_twice_deploys_once_and_never_fails_a_client(docker_client, tmp
     assert scheduler.returncode == 0, out[-3000:]
     first, second = local_loop.history(home)
     assert first["decision"].startswith("deployed housing/2"), first
-    assert first["served_before"] == "housing/1" and first["new_rmse"] < first["served_rmse"]
-    assert re.match(r"not deployed: FAILED: test RMSE [\d.]+ is above the Threshold 1", second["decision"]), (
-        second
-    )
+    assert first["served_before"] == "housing/1" and first["new_score"] < first["served_score"]
+    assert first["metric"] == "rmse"
+    assert re.match(r"not deployed: refused: test RMSE [\d,.]+ is above 1", second["decision"]), second
     assert second["status"] == "Failed" and second["served_after"] == "housing/2"
     assert [(v.version, v.status) for v in registry.versions("housing")] == [
         (2, Approval.APPROVED),
