@@ -106,4 +106,19 @@ def _load_dir(folder: Path) -> Model:
             f"{model_path} was trained on {booster.feature_names}, but its preprocessing names "
             f"{prep.schema.feature_names}"
         )
+    _check_classes(booster, prep, model_path)
     return Model(booster=booster, transform=prep, metadata=metadata)
+
+
+def _check_classes(booster: xgboost.Booster, prep: transform.Transform, model_path: Path) -> None:
+    """A classifier's outputs must match its labels: refused at load, not with a 500 per request."""
+    task = prep.schema.task
+    if not task.classification:
+        return
+    classes = int(json.loads(booster.save_config())["learner"]["learner_model_param"]["num_class"])
+    expected = 0 if task is Task.BINARY else len(prep.labels)  # XGBoost's num_class of a binary model is 0
+    if (task is Task.BINARY and len(prep.labels) != 2) or classes != expected:
+        raise UserError(
+            f"{model_path} gives {classes or 1} output(s) per row, but its preprocessing names the "
+            f"{task.value} labels {list(prep.labels)}"
+        )

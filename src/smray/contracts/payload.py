@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smray import metrics
 from smray.schema import Task
 from smray.transform import as_text
 
@@ -167,7 +168,7 @@ def render(
 
 def _answers(predictions: np.ndarray, task: Task, labels: Sequence[str]) -> list[dict[str, Any]]:
     """A JSON answer per row. A binary task's predicted label is the positive one when its probability
-    is over 0.5 (as XGBoost's own classifier decides); a multiclass task's, the most probable."""
+    is over metrics.THRESHOLD (as evaluate counts it); a multiclass task's, the most probable."""
     if task is Task.REGRESSION:
         return [{"score": v} for v in map(float, predictions)]
     if task is Task.BINARY:
@@ -175,7 +176,7 @@ def _answers(predictions: np.ndarray, task: Task, labels: Sequence[str]) -> list
         return [
             {
                 "score": p,
-                "predicted_label": positive if p > 0.5 else negative,
+                "predicted_label": positive if metrics.positive(p) else negative,
                 "probabilities": {negative: 1.0 - p, positive: p},
             }
             for p in map(float, predictions)
