@@ -78,9 +78,50 @@ class Endpoints:
         )
 
 
+SOFT_DELETED = "__soft_deleted"  # marks an online record that DeleteRecord soft-deleted
+
+
+def batch_get_answer(online: dict[str, dict[str, dict[str, str]]], request: dict) -> dict:
+    """BatchGetRecord's answer from online records (group -> id -> feature -> text): a record that is not
+    online, or soft-deleted, is left out, as AWS does."""
+    found = []
+    for identifiers in request["Identifiers"]:
+        group = identifiers["FeatureGroupName"]
+        for rid in identifiers["RecordIdentifiersValueAsString"]:
+            record = online.get(group, {}).get(rid)
+            if record is not None and SOFT_DELETED not in record:
+                fields = [{"FeatureName": k, "ValueAsString": v} for k, v in record.items()]
+                found.append(
+                    {"FeatureGroupName": group, "RecordIdentifierValueAsString": rid, "Record": fields}
+                )
+    return {"Records": found, "Errors": [], "UnprocessedIdentifiers": []}
+
+
+def list_records_answer(records: dict[str, dict[str, str]], request: dict) -> dict:
+    """ListRecords' page of a group's online record ids (soft-deleted ones with IncludeSoftDeletedRecords),
+    with a NextToken while more remain."""
+    ids = [i for i, r in records.items() if request.get("IncludeSoftDeletedRecords") or SOFT_DELETED not in r]
+    start, size = int(request.get("NextToken") or 0), int(request.get("MaxResults") or 100)
+    answer: dict = {"RecordIdentifiers": ids[start : start + size]}
+    if start + size < len(ids):
+        answer["NextToken"] = str(start + size)
+    return answer
+
+
+def send_json(handler: BaseHTTPRequestHandler, payload: dict) -> None:
+    body = json.dumps(payload).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class FeatureStoreRuntime(BaseHTTPRequestHandler):
-    """PutRecord (PUT /FeatureGroup/<name>) and DeleteRecord (DELETE, soft: an is_deleted row offline).
-    A record with an event time older than the online one goes to the offline store only, as on AWS."""
+    """PutRecord (PUT /FeatureGroup/<name>), DeleteRecord (DELETE, soft: the online record keeps its id
+    and the deletion's time, its values gone; an is_deleted row offline), BatchGetRecord and ListRecords
+    of the online store. A record or deletion with an event time older than the online one goes to the
+    offline store only, as on AWS."""
 
     endpoints: ClassVar[Endpoints]
     lock = threading.Lock()
@@ -93,6 +134,16 @@ class FeatureStoreRuntime(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         record = {f["FeatureName"]: f["ValueAsString"] for f in body["Record"]}
         self._change(group, record, deleted=False)
+
+    def do_POST(self) -> None:
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+        with FeatureStoreRuntime.lock:
+            if self.path == "/BatchGetRecord":
+                answer = batch_get_answer(FeatureStoreRuntime.online, request)
+            else:  # /FeatureGroup/<name>/ListRecords
+                group = self.path.split("/")[2]
+                answer = list_records_answer(FeatureStoreRuntime.online.get(group, {}), request)
+        send_json(self, answer)
 
     def do_DELETE(self) -> None:
         url = urlparse(self.path)
@@ -114,10 +165,9 @@ class FeatureStoreRuntime(BaseHTTPRequestHandler):
             )
             current = FeatureStoreRuntime.online.setdefault(group, {}).get(rid)
             if current is None or _event_time(current[time_name]) <= when:
-                if deleted:
-                    FeatureStoreRuntime.online[group].pop(rid, None)
-                else:
-                    FeatureStoreRuntime.online[group][rid] = record
+                FeatureStoreRuntime.online[group][rid] = (
+                    dict(record, **{SOFT_DELETED: "1"}) if deleted else record
+                )
             row = dict(record, write_time=now, api_invocation_time=now, is_deleted=deleted)
             FeatureStoreRuntime.pending.setdefault(group, []).append(row)
         self.send_response(200)
@@ -205,10 +255,11 @@ def _missing_groups_not_found() -> Iterator[None]:
 
 
 @contextmanager
-def aws_stand_ins() -> Iterator[Endpoints]:
-    """moto's server and the Feature Store runtime on the bridge's gateway; the runtime's offline rows
-    reach S3 within a second (AWS takes up to 15 minutes: ingest waits for them either way)."""
-    host = bridge_gateway()
+def aws_stand_ins(host: str | None = None) -> Iterator[Endpoints]:
+    """moto's server and the Feature Store runtime on `host` (default the bridge's gateway, for jobs in
+    containers); the runtime's offline rows reach S3 within a second (AWS takes up to 15 minutes: ingest
+    waits for them either way)."""
+    host = host or bridge_gateway()
     moto = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
     moto.start()
     _, moto_port = moto.get_host_and_port()

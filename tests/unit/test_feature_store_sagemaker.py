@@ -22,8 +22,9 @@ from moto import mock_aws
 from smray import schema
 from smray.errors import PlatformError, UserError
 from smray.feature_store.definition import FeatureGroupDefinition
-from smray.feature_store.sagemaker import SageMakerFeatureStore
+from smray.feature_store.sagemaker import SageMakerFeatureStore, unchanged
 from smray.workstation import datagen
+from tests.support.aws_standins import batch_get_answer, list_records_answer, send_json
 
 ROLE = "arn:aws:iam::123456789012:role/feature-store"
 
@@ -53,6 +54,15 @@ class FakeRuntime(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def do_POST(self):
+        """BatchGetRecord and ListRecords of the online store: each id's last stored record."""
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+        with FakeRuntime.lock:
+            online = {g: {r["record_id"]: r for r in rows} for g, rows in FakeRuntime.stored.items()}
+        if self.path == "/BatchGetRecord":
+            return send_json(self, batch_get_answer(online, request))
+        send_json(self, list_records_answer(online.get(self.path.split("/")[2], {}), request))
 
     def _error(self, status, code, message):
         payload = json.dumps({"__type": code, "message": message}).encode()
@@ -159,6 +169,36 @@ def test_string_features_and_labels_are_strings_and_a_missing_value_is_left_out(
     assert stored["1"] == {"record_id": "1", "event_time": "5", "churned": "yes", "state": "CA", "calls": "2"}
     assert stored["2"] == {"record_id": "2", "event_time": "5", "churned": "no"}  # missing: left out
     assert stored["4"]["state"] == "nan" and stored["4"]["churned"] == "1"
+
+
+def test_a_record_the_online_store_holds_already_is_not_written_again(aws):
+    """As on the local store: an unchanged record keeps its version (a run's later time is no change),
+    one edited value is one record written; with event times from the data a newer time is a change."""
+    group = aws.ensure_group(group_definition(), "s3://offline/fs", ROLE)
+    frame = datagen.housing_frame(40, seed=2).assign(event_time=100.0)
+    assert aws.put(group, frame).written == 40
+    again = frame.assign(event_time=200.0)
+    again.loc[7, "YEAR_BUILT"] += 1
+    report = aws.put(group, again)
+    assert (report.written, report.already_present) == (1, 39)
+    assert FakeRuntime.stored["housing"][-1]["record_id"] == str(frame.loc[7, "record_id"])
+    assert aws.put(group, again, times_given=True).written == 39  # the others' time 200 is new
+
+
+def test_unchanged_compares_numbers_as_numbers_and_text_as_text():
+    churn = FeatureGroupDefinition(
+        "churn", "record_id", "event_time", (("churned", "String"), ("calls", "Fractional"))
+    )
+
+    def record(**values):
+        return [{"FeatureName": k, "ValueAsString": v} for k, v in values.items()]
+
+    mine = record(record_id="1", event_time="5", churned="01", calls="2")
+    assert unchanged(mine, record(record_id="1", event_time="9", churned="01", calls="2.0"), churn, False)
+    assert not unchanged(mine, record(record_id="1", event_time="9", churned="01", calls="2.0"), churn, True)
+    assert not unchanged(mine, record(record_id="1", event_time="5", churned="1", calls="2"), churn, False)
+    assert not unchanged(mine, record(record_id="1", event_time="5", churned="01"), churn, False)  # missing
+    assert not unchanged(mine, None, churn, False)
 
 
 def test_records_that_fail_for_good_are_counted(aws):

@@ -14,7 +14,8 @@ import pandas as pd
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
 from smray.feature_store.local import LocalFeatureStore
-from smray.feature_store.sagemaker import SageMakerFeatureStore
+from smray.feature_store.record_state import Ids
+from smray.feature_store.sagemaker import PutReport, SageMakerFeatureStore
 
 BACKENDS = ("local", "sagemaker")
 
@@ -72,7 +73,8 @@ class StoreSpec:
         """Write a host's share; counts of what happened (failed: records lost after every retry).
         `times_given`: the event times came from the data (else the run's time, which an unchanged
         record does not take on the local store). The local store commits the share at once: all of it
-        or nothing. SageMaker takes it in batches of `batch_rows`, each retried record by record.
+        or nothing. SageMaker takes it in batches of `batch_rows`, each retried record by record; on both,
+        a record whose online row holds its values already is not written again.
         `digests` (the local store's digests of the rows) and `ids_distinct` (no id repeats): what the
         caller knows already."""
         if self.backend == "local":
@@ -89,11 +91,26 @@ class StoreSpec:
         totals: dict[str, Any] = {"offered": 0, "written": 0, "already_present": 0, "failed": 0, "errors": {}}
         store = self.sagemaker()
         for start in range(0, len(frame), batch_rows):
-            batch = frame.iloc[start : start + batch_rows]
-            report = store.put(group, batch)
-            totals["written"] += report.written
-            totals["failed"] += report.failed
-            for code, n in report.errors.items():
-                totals["errors"][code] = totals["errors"].get(code, 0) + n
-            totals["offered"] += len(batch)
+            _add(totals, store.put(group, frame.iloc[start : start + batch_rows], times_given))
         return totals
+
+    def delete_absent(
+        self, group: FeatureGroupDefinition, present: Ids, event_time: float, ids_distinct: bool = False
+    ) -> dict[str, Any]:
+        """A snapshot's deletions, the same on both stores: every live record whose id is not in `present`
+        (the whole input, just written) is deleted as of `event_time`. Counts as `write`'s."""
+        if self.backend == "local":
+            deleted = self.local().delete_absent(group, present, event_time, ids_distinct)
+            return {"offered": deleted, "written": deleted, "already_present": 0, "failed": 0, "errors": {}}
+        totals: dict[str, Any] = {"offered": 0, "written": 0, "already_present": 0, "failed": 0, "errors": {}}
+        _add(totals, self.sagemaker().delete_absent(group, present, event_time))
+        return totals
+
+
+def _add(totals: dict[str, Any], report: PutReport) -> None:
+    totals["offered"] += report.offered
+    totals["written"] += report.written
+    totals["already_present"] += report.already_present
+    totals["failed"] += report.failed
+    for code, n in report.errors.items():
+        totals["errors"][code] = totals["errors"].get(code, 0) + n

@@ -1,6 +1,11 @@
 """SageMaker Feature Store through boto3: the control plane (create or check a feature group) and the
-runtime's PutRecord, many calls at once, with retry and exponential backoff on throttling. Every record
-that still fails is counted and reported, and the step fails: nothing is lost silently.
+runtime's calls, many at once, with retry and exponential backoff on throttling. Every record that still
+fails is counted and reported, and the step fails: nothing is lost silently.
+
+The same store semantics as the local store: a record whose online row already holds its values (and,
+with event times from the data, its time) is not written again (BatchGetRecord, 100 records a call);
+a snapshot deletes the online records that left the input (ListRecords, then DeleteRecord, whose soft
+delete appends an `is_deleted` row to the offline store, as the local store does).
 
 PutRecord reaches the offline store (S3) minutes later. `wait_offline` polls the group's offline prefix
 until the records written are there, so the next step never reads a partial store.
@@ -15,7 +20,7 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -24,6 +29,7 @@ from botocore.exceptions import ClientError
 
 from smray.errors import PlatformError, UserError
 from smray.feature_store.definition import FeatureGroupDefinition
+from smray.feature_store.record_state import Ids, is_in
 from smray.retry import NotYet, retry
 
 log = logging.getLogger(__name__)
@@ -35,6 +41,17 @@ RETRYABLE = {"ThrottlingException", "ServiceUnavailable", "InternalFailure", "Re
 LISTED_TIME_SLACK_MS = 1000 + 5000
 
 
+BATCH_GET_IDS = 100  # BatchGetRecord's most record identifiers per group and call
+LIST_PAGE = 100  # ListRecords' most identifiers per page
+
+
+@dataclass(frozen=True)
+class Outcome:
+    error: str | None  # the error code a call failed with for good, or None
+    retries: int
+    answer: dict = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class PutReport:
     offered: int
@@ -42,6 +59,7 @@ class PutReport:
     failed: int
     retries: int
     errors: dict[str, int]  # error code -> records that finally failed with it
+    already_present: int = 0  # records whose online row holds their values already: not written
 
 
 def records(frame: pd.DataFrame, group: FeatureGroupDefinition) -> list[list[dict[str, str]]]:
@@ -62,6 +80,48 @@ def records(frame: pd.DataFrame, group: FeatureGroupDefinition) -> list[list[dic
 
 def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _report(offered: int, outcomes: list[Outcome], already_present: int = 0) -> PutReport:
+    errors: dict[str, int] = {}
+    for outcome in outcomes:
+        if outcome.error:
+            errors[outcome.error] = errors.get(outcome.error, 0) + 1
+    failed = sum(errors.values())
+    return PutReport(
+        offered, len(outcomes) - failed, failed, sum(o.retries for o in outcomes), errors, already_present
+    )
+
+
+def unchanged(
+    record: list[dict[str, str]],
+    online: list[dict[str, str]] | None,
+    group: FeatureGroupDefinition,
+    times: bool,
+) -> bool:
+    """Whether a record's online row (GetRecord's list, None for none) holds its values: numbers compared
+    as numbers (the store may spell 3 as 3.0), text as text, a missing value as missing; its event time
+    too when `times` (the event times came from the data: a newer time is a new version)."""
+    if online is None:
+        return False
+    mine = {f["FeatureName"]: f["ValueAsString"] for f in record}
+    theirs = {f["FeatureName"]: f["ValueAsString"] for f in online}
+    types = group.value_types() | ({group.event_time: "Fractional"} if times else {})
+    for name, kind in types.items():
+        a, b = mine.get(name), theirs.get(name)
+        if a is None or b is None:
+            if a is not b:
+                return False
+        elif a != b and (kind == "String" or _number(a) != _number(b)):
+            return False
+    return True
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:  # an event time written as ISO 8601
+        return pd.Timestamp(text).timestamp()
 
 
 def _text(value: Any) -> str:
@@ -129,30 +189,135 @@ class SageMakerFeatureStore:
 
         return self._poll(created, f"feature group {wanted.name} becoming ready", timeout_s, 1.0, 15.0)
 
-    def put(self, group: FeatureGroupDefinition, frame: pd.DataFrame) -> PutReport:
+    def put(self, group: FeatureGroupDefinition, frame: pd.DataFrame, times_given: bool = False) -> PutReport:
+        """Write the rows whose online record does not hold them already (`times_given`: the event times
+        came from the data, so a different time is a change too). A record deleted earlier comes back as
+        of now when its row is no newer than its deletion (AWS would file the row as history only)."""
         batch = records(frame, group)
+        ids = frame[group.record_id].astype(str).tolist()
         with ThreadPoolExecutor(self.concurrency) as pool:
-            outcomes = list(pool.map(lambda r: self._put_one(group.name, r), batch))
-        errors: dict[str, int] = {}
-        for code, _ in outcomes:
-            if code:
-                errors[code] = errors.get(code, 0) + 1
-        failed = sum(errors.values())
-        return PutReport(len(batch), len(batch) - failed, failed, sum(r for _, r in outcomes), errors)
+            online = self._online_records(pool, group, ids)
+            wanted, seen = [], set()
+            for i, r in zip(ids, batch, strict=True):
+                key = (i, *(f["ValueAsString"] for f in r))  # one batch's equal rows are one version
+                if key not in seen and not unchanged(r, online.get(i), group, times_given):
+                    wanted.append((i, r))
+                seen.add(key)
+            if times_given:
+                self._revive(group, [(i, r) for i, r in wanted if i not in online])
+            outcomes = list(
+                pool.map(
+                    lambda r: self._attempt(self.runtime.put_record, FeatureGroupName=group.name, Record=r),
+                    [r for _, r in wanted],
+                )
+            )
+        return _report(len(batch), outcomes, already_present=len(batch) - len(wanted))
 
-    def _put_one(self, group_name: str, record: list[dict[str, str]]) -> tuple[str | None, int]:
-        """(error code or None, retries used). Backoff: full jitter, 0.1 s doubling to 10 s."""
+    def _revive(
+        self, group: FeatureGroupDefinition, offline_only: list[tuple[str, list[dict[str, str]]]]
+    ) -> None:
+        """Records that are not online but soft-deleted take now as their event time when theirs is older:
+        a deletion's time is the run's that deleted it, and a row no newer would stay history, the record
+        deleted, where the local store brings it back."""
+        if not offline_only:
+            return
+        deleted = set(self._online_ids(group, include_deleted=True)) & {i for i, _ in offline_only}
+        now = time.time()
+        for i, record in offline_only:
+            for field_ in record:
+                if (
+                    i in deleted
+                    and field_["FeatureName"] == group.event_time
+                    and _number(field_["ValueAsString"]) < now
+                ):
+                    field_["ValueAsString"] = _text(now)
+
+    def _online_ids(self, group: FeatureGroupDefinition, include_deleted: bool = False) -> list[str]:
+        pages = self.runtime.get_paginator("list_records").paginate(
+            FeatureGroupName=group.name,
+            IncludeSoftDeletedRecords=include_deleted,
+            PaginationConfig={"PageSize": LIST_PAGE},
+        )
+        return [i for page in pages for i in page.get("RecordIdentifiers", [])]
+
+    def delete_absent(self, group: FeatureGroupDefinition, present: Ids, event_time: float) -> PutReport:
+        """DeleteRecord (soft: the record leaves the online store, an is_deleted row goes offline) of every
+        online record whose id is not in `present`: the input was the whole table and these left it."""
+        online = self._online_ids(group)
+        absent = [
+            i
+            for i, kept in zip(online, is_in(pd.Series(online, dtype=str), present), strict=True)
+            if not kept
+        ]
+        when = _text(float(event_time))
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            outcomes = list(
+                pool.map(
+                    lambda i: self._attempt(
+                        self.runtime.delete_record,
+                        FeatureGroupName=group.name,
+                        RecordIdentifierValueAsString=i,
+                        EventTime=when,
+                    ),
+                    absent,
+                )
+            )
+        return _report(len(absent), outcomes)
+
+    def _online_records(
+        self, pool: ThreadPoolExecutor, group: FeatureGroupDefinition, ids: list[str]
+    ) -> dict[str, list[dict[str, str]]]:
+        """The online rows of these ids (those that have one), by BatchGetRecord calls in parallel."""
+        chunks = [ids[i : i + BATCH_GET_IDS] for i in range(0, len(ids), BATCH_GET_IDS)]
+        found: dict[str, list[dict[str, str]]] = {}
+        for part in pool.map(lambda chunk: self._batch_get(group.name, chunk), chunks):
+            found.update(part)
+        return found
+
+    def _batch_get(self, group_name: str, ids: list[str]) -> dict[str, list[dict[str, str]]]:
+        """One BatchGetRecord of up to 100 ids; what it leaves unprocessed is asked again, with backoff."""
+        found: dict[str, list[dict[str, str]]] = {}
+        for attempt in range(self.max_attempts):
+            outcome = self._attempt(
+                self.runtime.batch_get_record,
+                Identifiers=[{"FeatureGroupName": group_name, "RecordIdentifiersValueAsString": ids}],
+            )
+            if outcome.error:
+                raise PlatformError(
+                    f"reading the online records of feature group {group_name} failed: {outcome.error}"
+                )
+            answer = outcome.answer
+            for error in answer.get("Errors", []):
+                raise PlatformError(
+                    f"reading record {error.get('RecordIdentifierValueAsString')!r} of feature group "
+                    f"{group_name} failed: {error.get('ErrorCode')}: {error.get('ErrorMessage', '')}"
+                )
+            found.update({r["RecordIdentifierValueAsString"]: r["Record"] for r in answer.get("Records", [])})
+            ids = [
+                i
+                for u in answer.get("UnprocessedIdentifiers", [])
+                for i in u["RecordIdentifiersValueAsString"]
+            ]
+            if not ids:
+                return found
+            self.sleep(random.uniform(0, min(10.0, 0.1 * 2**attempt)))
+        raise PlatformError(
+            f"{len(ids)} records of feature group {group_name} stayed unprocessed by BatchGetRecord"
+        )
+
+    def _attempt(self, operation: Callable[..., dict], **kwargs: Any) -> Outcome:
+        """One call, throttling and transient errors retried with backoff (full jitter, 0.1 s doubling to
+        10 s); what still fails is an outcome with its error code, never an exception."""
         for attempt in range(self.max_attempts):
             try:
-                self.runtime.put_record(FeatureGroupName=group_name, Record=record)
-                return None, attempt
+                return Outcome(None, attempt, operation(**kwargs))
             except ClientError as exc:
                 code = exc.response["Error"]["Code"]
                 if code not in RETRYABLE or attempt == self.max_attempts - 1:
-                    log.debug("PutRecord failed for good: %s", code)
-                    return code, attempt
+                    log.debug("%s failed for good: %s", getattr(operation, "__name__", "a call"), code)
+                    return Outcome(code, attempt)
                 self.sleep(random.uniform(0, min(10.0, 0.1 * 2**attempt)))
-        return "RetriesExhausted", self.max_attempts
+        return Outcome("RetriesExhausted", self.max_attempts)
 
     def wait_offline(
         self, group: FeatureGroupDefinition, since_ms: int, expected: int, timeout_s: float

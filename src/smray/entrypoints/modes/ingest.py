@@ -5,8 +5,9 @@ files (disjoint: whole files, or row slices when there are fewer files than host
 passed, and no record id appears twice at one event time with different values in the whole input, is
 anything written: into the local store by the head alone, one commit per host's share (on AWS each host
 has a disk of its own, whose upload would overwrite the others'), into SageMaker Feature Store by every
-host for its share, in batches. The local store's commits are atomic and readable at once, so the next
-step cannot race the writes.
+host for its share, in batches; a snapshot's deletions by the head, last. The local store's commits are
+atomic and readable at once; SageMaker's offline store is waited for; so the next step cannot race the
+writes. Both stores keep the same records from the same input.
 
 Numbers are stored as numbers, text (string features, a classification target's labels) as text; an
 empty cell is a missing value, and a row without a target breaks the rule "<target> present" (`quality`).
@@ -79,8 +80,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mode",
         choices=MODES,
-        help="snapshot: the input is the whole table, records no longer in it are deleted (default on "
-        "the local store); upsert: the input adds and changes records, deletes none (default on SageMaker)",
+        default="snapshot",
+        help="snapshot (default): the input is the whole table, records no longer in it are deleted; "
+        "upsert: the input adds and changes records, deletes none. The same on both stores",
     )
     p.add_argument(
         "--quarantine", type=Path, default=proc / contract.QUARANTINE, help="where rule-breaking rows go"
@@ -298,9 +300,6 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     schema = schema_mod.load(opts.schema) if opts.schema else schema_mod.housing()
     run_time = time.time()
     default_time = tables.single_event_time(opts.event_time, "--event-time") if opts.event_time else run_time
-    mode = opts.mode or ("snapshot" if opts.backend == "local" else "upsert")
-    if mode == "snapshot" and opts.backend != "local":
-        raise UserError("--mode snapshot needs the local store: SageMaker Feature Store ingests as upsert")
     if opts.batch_rows < 1:
         raise UserError("--batch-rows must be at least 1")
     spec = StoreSpec(opts.backend, opts.store, opts.role_arn, opts.offline_s3_uri)
@@ -369,14 +368,20 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
             ]
         )
     _require_every_record_written(writes, group)
-    deleted = spec.local().delete_absent(group, present, run_time, ids_distinct) if mode == "snapshot" else 0
+    deleted = 0
+    if opts.mode == "snapshot":
+        deletions = spec.delete_absent(group, present, run_time, ids_distinct)
+        _require_every_record_written([deletions], group, "deleted from")
+        deleted = deletions["written"]
     if spec.backend == "sagemaker" and opts.wait_offline_s > 0:
-        # PutRecord lands in the offline store minutes later: the next step must not read before.
-        spec.sagemaker().wait_offline(group, since_ms, sum(w["written"] for w in writes), opts.wait_offline_s)
+        # PutRecord and DeleteRecord land in the offline store minutes later: the next step must not read
+        # before.
+        expected = sum(w["written"] for w in writes) + deleted
+        spec.sagemaker().wait_offline(group, since_ms, expected, opts.wait_offline_s)
     elapsed = time.monotonic() - started
     duplicates = repeats.duplicates
     report = summarize(checks, writes, group, elapsed, files) | {
-        "mode": mode,
+        "mode": opts.mode,
         "deleted": deleted,
         "duplicates": duplicates,  # the same record twice in the input: written once
     }
@@ -386,7 +391,9 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     print(format_summary(report), flush=True)
 
 
-def _require_every_record_written(writes: list[dict], group: FeatureGroupDefinition) -> None:
+def _require_every_record_written(
+    writes: list[dict], group: FeatureGroupDefinition, what: str = "written to"
+) -> None:
     failed = sum(w["failed"] for w in writes)
     if failed:
         codes: dict[str, int] = {}
@@ -394,7 +401,7 @@ def _require_every_record_written(writes: list[dict], group: FeatureGroupDefinit
             for code, n in w["errors"].items():
                 codes[code] = codes.get(code, 0) + n
         raise UserError(
-            f"{failed} of {sum(w['offered'] for w in writes)} records were not written to feature group "
+            f"{failed} of {sum(w['offered'] for w in writes)} records were not {what} feature group "
             f"{group.name} after retries ({', '.join(f'{c}: {n}' for c, n in sorted(codes.items()))})"
         )
 
