@@ -15,7 +15,7 @@ import pytest
 from smray.contracts.resource_config import local
 from smray.entrypoints.modes import ingest, preprocess
 from smray.workstation import datagen
-from tests.support.aws_standins import aws_stand_ins, flush_offline
+from tests.support.aws_standins import aws_stand_ins
 from tests.unit.test_feature_store_sagemaker import ROLE
 
 GROUP = "churn"
@@ -60,14 +60,14 @@ def ingest_options(backend: str, raw: Path, out: Path, schema: Path):
     if backend == "local":
         args += ["--store", str(out.parent / "store")]  # one store for the three ingests
     else:
-        args += ["--role-arn", ROLE, "--offline-s3-uri", "s3://offline/fs", "--wait-offline-s", "0"]
+        args += ["--role-arn", ROLE, "--offline-s3-uri", "s3://offline/fs", "--wait-offline-s", "60"]
     args += ["--report", str(out / "ingest.json"), "--quarantine", str(out / "quarantine")]
     return ingest.parser().parse_args(args)
 
 
 def downloaded_offline_store(aws, into: Path) -> Path:
-    """The group's offline files, as a processing input of its ResolvedOutputS3Uri downloads them."""
-    flush_offline(aws)  # what the runtime holds reaches S3 now (AWS: within 15 minutes; ingest waits)
+    """The group's offline files, as a processing input of its ResolvedOutputS3Uri downloads them (ingest
+    waited for this ingest's rows to land there: the stand-in writes them within a second)."""
     description = aws.client("sagemaker").describe_feature_group(FeatureGroupName=GROUP)
     uri = description["OfflineStoreConfig"]["S3StorageConfig"]["ResolvedOutputS3Uri"]
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")

@@ -208,49 +208,94 @@ def test_records_that_fail_for_good_are_counted(aws):
     assert report.failed == 2 and report.errors == {"ValidationError": 2} and report.written == 18
 
 
-def test_waits_until_the_offline_store_holds_the_records(aws):
-    group = FeatureGroupDefinition.from_description(
+def offline_group():
+    return FeatureGroupDefinition.from_description(
         {
             **group_definition().to_description(),
             "OfflineStoreConfig": {"S3StorageConfig": {"ResolvedOutputS3Uri": "s3://offline/fs/data"}},
         }
     )
+
+
+def land(aws, frame, name):
+    """An offline file as SageMaker writes them, holding `frame`'s rows."""
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame.assign(record_id=frame["record_id"].astype(str))), buf)
+    aws.s3.put_object(Bucket="offline", Key=f"fs/data/year=2025/{name}.parquet", Body=buf.getvalue())
+
+
+def keys(frame):
+    return list(zip(frame["record_id"].astype(str), frame["event_time"].astype(float), strict=True))
+
+
+def test_waits_until_the_offline_store_holds_the_records(aws):
+    frames = [datagen.housing_frame(50, seed=1, first_id=50 * k) for k in range(4)]
     polls = []
 
     def land_later(seconds):  # the "sleep" between polls: SageMaker writes one more file each time
         polls.append(seconds)
-        table = pa.Table.from_pandas(datagen.housing_frame(50, seed=len(polls)))
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        aws.s3.put_object(
-            Bucket="offline", Key=f"fs/data/year=2025/part-{len(polls)}.parquet", Body=buf.getvalue()
+        land(aws, frames[len(polls)], f"part-{len(polls)}")
+
+    land(aws, frames[0], "part-0")
+    aws.sleep = land_later
+    written = [k for f in frames[:3] for k in keys(f)]
+    assert aws.wait_offline(offline_group(), since_ms=0, written=written, timeout_s=60) == 150
+    assert len(polls) == 2 and polls[0] < polls[1]  # backoff between polls
+    with pytest.raises(PlatformError, match="only 150 of 250 records reached the offline store"):
+        aws.sleep = lambda s: None
+        more = keys(datagen.housing_frame(50, seed=1, first_id=1000))
+        aws.wait_offline(
+            offline_group(), since_ms=0, written=[*written, *keys(frames[3]), *more], timeout_s=0
         )
 
-    aws.sleep = land_later
-    assert aws.wait_offline(group, since_ms=0, expected=120, timeout_s=60) == 150
-    assert len(polls) == 3 and polls[0] < polls[1]  # backoff between polls
-    with pytest.raises(PlatformError, match="only 150 of 1000 records reached the offline store"):
-        aws.sleep = lambda s: None
-        aws.wait_offline(group, since_ms=0, expected=1000, timeout_s=0)
+
+def test_rows_another_writer_put_meanwhile_do_not_count(aws):
+    """Another ingest's rows landing in the offline store while this one waits (or this group's own
+    earlier rows, listed within the clock slack) are not this ingest's records: it keeps waiting."""
+    mine = datagen.housing_frame(30, seed=1)
+    land(aws, datagen.housing_frame(30, seed=2, first_id=500), "theirs")  # as many rows, other records
+    land(aws, mine.assign(event_time=mine["event_time"] - 3600), "earlier")  # the same ids, older versions
+    with pytest.raises(PlatformError, match="only 0 of 30 records reached the offline store"):
+        aws.wait_offline(offline_group(), since_ms=0, written=keys(mine), timeout_s=0)
+    land(aws, mine, "mine")
+    assert aws.wait_offline(offline_group(), since_ms=0, written=keys(mine), timeout_s=0) == 30
+
+
+def test_the_wait_reads_a_file_s_footer_and_key_columns_not_the_whole_file(aws):
+    frame = datagen.housing_frame(20_000, seed=1)
+    land(aws, frame, "big")
+    body = aws.s3.get_object(Bucket="offline", Key="fs/data/year=2025/big.parquet")["Body"].read()
+    metadata = pq.read_metadata(io.BytesIO(body))
+    key_columns = sum(
+        metadata.row_group(g).column(c).total_compressed_size
+        for g in range(metadata.num_row_groups)
+        for c in range(metadata.num_columns)
+        if metadata.schema.column(c).name in ("record_id", "event_time")
+    )
+    fetched = []
+    get_object = aws.s3.get_object
+
+    def counted(**kwargs):
+        answer = get_object(**kwargs)
+        fetched.append(answer["ContentLength"])
+        return answer
+
+    aws.s3.get_object = counted
+    assert aws.wait_offline(offline_group(), since_ms=0, written=keys(frame), timeout_s=0) == 20_000
+    footer_read = 64 * 1024  # Parquet's first read from the end holds the footer
+    assert sum(fetched) <= key_columns + footer_read < len(body), (sum(fetched), key_columns, len(body))
 
 
 def test_a_file_written_in_the_second_the_wait_began_counts(aws):
     """S3 lists LastModified to the second (".000Z"): a file written 0.6 s after the wait's start shows
     an earlier time than that start. Found by tests/aws: ingest waited out its timeout."""
-    group = FeatureGroupDefinition.from_description(
-        {
-            **group_definition().to_description(),
-            "OfflineStoreConfig": {"S3StorageConfig": {"ResolvedOutputS3Uri": "s3://offline/fs/data"}},
-        }
-    )
     time.sleep(1 - time.time() % 1 + 0.2)  # 0.2 s into a second
     since_ms = int(time.time() * 1000)
-    buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(datagen.housing_frame(30, seed=1)), buf)
-    aws.s3.put_object(Bucket="offline", Key="fs/data/year=2025/part-0.parquet", Body=buf.getvalue())
+    frame = datagen.housing_frame(30, seed=1)
+    land(aws, frame, "part-0")
     listed = aws.s3.list_objects_v2(Bucket="offline", Prefix="fs/data/")["Contents"][0]["LastModified"]
     assert listed.timestamp() * 1000 < since_ms  # what S3 says of a file written after the wait began
-    assert aws.wait_offline(group, since_ms=since_ms, expected=30, timeout_s=0) == 30
+    assert aws.wait_offline(offline_group(), since_ms=since_ms, written=keys(frame), timeout_s=0) == 30
 
 
 def test_every_writing_thread_has_a_connection_and_network_errors_are_retried(monkeypatch):

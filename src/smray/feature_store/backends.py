@@ -88,7 +88,7 @@ class StoreSpec:
                 "failed": 0,
                 "errors": {},
             }
-        totals: dict[str, Any] = {"offered": 0, "written": 0, "already_present": 0, "failed": 0, "errors": {}}
+        totals = _totals()
         store = self.sagemaker()
         for start in range(0, len(frame), batch_rows):
             _add(totals, store.put(group, frame.iloc[start : start + batch_rows], times_given))
@@ -102,9 +102,14 @@ class StoreSpec:
         if self.backend == "local":
             deleted = self.local().delete_absent(group, present, event_time, ids_distinct)
             return {"offered": deleted, "written": deleted, "already_present": 0, "failed": 0, "errors": {}}
-        totals: dict[str, Any] = {"offered": 0, "written": 0, "already_present": 0, "failed": 0, "errors": {}}
+        totals = _totals()
         _add(totals, self.sagemaker().delete_absent(group, present, event_time))
         return totals
+
+
+def _totals() -> dict[str, Any]:
+    """SageMaker's counts; `keys`: the record versions written, which its offline store will show."""
+    return {"offered": 0, "written": 0, "already_present": 0, "failed": 0, "errors": {}, "keys": []}
 
 
 def _add(totals: dict[str, Any], report: PutReport) -> None:
@@ -112,5 +117,6 @@ def _add(totals: dict[str, Any], report: PutReport) -> None:
     totals["written"] += report.written
     totals["already_present"] += report.already_present
     totals["failed"] += report.failed
+    totals["keys"].extend(report.keys)
     for code, n in report.errors.items():
         totals["errors"][code] = totals["errors"].get(code, 0) + n

@@ -45,6 +45,44 @@ BATCH_GET_IDS = 100  # BatchGetRecord's most record identifiers per group and ca
 LIST_PAGE = 100  # ListRecords' most identifiers per page
 
 
+Key = tuple[str, float]  # a record version: its id and event time
+
+
+class RangedObject(io.RawIOBase):
+    """An S3 object as a seekable file whose reads are ranged GETs: Parquet reads its footer and the
+    columns it wants, not the whole file."""
+
+    def __init__(self, s3: Any, bucket: str, key: str, size: int) -> None:
+        super().__init__()
+        self.s3, self.bucket, self.key, self.size, self.position = s3, bucket, key, size, 0
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        end = min(self.size, self.position + len(buffer))
+        if end <= self.position:
+            return 0
+        answer = self.s3.get_object(
+            Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-{end - 1}"
+        )
+        data = answer["Body"].read()
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+
 @dataclass(frozen=True)
 class Outcome:
     error: str | None  # the error code a call failed with for good, or None
@@ -60,6 +98,7 @@ class PutReport:
     retries: int
     errors: dict[str, int]  # error code -> records that finally failed with it
     already_present: int = 0  # records whose online row holds their values already: not written
+    keys: tuple[Key, ...] = ()  # the record versions written: what the offline store will show
 
 
 def records(frame: pd.DataFrame, group: FeatureGroupDefinition) -> list[list[dict[str, str]]]:
@@ -82,15 +121,21 @@ def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
-def _report(offered: int, outcomes: list[Outcome], already_present: int = 0) -> PutReport:
+def _report(offered: int, outcomes: list[Outcome], keys: list[Key], already_present: int = 0) -> PutReport:
+    """The counts of `outcomes`, one a call, the call of the record version `keys` names."""
     errors: dict[str, int] = {}
     for outcome in outcomes:
         if outcome.error:
             errors[outcome.error] = errors.get(outcome.error, 0) + 1
     failed = sum(errors.values())
-    return PutReport(
-        offered, len(outcomes) - failed, failed, sum(o.retries for o in outcomes), errors, already_present
-    )
+    written = tuple(k for k, o in zip(keys, outcomes, strict=True) if not o.error)
+    retries = sum(o.retries for o in outcomes)
+    return PutReport(offered, len(outcomes) - failed, failed, retries, errors, already_present, written)
+
+
+def _key(record: list[dict[str, str]], group: FeatureGroupDefinition) -> Key:
+    fields = {f["FeatureName"]: f["ValueAsString"] for f in record}
+    return fields[group.record_id], _number(fields[group.event_time])
 
 
 def unchanged(
@@ -211,7 +256,8 @@ class SageMakerFeatureStore:
                     [r for _, r in wanted],
                 )
             )
-        return _report(len(batch), outcomes, already_present=len(batch) - len(wanted))
+        keys = [_key(r, group) for _, r in wanted]
+        return _report(len(batch), outcomes, keys, already_present=len(batch) - len(wanted))
 
     def _revive(
         self, group: FeatureGroupDefinition, offline_only: list[tuple[str, list[dict[str, str]]]]
@@ -262,7 +308,7 @@ class SageMakerFeatureStore:
                     absent,
                 )
             )
-        return _report(len(absent), outcomes)
+        return _report(len(absent), outcomes, [(i, _number(when)) for i in absent])
 
     def _online_records(
         self, pool: ThreadPoolExecutor, group: FeatureGroupDefinition, ids: list[str]
@@ -320,13 +366,15 @@ class SageMakerFeatureStore:
         return Outcome("RetriesExhausted", self.max_attempts)
 
     def wait_offline(
-        self, group: FeatureGroupDefinition, since_ms: int, expected: int, timeout_s: float
+        self, group: FeatureGroupDefinition, since_ms: int, written: list[Key], timeout_s: float
     ) -> int:
-        """Poll the offline prefix until files written since `since_ms` hold `expected` records."""
+        """Poll the offline prefix until the files written since `since_ms` hold every record version in
+        `written` (record id, event time), this ingest's own: rows another writer put there meanwhile do
+        not count. Only a file's footer and its two key columns are read (ranged GETs), not the file."""
         if self.s3 is None:
             raise UserError("waiting for the offline store needs an S3 client")
         bucket, _, prefix = group.offline_uri.removeprefix("s3://").partition("/")
-        seen: dict[str, int] = {}
+        wanted, found, read = set(written), set(), set()
         listed_since_ms = since_ms - LISTED_TIME_SLACK_MS
 
         def all_visible() -> int:
@@ -335,18 +383,25 @@ class SageMakerFeatureStore:
                 for obj in page.get("Contents", []):
                     key = obj["Key"]
                     fresh = obj["LastModified"].timestamp() * 1000 >= listed_since_ms
-                    if key.endswith(".parquet") and fresh and key not in seen:
-                        body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-                        seen[key] = pq.read_metadata(io.BytesIO(body)).num_rows
-            total = sum(seen.values())
-            if total < expected:
-                log.info("offline store: %d of %d records visible; polling again", total, expected)
-                raise NotYet(f"only {total} of {expected} records reached the offline store")
-            return total
+                    if key.endswith(".parquet") and fresh and key not in read:
+                        found.update(self._keys_in(bucket, key, obj["Size"], group) & wanted)
+                        read.add(key)
+            if len(found) < len(wanted):
+                log.info("offline store: %d of %d records visible; polling again", len(found), len(wanted))
+                raise NotYet(f"only {len(found)} of {len(wanted)} records reached the offline store")
+            return len(found)
 
         return self._poll(
             all_visible, f"the records of {group.name} reaching its offline store", timeout_s, 2.0, 60.0
         )
+
+    def _keys_in(self, bucket: str, key: str, size: int, group: FeatureGroupDefinition) -> set[Key]:
+        """The (record id, event time) of an offline file's rows."""
+        columns = [group.record_id, group.event_time]
+        with pq.ParquetFile(RangedObject(self.s3, bucket, key, size)) as parquet:
+            table = parquet.read(columns=columns)
+        times = [t if isinstance(t, float) else _number(str(t)) for t in table[group.event_time].to_pylist()]
+        return set(zip((str(i) for i in table[group.record_id].to_pylist()), times, strict=True))
 
     def _poll(self, check: Callable[[], T], what: str, timeout_s: float, first_s: float, max_s: float) -> T:
         """`check()` until it stops raising NotYet; AWS's own errors are not retried here (boto3 has)."""

@@ -368,16 +368,17 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
             ]
         )
     _require_every_record_written(writes, group)
-    deleted = 0
-    if opts.mode == "snapshot":
-        deletions = spec.delete_absent(group, present, run_time, ids_distinct)
+    deletions = (
+        spec.delete_absent(group, present, run_time, ids_distinct) if opts.mode == "snapshot" else None
+    )
+    if deletions is not None:
         _require_every_record_written([deletions], group, "deleted from")
-        deleted = deletions["written"]
     if spec.backend == "sagemaker" and opts.wait_offline_s > 0:
         # PutRecord and DeleteRecord land in the offline store minutes later: the next step must not read
-        # before.
-        expected = sum(w["written"] for w in writes) + deleted
-        spec.sagemaker().wait_offline(group, since_ms, expected, opts.wait_offline_s)
+        # before. What this ingest wrote, not any rows written meanwhile.
+        written = [k for w in [*writes, deletions or {}] for k in w.get("keys", ())]
+        spec.sagemaker().wait_offline(group, since_ms, written, opts.wait_offline_s)
+    deleted = deletions["written"] if deletions is not None else 0
     elapsed = time.monotonic() - started
     duplicates = repeats.duplicates
     report = summarize(checks, writes, group, elapsed, files) | {
