@@ -37,6 +37,7 @@ from smray.contracts.jobs import processing_root
 from smray.contracts.resource_config import ResourceConfig
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
+from smray.feature_store.history import DownloadedOfflineStore, OfflineHistory
 from smray.feature_store.local import LocalFeatureStore
 from smray.feature_store.record_state import latest_versions
 from smray.ray_bootstrap.object_store import MIB
@@ -316,21 +317,20 @@ def merge_moments(parts: pd.DataFrame, columns: list[str]) -> dict[str, Scale]:
 
 
 def _offline_files(opts: argparse.Namespace) -> tuple[FeatureGroupDefinition, Schema, list[Path]]:
-    """The local store's committed files, or every Parquet file of a SageMaker offline store that the
-    job downloaded (--offline-files: on AWS, S3 is the offline store and has no catalog); and the schema
-    the data was ingested with: --schema, else the one the local store keeps with the group."""
+    """The group, the schema its data was ingested with (--schema, else the one the store keeps with the
+    group) and its offline files, from whichever store the job has."""
     given = schema_mod.load(opts.schema) if opts.schema else None
+    store: OfflineHistory
     if opts.offline_files:
         if given is None:
             raise UserError("--offline-files needs --schema: a SageMaker offline store keeps no target")
-        group = FeatureGroupDefinition.from_schema(opts.feature_group, given)
-        return group, given, sorted(opts.offline_files.rglob("*.parquet"))
-    store = LocalFeatureStore(Path(str(opts.store).removeprefix("file://")))
+        store, where = DownloadedOfflineStore(opts.offline_files, given), opts.offline_files
+    else:
+        store = LocalFeatureStore(Path(str(opts.store).removeprefix("file://")))
+        where = store.root
     group = store.describe(opts.feature_group)
     if group is None:
-        raise UserError(
-            f"feature group {opts.feature_group} does not exist in {store.root}: run ingest first"
-        )
+        raise UserError(f"feature group {opts.feature_group} does not exist in {where}: run ingest first")
     schema = given or store.schema(group.name)
     if schema is None:
         raise UserError(f"feature group {group.name} keeps no schema (an older smray made it): use --schema")
