@@ -58,7 +58,7 @@ def local_session(docker_client, tmp_path):
                 "container_config": {"shm_size": local_mode.shm_size(HOSTS)},
             }
         }
-        with mock.patch.dict({}):  # DEMO: no clean-up
+        with local_mode.job_containers_removed():
             yield session
     assert _job_containers(jobs) == [], "local mode left job containers behind"
 
