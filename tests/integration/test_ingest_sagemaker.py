@@ -2,7 +2,6 @@
 the control plane and the fake Feature Store runtime (moto has none), reached through the standard
 AWS_ENDPOINT_URL_* variables, so the step's code is exactly what runs against AWS."""
 
-import os
 import socket
 import threading
 from http.server import ThreadingHTTPServer
@@ -18,6 +17,7 @@ from smray.entrypoints.modes import ingest
 from smray.errors import UserError
 from smray.feature_store.definition import FeatureGroupDefinition
 from smray.workstation import datagen
+from tests.support.aws_standins import process_environment
 from tests.unit.test_feature_store_sagemaker import ROLE, FakeRuntime
 
 
@@ -42,16 +42,10 @@ def aws_endpoints():
         "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{moto_port}",
         "AWS_ENDPOINT_URL_SAGEMAKER_FEATURESTORE_RUNTIME": f"http://127.0.0.1:{runtime.server_address[1]}",
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # before Ray starts: its workers inherit the environment
-    yield
+    with process_environment(env):
+        yield
     runtime.shutdown()
     moto.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ tests/support's Feature Store runtime, whose offline store is written in AWS's l
 it downloaded, as the pipeline's processing input does."""
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +14,7 @@ import pytest
 from smray.contracts.resource_config import local
 from smray.entrypoints.modes import ingest, preprocess
 from smray.workstation import datagen
-from tests.support.aws_standins import aws_stand_ins
+from tests.support.aws_standins import aws_stand_ins, process_environment
 from tests.unit.test_feature_store_sagemaker import ROLE
 
 GROUP = "churn"
@@ -23,16 +22,9 @@ GROUP = "churn"
 
 @pytest.fixture(scope="module")
 def aws():
-    with aws_stand_ins(host="127.0.0.1") as endpoints:
-        saved = {k: os.environ.get(k) for k in endpoints.environment()}
-        os.environ.update(endpoints.environment())  # before Ray starts: its workers inherit it
+    with aws_stand_ins(host="127.0.0.1") as endpoints, process_environment(endpoints.environment()):
         endpoints.client("s3").create_bucket(Bucket="offline")
         yield endpoints
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import ipaddress
 import json
+import os
 import secrets
 import subprocess
 import threading
@@ -252,6 +253,22 @@ def _missing_groups_not_found() -> Iterator[None]:
         yield
     finally:
         SageMakerModelBackend.describe_feature_group = original
+
+
+@contextmanager
+def process_environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` in this process's environment, then as it was: set before Ray starts, whose workers
+    inherit it, for code that finds AWS through the AWS_ENDPOINT_URL_* variables."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @contextmanager

@@ -5,4 +5,3 @@ MODEL = "model"  # model.tar.gz, as training wrote it
 TEST = "test"  # the test split
 OUTPUT = "evaluation"  # evaluation.json and the report
 EVALUATION_FILE = "evaluation.json"
-RMSE_PATH = "regression_metrics.rmse.value"  # the gate's value in EVALUATION_FILE
