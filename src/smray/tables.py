@@ -30,10 +30,15 @@ def list_files(root: Path, what: str = "input") -> list[Path]:
     """Every CSV/Parquet file under `root`, in a stable order; none is an error."""
     if not root.exists():
         raise UserError(f"{what} folder {root} does not exist")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+    files = table_files(root)
     if not files:
         raise UserError(f"no CSV or Parquet files in {what} folder {root}")
     return files
+
+
+def table_files(root: Path) -> list[Path]:
+    """Every CSV/Parquet file under the folder `root`, in a stable order; maybe none."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
 
 
 def read(path: Path) -> pd.DataFrame:

@@ -210,10 +210,26 @@ def test_an_integer_id_in_a_parquet_file_is_the_record_its_text_names_in_a_csv(r
 
 def test_shares_are_disjoint_and_cover_everything(tmp_path):
     files = [write(tmp_path / f"f{i}.csv", "x" * (i + 1) * 100) for i in range(5)]
-    shares = ingest.plan_units(files, 2)
-    assert sorted(u.path for s in shares for u in s) == sorted(map(str, files))
-    one = ingest.plan_units(files[:1], 3)
-    assert [(u.part, u.parts) for s in one for u in s] == [(0, 3), (1, 3), (2, 3)]
+    listing = ingest.host_files(str(tmp_path))
+    assert listing == [(f"f{i}.csv", (i + 1) * 100) for i in range(5)]
+    shares = ingest.plan_hosts({"a": listing, "b": listing}, tmp_path)  # the same files on both hosts
+    assert sorted(u.path for s in shares.values() for u in s) == sorted(map(str, files))
+    assert all(shares.values())
+    one = ingest.plan_hosts({h: listing[:1] for h in "abc"}, tmp_path)
+    assert [(u.part, u.parts) for s in one.values() for u in s] == [(0, 3), (1, 3), (2, 3)]
+
+
+def test_files_spread_over_the_hosts_are_each_read_where_they_are(tmp_path):
+    """ShardedByS3Key: every object on one host, a host maybe with none; each host reads its own."""
+    listings = {"a": [("f0.csv", 100), ("f2.csv", 300)], "b": [("f1.csv", 200)], "c": []}
+    shares = ingest.plan_hosts(listings, tmp_path)
+    assert {h: [u.path for u in s] for h, s in shares.items()} == {
+        "a": [str(tmp_path / "f0.csv"), str(tmp_path / "f2.csv")],
+        "b": [str(tmp_path / "f1.csv")],
+        "c": [],
+    }
+    with pytest.raises(UserError, match=r"different input files, some on several hosts \(f1.csv\)"):
+        ingest.plan_hosts({"a": [("f0.csv", 1), ("f1.csv", 1)], "b": [("f1.csv", 1)]}, tmp_path)
 
 
 def _open_while_another_host_sets_up(tmp_path, monkeypatch, with_lock: bool):

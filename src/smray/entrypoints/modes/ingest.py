@@ -110,13 +110,41 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def plan_units(files: list[Path], hosts: int) -> list[list[Unit]]:
-    """Disjoint shares, one per host, balanced by file size (largest first onto the lightest host)."""
+def host_files(input_dir: str) -> list[tuple[str, int]]:
+    """This host's input files, relative to the input folder, with their sizes. None is no error here:
+    with ShardedByS3Key, a host of a job with fewer files than hosts gets no file."""
+    root = Path(input_dir)
+    return [(f.relative_to(root).as_posix(), f.stat().st_size) for f in tables.table_files(root)]
+
+
+def plan_hosts(listings: dict[str, list[tuple[str, int]]], root: Path) -> dict[str, list[Unit]]:
+    """Each host's share of the input, from what each host holds. The same files on every host (an input
+    FullyReplicated, or one folder every container mounts, as in local mode): disjoint shares balanced by
+    size (`plan_units`). Files spread over the hosts (ShardedByS3Key: every object on one host): each host
+    reads its own. Anything else is an input no host can share out."""
+    held = [set(files) for files in listings.values()]
+    if all(h == held[0] for h in held):
+        shares = plan_units([(root / rel, size) for rel, size in sorted(held[0])], len(listings))
+        return dict(zip(listings, shares, strict=True))
+    names = [rel for files in listings.values() for rel, _ in files]
+    if len(names) != len(set(names)):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise UserError(
+            f"the hosts hold different input files, some on several hosts ({', '.join(twice[:3])}): "
+            "an input must be on every host (FullyReplicated) or spread over them (ShardedByS3Key)"
+        )
+    return {node: [Unit(str(root / rel)) for rel, _ in files] for node, files in listings.items()}
+
+
+def plan_units(files: list[tuple[Path, int]], hosts: int) -> list[list[Unit]]:
+    """Disjoint shares of `files` (path, size), one per host, balanced by size (largest first onto the
+    lightest host); with fewer files than hosts, each file's rows are sliced over the hosts."""
+    size_of = {str(f): size for f, size in files}
     if len(files) >= hosts:
-        units = [Unit(str(f)) for f in files]
+        units = [Unit(str(f)) for f, _ in files]
     else:
-        units = [Unit(str(f), k, hosts) for f in files for k in range(hosts)]
-    sizes = {u: Path(u.path).stat().st_size / u.parts for u in units}
+        units = [Unit(str(f), k, hosts) for f, _ in files for k in range(hosts)]
+    sizes = {u: size_of[u.path] / u.parts for u in units}
     shares: list[list[Unit]] = [[] for _ in range(hosts)]
     load = [0.0] * hosts
     for unit in sorted(units, key=lambda u: (-sizes[u], u.path, u.part)):
@@ -303,13 +331,16 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     if opts.batch_rows < 1:
         raise UserError("--batch-rows must be at least 1")
     spec = StoreSpec(opts.backend, opts.store, opts.role_arn, opts.offline_s3_uri)
-    files = tables.list_files(opts.input)
     cores = ray_tasks.host_cores()
+    listed = ray_tasks.settle([ray_tasks.on_host(n, host_files, str(opts.input)) for n in cores])
+    listings = dict(zip(cores, listed, strict=True))
+    files = sorted({rel for held in listings.values() for rel, _ in held})
+    if not files:
+        tables.list_files(opts.input)  # says what is wrong: no folder, or no CSV or Parquet file in it
     here = ray.get_runtime_context().get_node_id()
     # This host's share last: it is read in this process, after the other hosts' tasks have started.
     busy = sorted(
-        ((node, s) for node, s in zip(cores, plan_units(files, len(cores)), strict=True) if s),
-        key=lambda b: b[0] == here,
+        ((node, s) for node, s in plan_hosts(listings, opts.input).items() if s), key=lambda b: b[0] == here
     )
     log.info("ingest: %d files over %d hosts", len(files), len(busy))
     shared = [
@@ -408,7 +439,7 @@ def _require_every_record_written(
 
 
 def summarize(
-    checks: list[dict], writes: list[dict], group: FeatureGroupDefinition, elapsed: float, files: list[Path]
+    checks: list[dict], writes: list[dict], group: FeatureGroupDefinition, elapsed: float, files: list[str]
 ) -> dict:
     rows_read = sum(c["rows_read"] for c in checks)
     return {

@@ -178,8 +178,15 @@ class _Context:
             destination=_under(self.p.output, *(prefix or (name,))),
         )
 
-    def input(self, name: str, source: object, folder: str) -> ProcessingInput:
-        return ProcessingInput(source=source, destination=in_container(folder), input_name=name)
+    def input(self, name: str, source: object, folder: str, sharded: bool = False) -> ProcessingInput:
+        """A job's input; `sharded`: each host gets its own objects of it (ShardedByS3Key), as ingest reads
+        a share only, instead of every host a copy of all of it."""
+        return ProcessingInput(
+            source=source,
+            destination=in_container(folder),
+            input_name=name,
+            s3_data_distribution_type="ShardedByS3Key" if sharded else "FullyReplicated",
+        )
 
     def store_input(self) -> ProcessingInput:
         return self.input("store", self.p.store, ingest_contract.STORE)
@@ -235,7 +242,7 @@ def _ingest_step(c: _Context) -> ProcessingStep:
         arguments = ingest_contract.argv(
             feature_group=p.feature_group, sagemaker_role=c.target.role, offline_s3_uri=p.store
         )
-    raw = c.input("raw", p.input_data, ingest_contract.RAW)
+    raw = c.input("raw", p.input_data, ingest_contract.RAW, sharded=True)
     return ProcessingStep(
         name="FeatureStoreIngestion",
         step_args=c.processor(p.processing_count, "ingest").run(

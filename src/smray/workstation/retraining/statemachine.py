@@ -171,7 +171,8 @@ def _processing(
     }
 
 
-def _s3_input(name: str, uri_path: str, local: str) -> dict[str, Any]:
+def _s3_input(name: str, uri_path: str, local: str, sharded: bool = False) -> dict[str, Any]:
+    """`sharded`: each host gets its own objects (ShardedByS3Key: ingest reads a share only)."""
     return {
         "InputName": name,
         "S3Input": {
@@ -179,6 +180,7 @@ def _s3_input(name: str, uri_path: str, local: str) -> dict[str, Any]:
             "LocalPath": local,
             "S3DataType": "S3Prefix",
             "S3InputMode": "File",
+            "S3DataDistributionType": "ShardedByS3Key" if sharded else "FullyReplicated",
         },
     }
 
@@ -296,7 +298,7 @@ def _processing_states() -> dict[str, Any]:
     schema_in = _s3_input("schema", "$.SchemaUri", in_container(SCHEMA))
     ingest = _processing(
         "ingest",
-        [_s3_input("raw", "$.DataUri", in_container(ingest_contract.RAW)), schema_in],
+        [_s3_input("raw", "$.DataUri", in_container(ingest_contract.RAW), sharded=True), schema_in],
         [
             _s3_output("store", store, in_container(ingest_contract.STORE)),
             _s3_output("report", _under(LAYOUT["ingest"]), in_container(ingest_contract.REPORT)),
