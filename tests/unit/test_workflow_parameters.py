@@ -123,3 +123,27 @@ def test_threshold_s_default_is_the_gate_s_own_on_every_surface(tmp_path, monkey
         session = definition.aws_session("us-east-1", "bucket")
         rendered = json.loads(definition.build(target, session).definition())
     assert {p["Name"]: p for p in rendered["Parameters"]}["Threshold"]["DefaultValue"] == 0.9
+
+
+def test_local_mode_accepts_every_input_and_aws_shards_ingest_s_raw_input():
+    """Local mode refuses any S3DataDistributionType but FullyReplicated (sagemaker.local.entities): one
+    ShardedByS3Key input stops `smray run local` at its first step. On AWS, ingest's raw input is
+    ShardedByS3Key (each host downloads its own objects)."""
+    with pytest.MonkeyPatch.context() as mp, mock_aws():
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        sessions = {"aws": definition.aws_session("us-east-1", "bucket"), "local": local_mode.session("256m")}
+        distributions = {}
+        for name, session in sessions.items():
+            target = definition.Target(
+                name=name, image="smray:test", role="arn:aws:iam::1:role/r", ray_token="t"
+            )
+            steps = json.loads(definition.build(target, session).definition())["Steps"]
+            distributions[name] = {
+                (step["Name"], i["InputName"]): i["S3Input"]["S3DataDistributionType"]
+                for step in steps
+                if step["Type"] == "Processing"
+                for i in step["Arguments"]["ProcessingInputs"]
+            }
+    assert set(distributions["local"].values()) == {"FullyReplicated"}, distributions["local"]
+    assert distributions["aws"].pop(("FeatureStoreIngestion", "raw")) == "ShardedByS3Key"
+    assert set(distributions["aws"].values()) == {"FullyReplicated"}

@@ -242,7 +242,8 @@ def _ingest_step(c: _Context) -> ProcessingStep:
         arguments = ingest_contract.argv(
             feature_group=p.feature_group, sagemaker_role=c.target.role, offline_s3_uri=p.store
         )
-    raw = c.input("raw", p.input_data, ingest_contract.RAW, sharded=True)
+    # Local mode refuses ShardedByS3Key; its hosts mount one folder anyway.
+    raw = c.input("raw", p.input_data, ingest_contract.RAW, sharded=not c.target.local)
     return ProcessingStep(
         name="FeatureStoreIngestion",
         step_args=c.processor(p.processing_count, "ingest").run(
