@@ -193,6 +193,20 @@ def test_a_row_without_a_target_is_set_aside_and_counted_not_a_failed_step(ray_c
     assert quarantined[["source_row", "violated_rules"]].values.tolist() == [[3, "PRICE present"]]
 
 
+def test_a_snapshot_whose_every_row_was_quarantined_deletes_nothing(ray_cluster, tmp_path):
+    """A snapshot is the whole table: one whose every row broke a rule would delete every record. Refused,
+    with the store as it was."""
+    write(tmp_path / "raw" / "a.csv", HEADER + GOOD + GOOD.replace("490098", "490099"))
+    ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+    store, group, files, _ = store_state(tmp_path)
+    write(tmp_path / "raw" / "a.csv", HEADER + "-5,2008,3063.6,2,1.0,1.37,2,0,0\n")
+    with pytest.raises(
+        UserError, match=r"every row of the input was quarantined \(1\): a snapshot of no rows"
+    ):
+        ingest.run(local(), options(tmp_path, tmp_path / "raw"))
+    assert store.committed_files(group) == files and store.online_count(group) == 2
+
+
 def test_an_integer_id_in_a_parquet_file_is_the_record_its_text_names_in_a_csv(ray_cluster, tmp_path):
     csv = write(tmp_path / "raw" / "a.csv", "record_id,event_time," + HEADER + "1,5," + GOOD)
     row = pd.read_csv(csv)  # record_id as an integer column

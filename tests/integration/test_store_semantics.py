@@ -1,7 +1,7 @@
 """One store semantics on both backends: the same three ingests of a churn table (text features, empty
-cells, yes/no labels), with edits, inserts, deletes, a returning record and a quarantined row, give the
-same counts and, read back by preprocess, the same training rows from the local store as from SageMaker
-Feature Store. SageMaker's side is the image's code against moto's server (S3, the control plane) and
+cells, yes/no labels, event times from the data), with edits, inserts, deletes, returning records (one
+with an older row too) and a quarantined row, give the same counts and, read back by preprocess, the
+same training rows from the local store as from SageMaker Feature Store. SageMaker's side is the image's code against moto's server (S3, the control plane) and
 tests/support's Feature Store runtime, whose offline store is written in AWS's layout; preprocess reads
 it downloaded, as the pipeline's processing input does."""
 
@@ -41,7 +41,11 @@ def versions(folder: Path) -> tuple[Path, list[pd.DataFrame]]:
     second.loc[4, "state"] = ""  # one value emptied
     added = first.iloc[:5].assign(record_id=[f"new-{i}" for i in range(5)])
     second = pd.concat([second, added], ignore_index=True)  # five inserted
-    third = pd.concat([second, first.iloc[10:13]], ignore_index=True)  # three come back
+    # three come back, one of them with an older row of other values too: its newest row is the record
+    history = first.iloc[[13]].assign(
+        record_id=first.loc[10, "record_id"], event_time=float(first.loc[10, "event_time"]) - 86400
+    )
+    third = pd.concat([second, first.iloc[10:13], history], ignore_index=True)
     third.loc[5, "plan"] = "premium" if third.loc[5, "plan"] != "premium" else "basic"  # one more edit
     third.loc[6, "minutes"] = "inf"  # quarantined: its record leaves the live set
     return generated.schema, [first, second, third]
@@ -111,5 +115,5 @@ def test_three_ingests_give_the_same_training_rows_on_both_stores(cluster, aws, 
     assert [(c["written"], c["already_present"], c["deleted"], c["quarantined"]) for c in seen] == [
         (300, 0, 0, 0),
         (9, 286, 10, 0),  # 3 edited + 1 emptied + 5 new; 10 gone
-        (4, 293, 1, 1),  # 3 back + 1 edited, 1 quarantined: its record gone
+        (5, 293, 1, 1),  # 3 back (one with an older row) + 1 edited, 1 quarantined: its record gone
     ]

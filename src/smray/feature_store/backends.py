@@ -95,15 +95,25 @@ class StoreSpec:
         return totals
 
     def delete_absent(
-        self, group: FeatureGroupDefinition, present: Ids, event_time: float, ids_distinct: bool = False
+        self,
+        group: FeatureGroupDefinition,
+        present: Ids,
+        event_time: float,
+        ids_distinct: bool = False,
+        live: list[str] | None = None,
     ) -> dict[str, Any]:
         """A snapshot's deletions, the same on both stores: every live record whose id is not in `present`
-        (the whole input, just written) is deleted as of `event_time`. Counts as `write`'s."""
+        (the whole input, just written) is deleted as of `event_time`. Counts as `write`'s. `live`:
+        SageMaker's online record ids, when the caller listed them already."""
         if self.backend == "local":
             deleted = self.local().delete_absent(group, present, event_time, ids_distinct)
             return {"offered": deleted, "written": deleted, "already_present": 0, "failed": 0, "errors": {}}
+        store = self.sagemaker()
         totals = _totals()
-        _add(totals, self.sagemaker().delete_absent(group, present, event_time))
+        _add(
+            totals,
+            store.delete_absent(group, present, event_time, store.live_ids(group) if live is None else live),
+        )
         return totals
 
 

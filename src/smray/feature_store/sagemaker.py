@@ -66,21 +66,30 @@ class RangedObject(io.RawIOBase):
         return self.position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
-        self.position = max(0, base + offset)
+        bases = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}
+        if whence not in bases or bases[whence] + offset < 0:
+            raise ValueError(f"cannot seek to {offset} from {whence} in {self.key}")
+        self.position = bases[whence] + offset
         return self.position
 
     def readinto(self, buffer: Any) -> int:
-        end = min(self.size, self.position + len(buffer))
+        data = self._get(min(self.size, self.position + len(buffer)))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readall(self) -> bytes:
+        return self._get(self.size)
+
+    def _get(self, end: int) -> bytes:
+        """The bytes from here to `end`, in one ranged GET."""
         if end <= self.position:
-            return 0
+            return b""
         answer = self.s3.get_object(
             Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-{end - 1}"
         )
         data = answer["Body"].read()
-        buffer[: len(data)] = data
         self.position += len(data)
-        return len(data)
+        return data
 
 
 @dataclass(frozen=True)
@@ -122,7 +131,7 @@ def _missing(value: Any) -> bool:
 
 
 def _report(offered: int, outcomes: list[Outcome], keys: list[Key], already_present: int = 0) -> PutReport:
-    """The counts of `outcomes`, one a call, the call of the record version `keys` names."""
+    """The counts of `outcomes`, one per record's call; `keys[k]`: the record version of call k."""
     errors: dict[str, int] = {}
     for outcome in outcomes:
         if outcome.error:
@@ -162,11 +171,16 @@ def unchanged(
     return True
 
 
+USER_ERRORS = {"AccessDeniedException", "AccessForbidden", "ValidationError", "ResourceNotFound"}
+
+
+def _call_error(what: str, code: str) -> Exception:
+    """A call that failed for good: the user's to fix (permissions, a missing group), else AWS's."""
+    return (UserError if code in USER_ERRORS else PlatformError)(f"{what} failed: {code}")
+
+
 def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:  # an event time written as ISO 8601
-        return pd.Timestamp(text).timestamp()
+    return float(text)  # a number feature's text, or an event time (the group's is Fractional)
 
 
 def _text(value: Any) -> str:
@@ -176,7 +190,7 @@ def _text(value: Any) -> str:
 
 
 class SageMakerFeatureStore:
-    CONCURRENCY = 16  # PutRecord calls in flight per host
+    CONCURRENCY = 16  # Feature Store runtime calls in flight per host
 
     def __init__(
         self,
@@ -236,8 +250,8 @@ class SageMakerFeatureStore:
 
     def put(self, group: FeatureGroupDefinition, frame: pd.DataFrame, times_given: bool = False) -> PutReport:
         """Write the rows whose online record does not hold them already (`times_given`: the event times
-        came from the data, so a different time is a change too). A record deleted earlier comes back as
-        of now when its row is no newer than its deletion (AWS would file the row as history only)."""
+        came from the data, so a different time is a change too). A row no newer than its record's
+        deletion is filed as history by AWS: `live_ids` after the writes finds such records."""
         batch = records(frame, group)
         ids = frame[group.record_id].astype(str).tolist()
         with ThreadPoolExecutor(self.concurrency) as pool:
@@ -246,55 +260,44 @@ class SageMakerFeatureStore:
             for i, r in zip(ids, batch, strict=True):
                 key = (i, *(f["ValueAsString"] for f in r))  # one batch's equal rows are one version
                 if key not in seen and not unchanged(r, online.get(i), group, times_given):
-                    wanted.append((i, r))
+                    wanted.append(r)
                 seen.add(key)
-            if times_given:
-                self._revive(group, [(i, r) for i, r in wanted if i not in online])
             outcomes = list(
                 pool.map(
                     lambda r: self._attempt(self.runtime.put_record, FeatureGroupName=group.name, Record=r),
-                    [r for _, r in wanted],
+                    wanted,
                 )
             )
-        keys = [_key(r, group) for _, r in wanted]
+        keys = [_key(r, group) for r in wanted]
         return _report(len(batch), outcomes, keys, already_present=len(batch) - len(wanted))
 
-    def _revive(
-        self, group: FeatureGroupDefinition, offline_only: list[tuple[str, list[dict[str, str]]]]
-    ) -> None:
-        """Records that are not online but soft-deleted take now as their event time when theirs is older:
-        a deletion's time is the run's that deleted it, and a row no newer would stay history, the record
-        deleted, where the local store brings it back."""
-        if not offline_only:
-            return
-        deleted = set(self._online_ids(group, include_deleted=True)) & {i for i, _ in offline_only}
-        now = time.time()
-        for i, record in offline_only:
-            for field_ in record:
-                if (
-                    i in deleted
-                    and field_["FeatureName"] == group.event_time
-                    and _number(field_["ValueAsString"]) < now
-                ):
-                    field_["ValueAsString"] = _text(now)
+    def live_ids(self, group: FeatureGroupDefinition) -> list[str]:
+        """The ids of the group's online records (ListRecords, soft-deleted ones left out), every page
+        retried as a record's call is."""
+        found: list[str] = []
+        token: dict[str, str] = {}
+        while True:
+            outcome = self._attempt(
+                self.runtime.list_records,
+                keep=True,
+                FeatureGroupName=group.name,
+                MaxResults=LIST_PAGE,
+                **token,
+            )
+            if outcome.error:
+                raise _call_error(f"listing the records of feature group {group.name}", outcome.error)
+            found += outcome.answer.get("RecordIdentifiers", [])
+            if not outcome.answer.get("NextToken"):
+                return found
+            token = {"NextToken": outcome.answer["NextToken"]}
 
-    def _online_ids(self, group: FeatureGroupDefinition, include_deleted: bool = False) -> list[str]:
-        pages = self.runtime.get_paginator("list_records").paginate(
-            FeatureGroupName=group.name,
-            IncludeSoftDeletedRecords=include_deleted,
-            PaginationConfig={"PageSize": LIST_PAGE},
-        )
-        return [i for page in pages for i in page.get("RecordIdentifiers", [])]
-
-    def delete_absent(self, group: FeatureGroupDefinition, present: Ids, event_time: float) -> PutReport:
+    def delete_absent(
+        self, group: FeatureGroupDefinition, present: Ids, event_time: float, live: list[str]
+    ) -> PutReport:
         """DeleteRecord (soft: the record leaves the online store, an is_deleted row goes offline) of every
-        online record whose id is not in `present`: the input was the whole table and these left it."""
-        online = self._online_ids(group)
-        absent = [
-            i
-            for i, kept in zip(online, is_in(pd.Series(online, dtype=str), present), strict=True)
-            if not kept
-        ]
+        `live` record whose id is not in `present`: the input was the whole table and these left it."""
+        kept = is_in(pd.Series(live, dtype=str), present)
+        absent = [i for i, k in zip(live, kept, strict=True) if not k]
         when = _text(float(event_time))
         with ThreadPoolExecutor(self.concurrency) as pool:
             outcomes = list(
@@ -308,55 +311,58 @@ class SageMakerFeatureStore:
                     absent,
                 )
             )
-        return _report(len(absent), outcomes, [(i, _number(when)) for i in absent])
+        return _report(len(absent), outcomes, [(i, float(when)) for i in absent])
 
     def _online_records(
         self, pool: ThreadPoolExecutor, group: FeatureGroupDefinition, ids: list[str]
     ) -> dict[str, list[dict[str, str]]]:
         """The online rows of these ids (those that have one), by BatchGetRecord calls in parallel."""
-        chunks = [ids[i : i + BATCH_GET_IDS] for i in range(0, len(ids), BATCH_GET_IDS)]
+        distinct = list(dict.fromkeys(ids))
+        chunks = [distinct[i : i + BATCH_GET_IDS] for i in range(0, len(distinct), BATCH_GET_IDS)]
         found: dict[str, list[dict[str, str]]] = {}
         for part in pool.map(lambda chunk: self._batch_get(group.name, chunk), chunks):
             found.update(part)
         return found
 
     def _batch_get(self, group_name: str, ids: list[str]) -> dict[str, list[dict[str, str]]]:
-        """One BatchGetRecord of up to 100 ids; what it leaves unprocessed is asked again, with backoff."""
+        """One BatchGetRecord of up to 100 ids; what it leaves unprocessed, or fails with a retryable
+        error, is asked again with backoff."""
         found: dict[str, list[dict[str, str]]] = {}
+        what = f"reading the online records of feature group {group_name}"
         for attempt in range(self.max_attempts):
             outcome = self._attempt(
                 self.runtime.batch_get_record,
+                keep=True,
                 Identifiers=[{"FeatureGroupName": group_name, "RecordIdentifiersValueAsString": ids}],
             )
             if outcome.error:
-                raise PlatformError(
-                    f"reading the online records of feature group {group_name} failed: {outcome.error}"
-                )
+                raise _call_error(what, outcome.error)
             answer = outcome.answer
-            for error in answer.get("Errors", []):
-                raise PlatformError(
-                    f"reading record {error.get('RecordIdentifierValueAsString')!r} of feature group "
-                    f"{group_name} failed: {error.get('ErrorCode')}: {error.get('ErrorMessage', '')}"
-                )
             found.update({r["RecordIdentifierValueAsString"]: r["Record"] for r in answer.get("Records", [])})
             ids = [
                 i
                 for u in answer.get("UnprocessedIdentifiers", [])
                 for i in u["RecordIdentifiersValueAsString"]
             ]
+            for error in answer.get("Errors", []):
+                if error.get("ErrorCode") not in RETRYABLE:
+                    raise _call_error(
+                        f"{what} ({error.get('RecordIdentifierValueAsString')!r})", error.get("ErrorCode", "")
+                    )
+                ids.append(error["RecordIdentifierValueAsString"])
             if not ids:
                 return found
             self.sleep(random.uniform(0, min(10.0, 0.1 * 2**attempt)))
-        raise PlatformError(
-            f"{len(ids)} records of feature group {group_name} stayed unprocessed by BatchGetRecord"
-        )
+        raise PlatformError(f"{what}: {len(ids)} records stayed unprocessed after {self.max_attempts} calls")
 
-    def _attempt(self, operation: Callable[..., dict], **kwargs: Any) -> Outcome:
+    def _attempt(self, operation: Callable[..., dict], /, *, keep: bool = False, **kwargs: Any) -> Outcome:
         """One call, throttling and transient errors retried with backoff (full jitter, 0.1 s doubling to
-        10 s); what still fails is an outcome with its error code, never an exception."""
+        10 s); what still fails is an outcome with its error code, never an exception. `keep`: the answer
+        is kept (a read's; a write's would only take memory, 200k of them a batch)."""
         for attempt in range(self.max_attempts):
             try:
-                return Outcome(None, attempt, operation(**kwargs))
+                answer = operation(**kwargs)
+                return Outcome(None, attempt, answer if keep else {})
             except ClientError as exc:
                 code = exc.response["Error"]["Code"]
                 if code not in RETRYABLE or attempt == self.max_attempts - 1:
@@ -373,6 +379,8 @@ class SageMakerFeatureStore:
         not count. Only a file's footer and its two key columns are read (ranged GETs), not the file."""
         if self.s3 is None:
             raise UserError("waiting for the offline store needs an S3 client")
+        if not written:
+            return 0
         bucket, _, prefix = group.offline_uri.removeprefix("s3://").partition("/")
         wanted, found, read = set(written), set(), set()
         listed_since_ms = since_ms - LISTED_TIME_SLACK_MS
@@ -400,7 +408,7 @@ class SageMakerFeatureStore:
         columns = [group.record_id, group.event_time]
         with pq.ParquetFile(RangedObject(self.s3, bucket, key, size)) as parquet:
             table = parquet.read(columns=columns)
-        times = [t if isinstance(t, float) else _number(str(t)) for t in table[group.event_time].to_pylist()]
+        times = [float(t) for t in table[group.event_time].to_pylist()]
         return set(zip((str(i) for i in table[group.record_id].to_pylist()), times, strict=True))
 
     def _poll(self, check: Callable[[], T], what: str, timeout_s: float, first_s: float, max_s: float) -> T:

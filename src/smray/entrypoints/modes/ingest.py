@@ -41,7 +41,7 @@ from smray.entrypoints import ray_tasks
 from smray.errors import UserError
 from smray.feature_store.backends import BACKENDS, StoreSpec
 from smray.feature_store.definition import FeatureGroupDefinition
-from smray.feature_store.record_state import Ids, distinct, ids, record_digests
+from smray.feature_store.record_state import Ids, distinct, ids, is_in, record_digests
 from smray.quality import check as check_quality
 from smray.schema import Schema
 
@@ -351,6 +351,11 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     ]
     checks = ray_tasks.settle([keys for keys, _, _ in shared])
     present = all_ids([c["ids"] for c in checks])
+    if opts.mode == "snapshot" and not len(present):
+        raise UserError(
+            f"every row of the input was quarantined ({sum(c['quarantined'] for c in checks)}): a snapshot "
+            f"of no rows would delete every record of feature group {opts.feature_group}; nothing was written"
+        )
     repeats = Repeats(0, None)
     ids_distinct = distinct(present)
     if not ids_distinct:  # only then are the other key columns needed
@@ -399,15 +404,25 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
             ]
         )
     _require_every_record_written(writes, group)
+    # SageMaker: which records are live now, when a snapshot deletes or a row's time may be older than
+    # its record's deletion (times from the data, or --event-time): such a row AWS files as history.
+    fixed_times = bool(opts.event_time) or any(c["times_given"] for c in checks)
+    live = None
+    if spec.backend == "sagemaker" and (opts.mode == "snapshot" or fixed_times):
+        live = spec.sagemaker().live_ids(group)
+    revived = []
+    if live is not None:
+        revived = revive_returning(spec, group, list(zip(busy, records, checks, strict=True)), present, live)
+        _require_every_record_written(revived, group, "brought back to")
     deletions = (
-        spec.delete_absent(group, present, run_time, ids_distinct) if opts.mode == "snapshot" else None
+        spec.delete_absent(group, present, run_time, ids_distinct, live) if opts.mode == "snapshot" else None
     )
     if deletions is not None:
         _require_every_record_written([deletions], group, "deleted from")
     if spec.backend == "sagemaker" and opts.wait_offline_s > 0:
         # PutRecord and DeleteRecord land in the offline store minutes later: the next step must not read
         # before. What this ingest wrote, not any rows written meanwhile.
-        written = [k for w in [*writes, deletions or {}] for k in w.get("keys", ())]
+        written = [k for w in [*writes, *revived, deletions or {}] for k in w.get("keys", ())]
         spec.sagemaker().wait_offline(group, since_ms, written, opts.wait_offline_s)
     deleted = deletions["written"] if deletions is not None else 0
     elapsed = time.monotonic() - started
@@ -417,10 +432,53 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         "deleted": deleted,
         "duplicates": duplicates,  # the same record twice in the input: written once
     }
-    report["already_present"] -= duplicates
+    # A row twice in the input is one record: counted unchanged by the store that wrote it once, or
+    # written twice where two hosts held it (SageMaker: each host writes its share).
+    counted_unchanged = min(duplicates, report["already_present"])
+    report["already_present"] -= counted_unchanged
+    report["written"] -= duplicates - counted_unchanged
     opts.report.parent.mkdir(parents=True, exist_ok=True)
     opts.report.write_text(json.dumps(report, indent=2) + "\n")
     print(format_summary(report), flush=True)
+
+
+def revive_returning(
+    spec: StoreSpec, group: FeatureGroupDefinition, shares: list, present: Ids, live: list[str]
+) -> list[dict]:
+    """SageMaker: records of the input that are not live after its writes were deleted earlier, and their
+    rows, no newer than the deletion, filed as history. Each comes back as of now with its newest row,
+    written by the host that holds that row, as the local store brings such a record back. `shares`:
+    ((node, units), records, checks) per host."""
+    text = ids(present)
+    returning = text[~is_in(text, pd.Series(live, dtype=str))]
+    if not len(returning):
+        return []
+    rows = pd.concat(
+        pd.DataFrame({"id": ids(c["ids"]), "time": c["times"], "share": k})
+        for k, (_, _, c) in enumerate(shares)
+    )
+    newest = rows[is_in(rows["id"], returning)].sort_values(["id", "time"], kind="stable")
+    newest = newest.drop_duplicates("id", keep="last")
+    now = time.time()
+    return ray_tasks.settle(
+        [
+            ray_tasks.on_host(
+                node, revive_share, spec, group, records, newest["id"][newest["share"] == k].tolist(), now
+            )
+            for k, ((node, _), records, _) in enumerate(shares)
+            if (newest["share"] == k).any()
+        ]
+    )
+
+
+def revive_share(
+    spec: StoreSpec, group: FeatureGroupDefinition, records: pd.DataFrame, returning: list[str], now: float
+) -> dict:
+    """A host's returning records: each one's newest row, as of `now`."""
+    rid, et = group.record_id, group.event_time
+    mine = records[records[rid].astype(str).isin(returning)].sort_values(et, kind="stable")
+    newest = mine.drop_duplicates(rid, keep="last").assign(**{et: now})
+    return spec.write(group, newest, max(1, len(newest)), times_given=True)
 
 
 def _require_every_record_written(
