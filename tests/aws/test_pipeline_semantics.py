@@ -24,7 +24,16 @@ pytestmark = pytest.mark.docker
 
 BUCKET = "smray-semantics"
 ROLE = "arn:aws:iam::123456789012:role/smray-sagemaker"
-FAST = {"TuningTrials": 2, "TuningParallelTrials": 1, "NumRound": 30, "Threshold": 1e7}
+# One processing host: ingest's raw input is ShardedByS3Key, each host its own objects, which local mode
+# cannot give (its hosts mount one folder; the harness refuses it). A 2-host ingest of a sharded input, on
+# hosts with disks of their own, is tests/container/test_retraining_processing.py.
+FAST = {
+    "TuningTrials": 2,
+    "TuningParallelTrials": 1,
+    "NumRound": 30,
+    "Threshold": 1e7,
+    "ProcessingInstanceCount": 1,
+}
 ROWS = 300
 
 

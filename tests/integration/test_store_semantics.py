@@ -1,9 +1,10 @@
 """One store semantics on both backends: the same three ingests of a churn table (text features, empty
 cells, yes/no labels, event times from the data), with edits, inserts, deletes, returning records (one
 with an older row too) and a quarantined row, give the same counts and, read back by preprocess, the
-same training rows from the local store as from SageMaker Feature Store. SageMaker's side is the image's code against moto's server (S3, the control plane) and
-tests/support's Feature Store runtime, whose offline store is written in AWS's layout; preprocess reads
-it downloaded, as the pipeline's processing input does."""
+same training rows from the local store as from SageMaker Feature Store. SageMaker's side is the image's
+code against moto's server (S3, the control plane) and tests/support's Feature Store runtime, whose
+offline store is written in AWS's layout; preprocess reads it downloaded, as the pipeline's processing
+input does."""
 
 import json
 from pathlib import Path

@@ -13,6 +13,7 @@ import os
 import secrets
 import subprocess
 import threading
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -280,6 +281,9 @@ def aws_stand_ins(host: str | None = None) -> Iterator[Endpoints]:
     moto = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
     moto.start()
     _, moto_port = moto.get_host_and_port()
+    # moto's servers in one process share its backends: what an earlier module made (model packages,
+    # feature groups, buckets) would still be there.
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{moto_port}/moto-api/reset", method="POST"))
     runtime = ThreadingHTTPServer((host, 0), FeatureStoreRuntime)
     endpoints = Endpoints(f"http://{host}:{moto_port}", f"http://{host}:{runtime.server_address[1]}")
     FeatureStoreRuntime.endpoints = endpoints

@@ -31,6 +31,7 @@ from typing import Any
 
 from tests.support.aws_standins import Endpoints
 
+COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # Compose's terminal colours around each container's name
 STEP_REF = re.compile(r'"Get": "Steps\.([A-Za-z0-9_-]+)')
 # The cache key's attributes of each step type (AWS docs: "Default cache key attributes by pipeline
 # step type").
@@ -44,6 +45,14 @@ TUNING_DEFINITION_KEYS = ("AlgorithmSpecification", "InputDataConfig", "StaticHy
 
 class StepFailed(Exception):
     """A step's failure reason, as DescribePipelineExecution's steps show it."""
+
+
+class JobFailed(StepFailed):
+    """A job's FailureReason, as Describe*Job shows it; `log`: what the job logged."""
+
+    def __init__(self, reason: str, log: str = "") -> None:
+        super().__init__(reason)
+        self.log = log
 
 
 @dataclass
@@ -178,20 +187,6 @@ class _Run:
         except s3.exceptions.NoSuchKey as exc:
             raise StepFailed(f"no object at {uri}") from exc
 
-    def require_objects(self, uri: str) -> None:
-        """SageMaker's rule for an S3Prefix input: at least one object's key starts with the URI."""
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        listed = self.pipeline.endpoints.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
-        if not listed.get("KeyCount"):
-            raise StepFailed(
-                f'ClientError: No S3 objects found under S3 URL "{uri}" given in input data source'
-            )
-
-    def exists(self, uri: str) -> bool:
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        listed = self.pipeline.endpoints.client("s3").list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
-        return any(o["Key"] == key for o in listed.get("Contents", []))
-
     # --- steps --------------------------------------------------------------------------------------
     def step(self, step: dict[str, Any]) -> None:
         name, kind = step["Name"], step["Type"]
@@ -244,39 +239,14 @@ class _Run:
         raise StepFailed(f"step type {kind} is not reproduced by this harness")
 
     def _processing(self, name: str, request: dict[str, Any], run: StepRun) -> dict[str, Any]:
-        for item in request.get("ProcessingInputs", []):
-            self.require_objects(item["S3Input"]["S3Uri"])
-        job = _job_name(name)
-        local = copy.deepcopy(request)
-        local["ProcessingResources"]["ClusterConfig"]["InstanceType"] = "local"
-        local["Environment"] = {**local.get("Environment", {}), **self.pipeline.endpoints.job_environment()}
-        local.pop("RoleArn", None)
-        run.log += self._local_job("create_processing_job", ProcessingJobName=job, **local)
-        return {**request, "ProcessingJobName": job, "ProcessingJobStatus": "Completed"}
+        described, log = run_processing_job(self.pipeline.endpoints, _job_name(name), request)
+        run.log += log
+        return described
 
     def _training(self, job: str, request: dict[str, Any], run: StepRun) -> dict[str, Any]:
-        for channel in request.get("InputDataConfig", []):
-            self.require_objects(channel["DataSource"]["S3DataSource"]["S3Uri"])
-        local = copy.deepcopy(request)
-        local["ResourceConfig"]["InstanceType"] = "local"
-        local["Environment"] = {**local.get("Environment", {}), **self.pipeline.endpoints.job_environment()}
-        log = self._local_job("create_training_job", TrainingJobName=job, **local)
+        described, log = run_training_job(self.pipeline.endpoints, job, request)
         run.log += log
-        artifacts = f"{request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{job}/output/model.tar.gz"
-        if not self.exists(artifacts):
-            raise StepFailed(f"training job {job} left no model at {artifacts}")
-        metrics = []
-        for definition in request["AlgorithmSpecification"].get("MetricDefinitions", []):
-            values = re.findall(definition["Regex"], log, flags=re.MULTILINE)
-            if values:
-                metrics.append({"MetricName": definition["Name"], "Value": float(values[-1])})
-        return {
-            **request,
-            "TrainingJobName": job,
-            "TrainingJobStatus": "Completed",
-            "ModelArtifacts": {"S3ModelArtifacts": artifacts},
-            "FinalMetricDataList": metrics,
-        }
+        return described
 
     def _tuning(self, name: str, request: dict[str, Any], run: StepRun) -> dict[str, Any]:
         config, definition = request["HyperParameterTuningJobConfig"], request["TrainingJobDefinition"]
@@ -357,10 +327,10 @@ class _Run:
 
     def _register(self, request: dict[str, Any]) -> dict[str, Any]:
         for container in request["InferenceSpecification"]["Containers"]:
-            if not self.exists(container["ModelDataUrl"]):
+            if not exists(self.pipeline.endpoints, container["ModelDataUrl"]):
                 raise StepFailed(f"Could not find model data at {container['ModelDataUrl']}")
         statistics = request.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {})
-        if statistics and not self.exists(statistics["S3Uri"]):
+        if statistics and not exists(self.pipeline.endpoints, statistics["S3Uri"]):
             raise StepFailed(f"no model statistics at {statistics['S3Uri']}")
         sagemaker = self.pipeline.endpoints.client("sagemaker")
         group = request["ModelPackageGroupName"]
@@ -370,33 +340,106 @@ class _Run:
         clean["ModelMetrics"] = {k: v for k, v in clean.get("ModelMetrics", {}).items() if v}
         return sagemaker.create_model_package(**clean)
 
-    def _local_job(self, call: str, **request: Any) -> str:
-        """Runs one job in SageMaker local mode, its S3 on the stand-in; returns the job's log."""
-        import boto3
-        from sagemaker.local import LocalSagemakerClient, LocalSession
 
-        from smray.workstation.pipeline import local_mode
+# --- jobs: shared with tests.support.stepfunctions_sagemaker ------------------------------------------
+def require_objects(endpoints: Endpoints, uri: str) -> None:
+    """SageMaker's rule for an S3Prefix input: at least one object's key starts with the URI."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    listed = endpoints.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+    if not listed.get("KeyCount"):
+        raise JobFailed(f'ClientError: No S3 objects found under S3 URL "{uri}" given in input data source')
 
-        endpoints = self.pipeline.endpoints
-        boto = boto3.Session(
-            region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-        )
-        session = LocalSession(boto_session=boto, s3_endpoint_url=endpoints.s3_and_sagemaker)
-        session.config = {"local": {"local_code": True, "container_config": {"shm_size": "512m"}}}
-        log = io.StringIO()
-        try:
-            with local_mode.job_containers_removed(), contextlib.redirect_stdout(log):
-                getattr(LocalSagemakerClient(session), call)(**request)
-        except RuntimeError as exc:  # local mode: the job's containers exited non-zero
-            tail = "\n".join(log.getvalue().splitlines()[-30:])
-            raise StepFailed(_failure_line(log.getvalue()) or f"{exc}\n{tail}") from exc
-        return log.getvalue()
+
+def exists(endpoints: Endpoints, uri: str) -> bool:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    listed = endpoints.client("s3").list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+    return any(o["Key"] == key for o in listed.get("Contents", []))
+
+
+def run_processing_job(endpoints: Endpoints, job: str, request: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A CreateProcessingJob `request` run to its end as SageMaker runs it, on the stand-ins: its
+    description (request, name, status) and its log; JobFailed with the job's FailureReason."""
+    for item in request.get("ProcessingInputs", []):
+        require_objects(endpoints, item["S3Input"]["S3Uri"])
+    local = copy.deepcopy(request)
+    local["ProcessingResources"]["ClusterConfig"]["InstanceType"] = "local"
+    _shards_on_one_host(local)
+    local["Environment"] = {**local.get("Environment", {}), **endpoints.job_environment()}
+    local.pop("RoleArn", None)
+    log = _local_job(endpoints, "create_processing_job", **local | {"ProcessingJobName": job})
+    return {**request, "ProcessingJobName": job, "ProcessingJobStatus": "Completed"}, log
+
+
+def _shards_on_one_host(request: dict[str, Any]) -> None:
+    """ShardedByS3Key gives each host its share of the objects: on one host, all of them, which is
+    FullyReplicated, the only distribution local mode runs. Local mode cannot shard across hosts."""
+    hosts = request["ProcessingResources"]["ClusterConfig"]["InstanceCount"]
+    for item in request.get("ProcessingInputs", []):
+        if item["S3Input"].get("S3DataDistributionType") != "ShardedByS3Key":
+            continue
+        if hosts != 1:
+            raise JobFailed(
+                f"harness: input {item['InputName']} is ShardedByS3Key across {hosts} hosts, which "
+                "SageMaker local mode cannot reproduce (it gives every host all objects)"
+            )
+        item["S3Input"]["S3DataDistributionType"] = "FullyReplicated"
+
+
+def run_training_job(endpoints: Endpoints, job: str, request: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A CreateTrainingJob `request` run to its end as SageMaker runs it, on the stand-ins: its
+    description (with the model at `<S3OutputPath>/<job>/output/model.tar.gz` and the metrics its
+    definitions' regexes find in the log, the last value of each) and its log; JobFailed with the job's
+    FailureReason."""
+    for channel in request.get("InputDataConfig", []):
+        require_objects(endpoints, channel["DataSource"]["S3DataSource"]["S3Uri"])
+    local = copy.deepcopy(request)
+    local["ResourceConfig"]["InstanceType"] = "local"
+    local["Environment"] = {**local.get("Environment", {}), **endpoints.job_environment()}
+    log = _local_job(endpoints, "create_training_job", **local | {"TrainingJobName": job})
+    artifacts = f"{request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{job}/output/model.tar.gz"
+    if not exists(endpoints, artifacts):
+        raise JobFailed(f"training job {job} left no model at {artifacts}", log)
+    metrics = []
+    for definition in request["AlgorithmSpecification"].get("MetricDefinitions", []):
+        values = re.findall(definition["Regex"], log, flags=re.MULTILINE)
+        if values:
+            metrics.append({"MetricName": definition["Name"], "Value": float(values[-1])})
+    described = {
+        **request,
+        "TrainingJobName": job,
+        "TrainingJobStatus": "Completed",
+        "ModelArtifacts": {"S3ModelArtifacts": artifacts},
+        "FinalMetricDataList": metrics,
+    }
+    return described, log
+
+
+def _local_job(endpoints: Endpoints, call: str, **request: Any) -> str:
+    """Runs one job in SageMaker local mode, its S3 on the stand-in; returns the job's log."""
+    import boto3
+    from sagemaker.local import LocalSagemakerClient, LocalSession
+
+    from smray.workstation.pipeline import local_mode
+
+    boto = boto3.Session(
+        region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    session = LocalSession(boto_session=boto, s3_endpoint_url=endpoints.s3_and_sagemaker)
+    session.config = {"local": {"local_code": True, "container_config": {"shm_size": "512m"}}}
+    log = io.StringIO()
+    try:
+        with local_mode.job_containers_removed(), contextlib.redirect_stdout(log):
+            getattr(LocalSagemakerClient(session), call)(**request)
+    except RuntimeError as exc:  # local mode: the job's containers exited non-zero
+        tail = "\n".join(log.getvalue().splitlines()[-30:])
+        raise JobFailed(_failure_line(log.getvalue()) or f"{exc}\n{tail}", log.getvalue()) from exc
+    return log.getvalue()
 
 
 def _failure_line(log: str) -> str:
     """The job's own failure line, as SageMaker shows it (FailureReason / ExitMessage)."""
-    lines = [line for line in log.splitlines() if "ERROR" in line or "error:" in line]
-    return lines[-1].split(" | ", 1)[-1].strip() if lines else ""
+    lines = [COLOURS.sub("", line) for line in log.splitlines() if "ERROR" in line or "error:" in line]
+    return lines[-1].split(" | ", 1)[-1].strip() if lines else ""  # less Compose's "<container> | "
 
 
 def _job_name(step: str) -> str:

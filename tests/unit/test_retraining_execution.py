@@ -23,7 +23,6 @@ import time
 
 import boto3
 import pytest
-from botocore.response import StreamingBody
 from moto import mock_aws
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_aws_sdk as aws_sdk,
@@ -34,6 +33,7 @@ from smray import schema as schema_mod
 from smray.schema import Task
 from smray.workstation.retraining import aws as deploying
 from smray.workstation.retraining import statemachine
+from tests.support.stepfunctions_sagemaker import read_streamed_bodies
 
 from .test_retraining_statemachine import ACCURACY, CHURN, INPUT
 
@@ -140,26 +140,13 @@ def execute(definition: dict, execution_input: dict) -> tuple[dict, list[str]]:
     return described, entered
 
 
-def _read_streamed_bodies(eval_service_task):
-    """Step Functions answers an AWS SDK call whose response streams (S3 GetObject's Body) with its text."""
-
-    def read(self, env, *args, **kwargs):
-        eval_service_task(self, env, *args, **kwargs)
-        response = env.stack[-1]
-        for key, value in list(response.items()):
-            if isinstance(value, StreamingBody):
-                response[key] = value.read().decode()
-
-    return read
-
-
 @pytest.fixture
 def aws(monkeypatch):
     """moto's SageMaker, with the model package groups deploy creates (the housing table's and churn's),
     and its S3 with the output bucket."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     original = aws_sdk.StateTaskServiceAwsSdk._eval_service_task
-    monkeypatch.setattr(aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", _read_streamed_bodies(original))
+    monkeypatch.setattr(aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", read_streamed_bodies(original))
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         sagemaker = boto3.client("sagemaker", region_name="us-east-1")
         for table in (CHURN, schema_mod.housing()):
