@@ -11,7 +11,7 @@ import pytest
 from moto import mock_aws
 from statelint.linter import Linter
 
-from smray import gate
+from smray import gate, workflow
 from smray import schema as schema_mod
 from smray.errors import UserError
 from smray.reporting.graph import state_machine_edges
@@ -370,7 +370,11 @@ def test_a_classifier_is_gated_on_its_own_metric_with_its_defaults(clients):
     made = aws.deploy(clients, names, "rate(1 day)", given, gate_text="accuracy >= 0.9")
     definition = deployed_definition(clients, made["state_machine"])
     assert definition == statemachine.build(rule=ACCURACY, group="churn")
-    assert definition["States"]["Defaults"]["Result"] == {"Threshold": 0.9, "ModelPackageGroupName": "churn"}
+    assert definition["States"]["Defaults"]["Result"] == {
+        **{name: workflow.default(name) for name in statemachine.WORKFLOW_INPUT},
+        "Threshold": 0.9,
+        "ModelPackageGroupName": "churn",
+    }
     assert made["model_package_group"].endswith(":model-package-group/churn")
     (target,) = clients["events"].list_targets_by_rule(Rule=names.rule)["Targets"]
     assert json.loads(target["Input"]) == given  # the input as given: the definition supplies the defaults

@@ -73,19 +73,18 @@ def test_the_scheduler_s_input_calls_each_by_its_name_and_takes_whole_numbers(tm
 
 
 @pytest.mark.parametrize("parameter", PARAMETERS)
-def test_the_state_machine_takes_it_by_its_name_or_leaves_the_image_s_default(parameter):
+def test_the_state_machine_takes_it_by_its_name_with_the_same_default(parameter):
     rendered = statemachine.render()
-    if parameter.name in statemachine.INPUT:
-        assert f"$.{parameter.name}" in rendered
-    else:  # the training job runs with the image's default: the same one
-        image_name = {"NumRound": "num_round", "TuningTrials": "tune_trials"}[parameter.name]
-        assert (
-            hyperparameters.BY_NAME[image_name].default
-            == {"NumRound": 3000, "TuningTrials": 8}[parameter.name]
-        )
-        assert image_name not in json.dumps(
-            statemachine.build()["States"]["Train"]["Parameters"]["HyperParameters"]
-        )
+    assert parameter.name in statemachine.DEFAULTED_INPUT and f"$.{parameter.name}" in rendered
+    defaults = statemachine.build()["States"]["Defaults"]["Result"]
+    assert defaults[parameter.name] == parameter.default
+
+
+def test_the_state_machine_trains_with_the_input_s_rounds_and_trials():
+    hyperparameters_sent = statemachine.build()["States"]["Train"]["Parameters"]["HyperParameters"]
+    assert hyperparameters_sent["num_round.$"] == "States.Format('{}', $.NumRound)"
+    assert hyperparameters_sent["tune_trials.$"] == "States.Format('{}', $.TuningTrials)"
+    assert {"num_round", "tune_trials"} <= set(hyperparameters.BY_NAME)  # names the image reads
 
 
 GATES = [  # each command that runs the workflow, with what else it needs to parse

@@ -182,6 +182,9 @@ def check_input(execution_input: dict[str, Any]) -> None:
         raise UserError(f"the execution input lacks {', '.join(missing)}")
     if "Threshold" in execution_input:
         validation.threshold(execution_input["Threshold"], "Threshold")
+    for name in ("ProcessingInstanceCount", "TrainingInstanceCount", "NumRound", "TuningTrials"):
+        if name in execution_input:
+            validation.count(execution_input[name], name)
     if "ModelPackageGroupName" in execution_input:
         validation.group_name(execution_input["ModelPackageGroupName"], "ModelPackageGroupName")
     _check_job_name_prefix(execution_input["JobNamePrefix"])

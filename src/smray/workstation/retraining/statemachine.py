@@ -19,8 +19,9 @@ Every task retries throttling and transient service errors with backoff and catc
 WorkflowFailed, whose cause is the failed task's own error.
 
 Execution input (the schedule's constant JSON): JobNamePrefix, DataUri, SchemaUri, OutputBucket,
-OutputPrefix, EndpointName, Image, RoleArn, ProcessingInstanceType, ProcessingInstanceCount,
-TrainingInstanceType, TrainingInstanceCount, EndpointInstanceType; optional Threshold and
+OutputPrefix, EndpointName, Image, RoleArn, ProcessingInstanceType, TrainingInstanceType,
+EndpointInstanceType; optional the workflow's shared parameters (ProcessingInstanceCount,
+TrainingInstanceCount, Threshold, NumRound, TuningTrials: smray.workflow's names and defaults) and
 ModelPackageGroupName. Step Functions' intrinsics cannot split an s3:// URI, so the output location comes
 as a bucket and a prefix, and every URI and key is built from them. An execution's files (`LAYOUT`), under
 s3://<OutputBucket>/<OutputPrefix>/<execution name>/:
@@ -111,12 +112,12 @@ REQUIRED_INPUT = (
     "Image",
     "RoleArn",
     "ProcessingInstanceType",
-    "ProcessingInstanceCount",
     "TrainingInstanceType",
-    "TrainingInstanceCount",
     "EndpointInstanceType",
 )
-DEFAULTED_INPUT = ("Threshold", "ModelPackageGroupName")  # the Defaults state fills them in
+# The workflow's shared parameters (smray.workflow), each by its one name with its one default
+WORKFLOW_INPUT = ("ProcessingInstanceCount", "TrainingInstanceCount", "Threshold", "NumRound", "TuningTrials")
+DEFAULTED_INPUT = (*WORKFLOW_INPUT, "ModelPackageGroupName")  # the Defaults state fills them in
 INPUT = REQUIRED_INPUT + DEFAULTED_INPUT  # every key the definition reads
 
 
@@ -240,9 +241,10 @@ def run_limit_s(spot_max_wait_s: int = 0) -> int:
 
 
 def input_defaults(rule: GateRule, group: str) -> dict[str, Any]:
-    """The values of DEFAULTED_INPUT where an execution's input has none: the gate's threshold, and the
-    model package group (the table's name)."""
-    return {"Threshold": rule.threshold, "ModelPackageGroupName": group}
+    """The values of DEFAULTED_INPUT where an execution's input has none: the workflow's defaults, the
+    gate's own threshold, and the model package group (the table's name)."""
+    shared = {name: workflow.default(name) for name in WORKFLOW_INPUT}
+    return {**shared, "Threshold": rule.threshold, "ModelPackageGroupName": group}
 
 
 def _input_states(rule: GateRule, group: str, glue_job: str) -> dict[str, Any]:
@@ -349,7 +351,12 @@ def _train_state(spot_max_wait_s: int, task: Task) -> dict[str, Any]:
                 "TrainingInputMode": "File",
                 "MetricDefinitions": train_contract.metric_definitions(task),
             },
-            "HyperParameters": {"tune": "true"},
+            # hyper-parameters are text: the rounds and trials formatted from the input's numbers
+            "HyperParameters": {
+                "tune": "true",
+                "num_round.$": "States.Format('{}', $.NumRound)",
+                "tune_trials.$": "States.Format('{}', $.TuningTrials)",
+            },
             "InputDataConfig": channels,
             "OutputDataConfig": {"S3OutputPath.$": _under(LAYOUT["model"])},
             "ResourceConfig": {
