@@ -43,6 +43,8 @@ INPUT = {  # pipeline/retraining-input.example.json, on the stand-ins, one insta
     "ProcessingInstanceCount": 1,
     "TrainingInstanceType": "ml.m5.xlarge",
     "TrainingInstanceCount": 1,
+    "NumRound": 60,
+    "TuningTrials": 2,
     "EndpointInstanceType": "ml.m5.large",
 }
 JOBS = ("ingest", "preprocess", "evaluate")  # the Processing jobs' suffixes; the training job has none
@@ -151,6 +153,9 @@ def test_an_execution_runs_the_real_jobs_and_deploys_the_model_that_passed_the_g
     # the definition's metric definitions find the image's own log lines (what CloudWatch would chart)
     metrics = {m["MetricName"] for m in deployed.job(execution).described["FinalMetricDataList"]}
     assert metrics == {"train:rmse", "train:mae", "validation:rmse", "validation:mae"}
+    # the input's rounds and trials, by the workflow's names, reach the training job as its own
+    sent = deployed.job(execution).described["HyperParameters"]
+    assert (sent["num_round"], sent["tune_trials"]) == ("60", "2")
 
 
 def test_the_gate_reads_the_evaluation_the_evaluate_job_wrote(deployed, first):
