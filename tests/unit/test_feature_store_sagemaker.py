@@ -22,7 +22,7 @@ from moto import mock_aws
 from smray import schema
 from smray.errors import PlatformError, UserError
 from smray.feature_store.definition import FeatureGroupDefinition
-from smray.feature_store.sagemaker import SageMakerFeatureStore, unchanged
+from smray.feature_store.sagemaker import RangedObject, SageMakerFeatureStore, unchanged
 from smray.workstation import datagen
 from tests.support.aws_standins import batch_get_answer, list_records_answer, send_json
 
@@ -284,6 +284,16 @@ def test_the_wait_reads_a_file_s_footer_and_key_columns_not_the_whole_file(aws):
     assert aws.wait_offline(offline_group(), since_ms=0, written=keys(frame), timeout_s=0) == 20_000
     footer_read = 64 * 1024  # Parquet's first read from the end holds the footer
     assert sum(fetched) <= key_columns + footer_read < len(body), (sum(fetched), key_columns, len(body))
+
+
+def test_a_ranged_object_reads_as_a_file_and_refuses_a_seek_before_its_start(aws):
+    aws.s3.put_object(Bucket="offline", Key="blob", Body=bytes(range(200)))
+    blob = RangedObject(aws.s3, "offline", "blob", 200)
+    assert blob.read(3) == bytes([0, 1, 2]) and blob.tell() == 3
+    assert blob.seek(-2, io.SEEK_END) == 198 and blob.read() == bytes([198, 199])  # the rest, one GET
+    assert blob.read(5) == b""
+    with pytest.raises(ValueError):
+        blob.seek(-1)
 
 
 def test_a_file_written_in_the_second_the_wait_began_counts(aws):
