@@ -5,7 +5,7 @@ the local run, the scheduler and the state machine take their names and defaults
 (tests/unit/test_workflow_parameters.py checks every surface against it).
 
 The rounds and trials default to the image's own hyper-parameter defaults (smray.hyperparameters), which is
-what a training job without them uses: the retraining state machine passes neither.
+what a training job without them uses.
 
 The gate (smray.gate) is `GATE`, a metric of evaluation.json and its direction (`accuracy >= 0.9`), and the
 parameter Threshold, its number. The metric and direction are fixed when a pipeline is defined (they make

@@ -201,10 +201,12 @@ def test_a_snapshot_whose_every_row_was_quarantined_deletes_nothing(ray_cluster,
     store, group, files, _ = store_state(tmp_path)
     write(tmp_path / "raw" / "a.csv", HEADER + "-5,2008,3063.6,2,1.0,1.37,2,0,0\n")
     with pytest.raises(
-        UserError, match=r"every row of the input was quarantined \(1\): a snapshot of no rows"
+        UserError,
+        match=r"every row of the input was quarantined \(1, kept in .*quarantine\): a snapshot of no rows",
     ):
         ingest.run(local(), options(tmp_path, tmp_path / "raw"))
     assert store.committed_files(group) == files and store.online_count(group) == 2
+    assert len(pd.read_parquet(tmp_path / "quarantine")) == 1  # the row that broke the rule, to look at
 
 
 def test_an_integer_id_in_a_parquet_file_is_the_record_its_text_names_in_a_csv(ray_cluster, tmp_path):

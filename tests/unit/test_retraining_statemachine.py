@@ -4,6 +4,7 @@ Register; and its deployment against moto."""
 
 import json
 import os
+import re
 from pathlib import Path
 
 import boto3
@@ -425,6 +426,21 @@ def test_render_takes_the_table_s_schema_and_a_gate(tmp_path, capsys):
     args = cli.parse([*render, "--gate", "rmse <= 5"])
     with pytest.raises(UserError, match="a binary model's metrics are accuracy"):
         args.func(args)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"NumRound": 0}, "NumRound must be a whole number of at least 1"),
+        ({"TuningTrials": 2.5}, "TuningTrials must be a whole number"),
+        ({"NumRound": 10**9}, "hyper-parameter num_round=1000000000: outside the allowed range"),
+        ({"ProcessingInstanceCount": "2"}, "ProcessingInstanceCount must be a whole number"),
+    ],
+)
+def test_the_workflow_s_numbers_in_an_input_are_checked_before_anything_runs(given, message):
+    example = json.loads((SNAPSHOT.parent / "retraining-input.example.json").read_text())
+    with pytest.raises(UserError, match=re.escape(message)):
+        aws.check_input(example | given)
 
 
 def test_the_example_input_is_complete():

@@ -351,11 +351,6 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     ]
     checks = ray_tasks.settle([keys for keys, _, _ in shared])
     present = all_ids([c["ids"] for c in checks])
-    if opts.mode == "snapshot" and not len(present):
-        raise UserError(
-            f"every row of the input was quarantined ({sum(c['quarantined'] for c in checks)}): a snapshot "
-            f"of no rows would delete every record of feature group {opts.feature_group}; nothing was written"
-        )
     repeats = Repeats(0, None)
     ids_distinct = distinct(present)
     if not ids_distinct:  # only then are the other key columns needed
@@ -375,6 +370,12 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
             if c["quarantined"]
         ]
     )
+    if opts.mode == "snapshot" and not len(present):
+        raise UserError(
+            f"every row of the input was quarantined ({sum(c['quarantined'] for c in checks)}, kept in "
+            f"{opts.quarantine}): a snapshot of no rows would delete every record of feature group "
+            f"{group.name}; nothing was written"
+        )
     records = [refs[1] for refs in shared]
     del shared  # the quarantined rows are kept: their objects may go
     if spec.backend == "local":
@@ -412,7 +413,8 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         live = spec.sagemaker().live_ids(group)
     revived = []
     if live is not None:
-        revived = revive_returning(spec, group, list(zip(busy, records, checks, strict=True)), present, live)
+        shares = list(zip(busy, records, checks, strict=True))
+        revived = revive_returning(spec, group, shares, present, live, opts.batch_rows)
         _require_every_record_written(revived, group, "brought back to")
     deletions = (
         spec.delete_absent(group, present, run_time, ids_distinct, live) if opts.mode == "snapshot" else None
@@ -433,17 +435,23 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
         "duplicates": duplicates,  # the same record twice in the input: written once
     }
     # A row twice in the input is one record: counted unchanged by the store that wrote it once, or
-    # written twice where two hosts held it (SageMaker: each host writes its share).
-    counted_unchanged = min(duplicates, report["already_present"])
-    report["already_present"] -= counted_unchanged
-    report["written"] -= duplicates - counted_unchanged
+    # written twice where two hosts held it (SageMaker: each host writes its share; the same key twice).
+    sent = [k for w in writes for k in w.get("keys", ())]
+    written_twice = len(sent) - len(set(sent))
+    report["written"] -= written_twice
+    report["already_present"] -= duplicates - written_twice
     opts.report.parent.mkdir(parents=True, exist_ok=True)
     opts.report.write_text(json.dumps(report, indent=2) + "\n")
     print(format_summary(report), flush=True)
 
 
 def revive_returning(
-    spec: StoreSpec, group: FeatureGroupDefinition, shares: list, present: Ids, live: list[str]
+    spec: StoreSpec,
+    group: FeatureGroupDefinition,
+    shares: list,
+    present: Ids,
+    live: list[str],
+    batch_rows: int,
 ) -> list[dict]:
     """SageMaker: records of the input that are not live after its writes were deleted earlier, and their
     rows, no newer than the deletion, filed as history. Each comes back as of now with its newest row,
@@ -463,7 +471,14 @@ def revive_returning(
     return ray_tasks.settle(
         [
             ray_tasks.on_host(
-                node, revive_share, spec, group, records, newest["id"][newest["share"] == k].tolist(), now
+                node,
+                revive_share,
+                spec,
+                group,
+                records,
+                newest["id"][newest["share"] == k].tolist(),
+                now,
+                batch_rows,
             )
             for k, ((node, _), records, _) in enumerate(shares)
             if (newest["share"] == k).any()
@@ -472,13 +487,18 @@ def revive_returning(
 
 
 def revive_share(
-    spec: StoreSpec, group: FeatureGroupDefinition, records: pd.DataFrame, returning: list[str], now: float
+    spec: StoreSpec,
+    group: FeatureGroupDefinition,
+    records: pd.DataFrame,
+    returning: list[str],
+    now: float,
+    batch_rows: int,
 ) -> dict:
-    """A host's returning records: each one's newest row, as of `now`."""
+    """A host's returning records: each one's newest row, as of `now`, in batches as the share's."""
     rid, et = group.record_id, group.event_time
     mine = records[records[rid].astype(str).isin(returning)].sort_values(et, kind="stable")
     newest = mine.drop_duplicates(rid, keep="last").assign(**{et: now})
-    return spec.write(group, newest, max(1, len(newest)), times_given=True)
+    return spec.write(group, newest, batch_rows, times_given=True)
 
 
 def _require_every_record_written(

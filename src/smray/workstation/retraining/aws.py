@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
+from smray import hyperparameters, workflow
 from smray import schema as schema_mod
-from smray import workflow
 from smray.contracts import train as train_contract
 from smray.contracts.jobs import SCHEMA_FILE
 from smray.errors import UserError
@@ -185,6 +185,10 @@ def check_input(execution_input: dict[str, Any]) -> None:
     for name in ("ProcessingInstanceCount", "TrainingInstanceCount", "NumRound", "TuningTrials"):
         if name in execution_input:
             validation.count(execution_input[name], name)
+    # the training job's own bounds, checked before Ingest and Preprocess run, not at Train
+    for name, image_name in (("NumRound", "num_round"), ("TuningTrials", "tune_trials")):
+        if name in execution_input:
+            hyperparameters.BY_NAME[image_name].check(execution_input[name])
     if "ModelPackageGroupName" in execution_input:
         validation.group_name(execution_input["ModelPackageGroupName"], "ModelPackageGroupName")
     _check_job_name_prefix(execution_input["JobNamePrefix"])

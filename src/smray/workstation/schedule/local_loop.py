@@ -10,8 +10,8 @@ endpoint is left as it was.
   per smray home (a lock file).
 - The input is the state machine's execution input JSON, re-read before each run (as EventBridge sends
   the rule's current input): DataUri (a local file or folder, or file://), Threshold (default: the
-  gate's), EndpointName, Image, ProcessingInstanceCount, TrainingInstanceCount, and locally also Schema,
-  NumRound and TuningTrials. The gate's metric and direction are the scheduler's (`--gate`), as they are
+  gate's), EndpointName, Image, ProcessingInstanceCount, TrainingInstanceCount, NumRound, TuningTrials,
+  and locally also Schema. The gate's metric and direction are the scheduler's (`--gate`), as they are
   the state machine's definition's on AWS.
 - Ctrl-C or SIGTERM: between runs, stops at once; during a run, the run finishes first; a second signal
   abandons the run (the endpoint stays as it was; a deploy already under way completes).
