@@ -21,9 +21,8 @@ from smray.workstation.schedule import local_loop
 PARAMETERS = [pytest.param(p, id=p.name) for p in workflow.PARAMETERS]
 
 
-@pytest.fixture(scope="module")
-def pipelines() -> dict[str, dict]:
-    """Both targets' definitions, as SageMaker reads them, by parameter name."""
+def rendered_pipelines() -> dict[str, dict]:
+    """Both targets' definitions, as SageMaker reads them."""
     with pytest.MonkeyPatch.context() as mp, mock_aws():
         mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
         sessions = {"aws": definition.aws_session("us-east-1", "bucket"), "local": local_mode.session("256m")}
@@ -32,9 +31,14 @@ def pipelines() -> dict[str, dict]:
             target = definition.Target(
                 name=name, image="smray:test", role="arn:aws:iam::1:role/r", ray_token="t"
             )
-            rendered = json.loads(definition.build(target, session).definition())
-            found[name] = {p["Name"]: p for p in rendered["Parameters"]}
+            found[name] = json.loads(definition.build(target, session).definition())
         return found
+
+
+@pytest.fixture(scope="module")
+def pipelines() -> dict[str, dict]:
+    """Both targets' parameters, by name."""
+    return {name: {p["Name"]: p for p in d["Parameters"]} for name, d in rendered_pipelines().items()}
 
 
 @pytest.mark.parametrize("parameter", PARAMETERS)
@@ -128,21 +132,15 @@ def test_local_mode_accepts_every_input_and_aws_shards_ingest_s_raw_input():
     """Local mode refuses any S3DataDistributionType but FullyReplicated (sagemaker.local.entities): one
     ShardedByS3Key input stops `smray run local` at its first step. On AWS, ingest's raw input is
     ShardedByS3Key (each host downloads its own objects)."""
-    with pytest.MonkeyPatch.context() as mp, mock_aws():
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        sessions = {"aws": definition.aws_session("us-east-1", "bucket"), "local": local_mode.session("256m")}
-        distributions = {}
-        for name, session in sessions.items():
-            target = definition.Target(
-                name=name, image="smray:test", role="arn:aws:iam::1:role/r", ray_token="t"
-            )
-            steps = json.loads(definition.build(target, session).definition())["Steps"]
-            distributions[name] = {
-                (step["Name"], i["InputName"]): i["S3Input"]["S3DataDistributionType"]
-                for step in steps
-                if step["Type"] == "Processing"
-                for i in step["Arguments"]["ProcessingInputs"]
-            }
+    distributions = {
+        name: {
+            (step["Name"], i["InputName"]): i["S3Input"]["S3DataDistributionType"]
+            for step in rendered["Steps"]
+            if step["Type"] == "Processing"
+            for i in step["Arguments"]["ProcessingInputs"]
+        }
+        for name, rendered in rendered_pipelines().items()
+    }
     assert set(distributions["local"].values()) == {"FullyReplicated"}, distributions["local"]
     assert distributions["aws"].pop(("FeatureStoreIngestion", "raw")) == "ShardedByS3Key"
     assert set(distributions["aws"].values()) == {"FullyReplicated"}

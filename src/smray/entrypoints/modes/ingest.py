@@ -379,24 +379,7 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     records = [refs[1] for refs in shared]
     del shared  # the quarantined rows are kept: their objects may go
     if spec.backend == "local":
-        spec.local().save_schema(group.name, schema)
-        # One writer, here on the head: on AWS every host has a disk of its own, and all hosts upload
-        # their store folder to one S3 prefix, where the last upload would win. (The store takes one
-        # writer at a time anyway; reading and checking stay spread over the hosts.)
-        # The checks' digests, when taken over the group's columns in its order (a group made earlier may
-        # order them otherwise).
-        same_order = list(group.value_types()) == schema.value_columns
-        writes = []
-        for c in checks:
-            [share] = ray_tasks.settle([records.pop(0)])
-            digests = c["digests"] if same_order else None
-            writes.append(
-                {
-                    "host": c["host"],
-                    **spec.write(group, share, opts.batch_rows, c["times_given"], digests, ids_distinct),
-                }
-            )
-            del share  # and its object: one share in memory at a time
+        writes = write_local(spec, group, schema, records, checks, opts.batch_rows, ids_distinct)
     else:
         writes = ray_tasks.settle(
             [
@@ -405,28 +388,9 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
             ]
         )
     _require_every_record_written(writes, group)
-    # SageMaker: which records are live now, when a snapshot deletes or a row's time may be older than
-    # its record's deletion (times from the data, or --event-time): such a row AWS files as history.
-    fixed_times = bool(opts.event_time) or any(c["times_given"] for c in checks)
-    live = None
-    if spec.backend == "sagemaker" and (opts.mode == "snapshot" or fixed_times):
-        live = spec.sagemaker().live_ids(group)
-    revived = []
-    if live is not None:
-        shares = list(zip(busy, records, checks, strict=True))
-        revived = revive_returning(spec, group, shares, present, live, opts.batch_rows)
-        _require_every_record_written(revived, group, "brought back to")
-    deletions = (
-        spec.delete_absent(group, present, run_time, ids_distinct, live) if opts.mode == "snapshot" else None
-    )
-    if deletions is not None:
-        _require_every_record_written([deletions], group, "deleted from")
-    if spec.backend == "sagemaker" and opts.wait_offline_s > 0:
-        # PutRecord and DeleteRecord land in the offline store minutes later: the next step must not read
-        # before. What this ingest wrote, not any rows written meanwhile.
-        written = [k for w in [*writes, *revived, deletions or {}] for k in w.get("keys", ())]
-        spec.sagemaker().wait_offline(group, since_ms, written, opts.wait_offline_s)
-    deleted = deletions["written"] if deletions is not None else 0
+    # SageMaker's shares stay on their hosts for records that come back (the local store's went as written)
+    shares = list(zip(busy, records, checks, strict=True)) if spec.backend == "sagemaker" else []
+    deleted = reconcile(spec, group, opts, shares, present, run_time, ids_distinct, writes, since_ms)
     elapsed = time.monotonic() - started
     duplicates = repeats.duplicates
     report = summarize(checks, writes, group, elapsed, files) | {
@@ -443,6 +407,72 @@ def run(config: ResourceConfig, opts: argparse.Namespace) -> None:
     opts.report.parent.mkdir(parents=True, exist_ok=True)
     opts.report.write_text(json.dumps(report, indent=2) + "\n")
     print(format_summary(report), flush=True)
+
+
+def write_local(
+    spec: StoreSpec,
+    group: FeatureGroupDefinition,
+    schema: Schema,
+    records: list,
+    checks: list[dict],
+    batch_rows: int,
+    ids_distinct: bool,
+) -> list[dict]:
+    """Every share into the local store, by one writer, here on the head: on AWS every host has a disk of
+    its own, and all hosts upload their store folder to one S3 prefix, where the last upload would win.
+    (The store takes one writer at a time anyway; reading and checking stay spread over the hosts.)"""
+    spec.local().save_schema(group.name, schema)
+    # The checks' digests, when taken over the group's columns in its order (a group made earlier may
+    # order them otherwise).
+    same_order = list(group.value_types()) == schema.value_columns
+    writes = []
+    for c in checks:
+        [share] = ray_tasks.settle([records.pop(0)])
+        digests = c["digests"] if same_order else None
+        writes.append(
+            {
+                "host": c["host"],
+                **spec.write(group, share, batch_rows, c["times_given"], digests, ids_distinct),
+            }
+        )
+        del share  # and its object: one share in memory at a time
+    return writes
+
+
+def reconcile(
+    spec: StoreSpec,
+    group: FeatureGroupDefinition,
+    opts: argparse.Namespace,
+    shares: list,
+    present: Ids,
+    run_time: float,
+    ids_distinct: bool,
+    writes: list[dict],
+    since_ms: int,
+) -> int:
+    """After the writes: SageMaker's returning records brought back, a snapshot's deletions, and on
+    SageMaker the wait for the offline store. The records deleted. `shares`: SageMaker's ((node, units),
+    records, checks) per host; none for the local store."""
+    # SageMaker: which records are live now, when a snapshot deletes or a row's time may be older than
+    # its record's deletion (times from the data, or --event-time): such a row AWS files as history.
+    fixed_times = bool(opts.event_time) or any(c["times_given"] for _, _, c in shares)
+    live = None
+    if shares and (opts.mode == "snapshot" or fixed_times):
+        live = spec.sagemaker().live_ids(group)
+    revived = []
+    if live is not None:
+        revived = revive_returning(spec, group, shares, present, live, opts.batch_rows)
+        _require_every_record_written(revived, group, "brought back to")
+    deletions = None
+    if opts.mode == "snapshot":
+        deletions = spec.delete_absent(group, present, run_time, ids_distinct, live)
+        _require_every_record_written([deletions], group, "deleted from")
+    if spec.backend == "sagemaker" and opts.wait_offline_s > 0:
+        # PutRecord and DeleteRecord land in the offline store minutes later: the next step must not read
+        # before. What this ingest wrote, not any rows written meanwhile.
+        written = [k for w in [*writes, *revived, deletions or {}] for k in w.get("keys", ())]
+        spec.sagemaker().wait_offline(group, since_ms, written, opts.wait_offline_s)
+    return deletions["written"] if deletions is not None else 0
 
 
 def revive_returning(
