@@ -28,10 +28,16 @@ class Parameter:
     field: str
     default: int | float | str
     meaning: str
+    hyperparameter: str = ""  # the training job's hyper-parameter it sets, if it is one
 
     @property
     def option(self) -> str:
         return "--" + self.field.replace("_", "-")
+
+
+def _training(name: str, field: str, hyperparameter: str, meaning: str) -> Parameter:
+    """A parameter that is the training job's hyper-parameter, with the image's own default."""
+    return Parameter(name, field, hyperparameters.BY_NAME[hyperparameter].default, meaning, hyperparameter)
 
 
 PARAMETERS = (
@@ -43,10 +49,8 @@ PARAMETERS = (
         gate.default(Task.REGRESSION).threshold,  # the built-in housing table's default gate
         "the gate's threshold (default: the gate's own)",
     ),
-    Parameter(
-        "TuningTrials", "tuning_trials", hyperparameters.BY_NAME["tune_trials"].default, "tuning trials"
-    ),
-    Parameter("NumRound", "num_round", hyperparameters.BY_NAME["num_round"].default, "boosting rounds"),
+    _training("TuningTrials", "tuning_trials", "tune_trials", "tuning trials"),
+    _training("NumRound", "num_round", "num_round", "boosting rounds"),
 )
 BY_NAME = {p.name: p for p in PARAMETERS}
 # Not a pipeline parameter: the gate's metric and direction are part of the pipeline's definition.

@@ -180,15 +180,16 @@ def check_input(execution_input: dict[str, Any]) -> None:
     missing = [k for k in statemachine.REQUIRED_INPUT if k not in execution_input]
     if missing:
         raise UserError(f"the execution input lacks {', '.join(missing)}")
-    if "Threshold" in execution_input:
-        validation.threshold(execution_input["Threshold"], "Threshold")
-    for name in ("ProcessingInstanceCount", "TrainingInstanceCount", "NumRound", "TuningTrials"):
-        if name in execution_input:
-            validation.count(execution_input[name], name)
-    # the training job's own bounds, checked before Ingest and Preprocess run, not at Train
-    for name, image_name in (("NumRound", "num_round"), ("TuningTrials", "tune_trials")):
-        if name in execution_input:
-            hyperparameters.BY_NAME[image_name].check(execution_input[name])
+    for parameter in workflow.PARAMETERS:
+        if parameter.name not in execution_input:
+            continue  # the definition's default
+        value = execution_input[parameter.name]
+        if parameter.name == "Threshold":
+            validation.threshold(value, parameter.name)
+            continue
+        validation.count(value, parameter.name)
+        if parameter.hyperparameter:  # the training job's own bounds, checked before Ingest runs
+            hyperparameters.BY_NAME[parameter.hyperparameter].check(value)
     if "ModelPackageGroupName" in execution_input:
         validation.group_name(execution_input["ModelPackageGroupName"], "ModelPackageGroupName")
     _check_job_name_prefix(execution_input["JobNamePrefix"])

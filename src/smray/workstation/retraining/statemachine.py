@@ -116,7 +116,7 @@ REQUIRED_INPUT = (
     "EndpointInstanceType",
 )
 # The workflow's shared parameters (smray.workflow), each by its one name with its one default
-WORKFLOW_INPUT = ("ProcessingInstanceCount", "TrainingInstanceCount", "Threshold", "NumRound", "TuningTrials")
+WORKFLOW_INPUT = tuple(p.name for p in workflow.PARAMETERS)
 DEFAULTED_INPUT = (*WORKFLOW_INPUT, "ModelPackageGroupName")  # the Defaults state fills them in
 INPUT = REQUIRED_INPUT + DEFAULTED_INPUT  # every key the definition reads
 
@@ -354,8 +354,11 @@ def _train_state(spot_max_wait_s: int, task: Task) -> dict[str, Any]:
             # hyper-parameters are text: the rounds and trials formatted from the input's numbers
             "HyperParameters": {
                 "tune": "true",
-                "num_round.$": "States.Format('{}', $.NumRound)",
-                "tune_trials.$": "States.Format('{}', $.TuningTrials)",
+                **{
+                    f"{p.hyperparameter}.$": f"States.Format('{{}}', $.{p.name})"
+                    for p in workflow.PARAMETERS
+                    if p.hyperparameter
+                },
             },
             "InputDataConfig": channels,
             "OutputDataConfig": {"S3OutputPath.$": _under(LAYOUT["model"])},
