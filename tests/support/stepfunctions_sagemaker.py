@@ -381,14 +381,15 @@ class Outcome:
         return json.loads([d for d in exits if d["name"] == state][-1]["output"])
 
 
-def wait_for(sfn: Any, execution_arn: str, timeout_s: float) -> Outcome:
-    """Polls the execution until it ends (or `timeout_s`), as `smray retraining executions` would see it."""
+def wait_for(sfn: Any, execution_arn: str, timeout_s: float, poll_s: float = 1.0) -> Outcome:
+    """Polls the execution every `poll_s` until it ends (or `timeout_s`), as `smray retraining executions`
+    would see it."""
     deadline = time.monotonic() + timeout_s
     while True:
         described = sfn.describe_execution(executionArn=execution_arn)
         if described["status"] != "RUNNING" or time.monotonic() > deadline:
             break
-        time.sleep(1.0)
+        time.sleep(poll_s)
     pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
     events = [e for page in pages for e in page["events"]]
     entered = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]

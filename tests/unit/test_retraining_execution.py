@@ -19,7 +19,6 @@ gives its text: the `aws` fixture reads it into text, as Step Functions does.
 import copy
 import json
 import random
-import time
 
 import boto3
 import pytest
@@ -33,7 +32,7 @@ from smray import schema as schema_mod
 from smray.schema import Task
 from smray.workstation.retraining import aws as deploying
 from smray.workstation.retraining import statemachine
-from tests.support.stepfunctions_sagemaker import read_streamed_bodies
+from tests.support.stepfunctions_sagemaker import read_streamed_bodies, wait_for
 
 from .test_retraining_statemachine import ACCURACY, CHURN, INPUT
 
@@ -130,14 +129,8 @@ def execute(definition: dict, execution_input: dict) -> tuple[dict, list[str]]:
         roleArn="arn:aws:iam::123456789012:role/smray-retraining-workflow",
     )["stateMachineArn"]
     execution = sfn.start_execution(stateMachineArn=arn, name=EXECUTION, input=json.dumps(execution_input))
-    for _ in range(300):
-        described = sfn.describe_execution(executionArn=execution["executionArn"])
-        if described["status"] != "RUNNING":
-            break
-        time.sleep(0.1)
-    events = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
-    entered = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
-    return described, entered
+    outcome = wait_for(sfn, execution["executionArn"], timeout_s=30, poll_s=0.1)
+    return outcome.described, outcome.entered
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import logging
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -132,10 +133,7 @@ def _missing(value: Any) -> bool:
 
 def _report(offered: int, outcomes: list[Outcome], keys: list[Key], already_present: int = 0) -> PutReport:
     """The counts of `outcomes`, one per record's call; `keys[k]`: the record version of call k."""
-    errors: dict[str, int] = {}
-    for outcome in outcomes:
-        if outcome.error:
-            errors[outcome.error] = errors.get(outcome.error, 0) + 1
+    errors = dict(Counter(o.error for o in outcomes if o.error))
     failed = sum(errors.values())
     written = tuple(k for k, o in zip(keys, outcomes, strict=True) if not o.error)
     retries = sum(o.retries for o in outcomes)
@@ -144,7 +142,7 @@ def _report(offered: int, outcomes: list[Outcome], keys: list[Key], already_pres
 
 def _key(record: list[dict[str, str]], group: FeatureGroupDefinition) -> Key:
     fields = {f["FeatureName"]: f["ValueAsString"] for f in record}
-    return fields[group.record_id], _number(fields[group.event_time])
+    return fields[group.record_id], float(fields[group.event_time])  # the group's is Fractional
 
 
 def unchanged(
@@ -166,7 +164,7 @@ def unchanged(
         if a is None or b is None:
             if a is not b:
                 return False
-        elif a != b and (kind == "String" or _number(a) != _number(b)):
+        elif a != b and (kind == "String" or float(a) != float(b)):
             return False
     return True
 
@@ -177,10 +175,6 @@ USER_ERRORS = {"AccessDeniedException", "AccessForbidden", "ValidationError", "R
 def _call_error(what: str, code: str) -> Exception:
     """A call that failed for good: the user's to fix (permissions, a missing group), else AWS's."""
     return (UserError if code in USER_ERRORS else PlatformError)(f"{what} failed: {code}")
-
-
-def _number(text: str) -> float:
-    return float(text)  # a number feature's text, or an event time (the group's is Fractional)
 
 
 def _text(value: Any) -> str:
@@ -352,12 +346,16 @@ class SageMakerFeatureStore:
                 ids.append(error["RecordIdentifierValueAsString"])
             if not ids:
                 return found
-            self.sleep(random.uniform(0, min(10.0, 0.1 * 2**attempt)))
+            self._back_off(attempt)
         raise PlatformError(f"{what}: {len(ids)} records stayed unprocessed after {self.max_attempts} calls")
 
+    def _back_off(self, attempt: int) -> None:
+        """Full jitter, 0.1 s doubling to 10 s."""
+        self.sleep(random.uniform(0, min(10.0, 0.1 * 2**attempt)))
+
     def _attempt(self, operation: Callable[..., dict], /, *, keep: bool = False, **kwargs: Any) -> Outcome:
-        """One call, throttling and transient errors retried with backoff (full jitter, 0.1 s doubling to
-        10 s); what still fails is an outcome with its error code, never an exception. `keep`: the answer
+        """One call, throttling and transient errors retried with backoff (`_back_off`); what still fails
+        is an outcome with its error code, never an exception. `keep`: the answer
         is kept (a read's; a write's would only take memory, 200k of them a batch)."""
         for attempt in range(self.max_attempts):
             try:
@@ -368,7 +366,7 @@ class SageMakerFeatureStore:
                 if code not in RETRYABLE or attempt == self.max_attempts - 1:
                     log.debug("%s failed for good: %s", getattr(operation, "__name__", "a call"), code)
                     return Outcome(code, attempt)
-                self.sleep(random.uniform(0, min(10.0, 0.1 * 2**attempt)))
+                self._back_off(attempt)
         return Outcome("RetriesExhausted", self.max_attempts)
 
     def wait_offline(
